@@ -1,0 +1,11 @@
+//! The vocabulary every service shares: money in minor units, identifiers and rates.
+//! Each type can only hold a valid value: construct it with `parse`, never by hand.
+#![forbid(unsafe_code)]
+
+mod id;
+mod money;
+mod rate;
+
+pub use id::{CustomerId, IdError, LoanId};
+pub use money::{CurrencyCode, Money, MoneyError};
+pub use rate::{DailyRate, RateError};

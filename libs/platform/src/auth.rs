@@ -1,0 +1,569 @@
+//! Bearer-token authentication and per-method authorization.
+//!
+//! Tokens are HS256 JWTs signed with `AUTH_JWT_SECRET`. Every RPC path is looked up in
+//! the service's permission table; a path not in the table is refused (deny by default).
+//! Health and reflection are open so probes and `grpcurl list` need no token.
+//! The verified [`Caller`] is put in the request extensions for handlers to read.
+
+use std::{
+    collections::HashMap,
+    sync::Arc,
+    task::{Context, Poll},
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use futures::future::BoxFuture;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use tonic::{Code, Status, body::Body};
+
+use crate::status;
+
+pub const ISSUER: &str = "microloan";
+/// Longest-lived token the minting command will issue: dev tokens are for a working day.
+pub const TOKEN_TTL_MAX: Duration = Duration::from_secs(24 * 60 * 60);
+/// Clock skew tolerated between the minting host and the verifying pod.
+const LEEWAY_SECONDS: u64 = 5;
+/// Longest `authorization` header considered; anything larger is refused unparsed.
+const AUTHORIZATION_BYTES_MAX: usize = 8 * 1024;
+
+/// Paths served without a token.
+const OPEN_PATH_PREFIXES: [&str; 3] = [
+    "/grpc.health.v1.Health/",
+    "/grpc.reflection.v1.ServerReflection/",
+    "/grpc.reflection.v1alpha.ServerReflection/",
+];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// A person running the platform (grpcurl, back office).
+    Operator,
+    /// Another microloan service or job.
+    Service,
+    /// An end customer; reaches only the data of the `customer_id` in the token.
+    Customer,
+}
+
+impl std::str::FromStr for Role {
+    type Err = String;
+    fn from_str(value: &str) -> Result<Self, Self::Err> {
+        match value {
+            "operator" => Ok(Self::Operator),
+            "service" => Ok(Self::Service),
+            "customer" => Ok(Self::Customer),
+            other => Err(format!(
+                "`{other}` is not one of operator, service, customer"
+            )),
+        }
+    }
+}
+
+/// The JWT claims microloan issues and accepts.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Claims {
+    /// Who: an operator's login, a service's name, or the customer id.
+    pub sub: String,
+    pub role: Role,
+    /// Present exactly when `role` is `customer`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub customer_id: Option<String>,
+    pub iss: String,
+    /// Seconds since the Unix epoch.
+    pub iat: u64,
+    pub exp: u64,
+}
+
+/// The authenticated caller of one request, as handlers see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    pub subject: String,
+    pub role: Role,
+    pub customer_id: Option<String>,
+}
+
+impl Caller {
+    /// The caller from a request the auth layer let through.
+    pub fn of<T>(request: &tonic::Request<T>) -> Result<&Caller, Status> {
+        request
+            .extensions()
+            .get::<Caller>()
+            .ok_or_else(|| Status::unauthenticated("no authenticated caller"))
+    }
+
+    /// A customer may only touch their own data; operators and services may touch any.
+    pub fn ensure_may_access_customer(&self, customer_id: &str) -> Result<(), Status> {
+        match (self.role, self.customer_id.as_deref()) {
+            (Role::Customer, Some(own)) if own == customer_id => Ok(()),
+            (Role::Customer, _) => Err(status::with_reason(
+                Code::PermissionDenied,
+                "a customer token reaches only its own customer's data",
+                "OTHER_CUSTOMER",
+            )),
+            (Role::Operator | Role::Service, _) => Ok(()),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum MintError {
+    #[error("role customer needs a customer id")]
+    CustomerIdMissing,
+    #[error("only role customer carries a customer id")]
+    CustomerIdUnexpected,
+    #[error("ttl must be between 1 s and {} s", TOKEN_TTL_MAX.as_secs())]
+    TtlOutOfRange,
+    #[error(transparent)]
+    Jwt(#[from] jsonwebtoken::errors::Error),
+}
+
+/// Signs and verifies tokens with one HS256 secret.
+#[derive(Clone)]
+pub struct TokenKeys {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    validation: Validation,
+}
+
+impl std::fmt::Debug for TokenKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TokenKeys(***)")
+    }
+}
+
+impl TokenKeys {
+    pub fn from_secret(secret: &[u8]) -> Self {
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.leeway = LEEWAY_SECONDS;
+        validation.set_issuer(&[ISSUER]);
+        validation.set_required_spec_claims(&["exp", "iss", "sub"]);
+        Self {
+            encoding: EncodingKey::from_secret(secret),
+            decoding: DecodingKey::from_secret(secret),
+            validation,
+        }
+    }
+
+    pub fn mint(
+        &self,
+        subject: &str,
+        role: Role,
+        customer_id: Option<&str>,
+        ttl: Duration,
+    ) -> Result<String, MintError> {
+        match (role, customer_id) {
+            (Role::Customer, None) => return Err(MintError::CustomerIdMissing),
+            (Role::Operator | Role::Service, Some(_)) => {
+                return Err(MintError::CustomerIdUnexpected);
+            }
+            _ => {}
+        }
+        if ttl.is_zero() || ttl > TOKEN_TTL_MAX {
+            return Err(MintError::TtlOutOfRange);
+        }
+        let now = unix_now();
+        self.sign(&Claims {
+            sub: subject.to_owned(),
+            role,
+            customer_id: customer_id.map(str::to_owned),
+            iss: ISSUER.to_owned(),
+            iat: now,
+            exp: now + ttl.as_secs(),
+        })
+    }
+
+    /// Signs any claims as given; `mint` is the checked way to make a token.
+    pub fn sign(&self, claims: &Claims) -> Result<String, MintError> {
+        Ok(jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            claims,
+            &self.encoding,
+        )?)
+    }
+
+    pub fn verify(&self, token: &str) -> Result<Caller, Status> {
+        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
+            .map_err(|err| {
+                let reason = match err.kind() {
+                    jsonwebtoken::errors::ErrorKind::ExpiredSignature => "TOKEN_EXPIRED",
+                    jsonwebtoken::errors::ErrorKind::InvalidSignature => "TOKEN_BAD_SIGNATURE",
+                    _ => "TOKEN_INVALID",
+                };
+                status::with_reason(
+                    Code::Unauthenticated,
+                    format!("bearer token rejected: {err}"),
+                    reason,
+                )
+            })?;
+        let claims = data.claims;
+        if (claims.role == Role::Customer) != claims.customer_id.is_some() {
+            return Err(status::with_reason(
+                Code::Unauthenticated,
+                "customer_id must be present exactly for role customer",
+                "TOKEN_INVALID",
+            ));
+        }
+        Ok(Caller {
+            subject: claims.sub,
+            role: claims.role,
+            customer_id: claims.customer_id,
+        })
+    }
+}
+
+pub fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_secs())
+        .unwrap_or(0)
+}
+
+/// Which roles may call each RPC of one service.
+#[derive(Debug, Clone, Default)]
+pub struct PermissionTable {
+    roles_by_path: HashMap<String, &'static [Role]>,
+}
+
+impl PermissionTable {
+    /// `service` is the full proto name (`microloan.ledger.v1.LedgerService`); each
+    /// entry is a method name and the roles allowed to call it.
+    pub fn new(service: &str, entries: &[(&'static str, &'static [Role])]) -> Self {
+        let mut roles_by_path = HashMap::with_capacity(entries.len());
+        for (method, roles) in entries {
+            let previous = roles_by_path.insert(format!("/{service}/{method}"), *roles);
+            assert!(previous.is_none(), "{method} listed twice");
+        }
+        Self { roles_by_path }
+    }
+
+    pub fn roles(&self, path: &str) -> Option<&'static [Role]> {
+        self.roles_by_path.get(path).copied()
+    }
+
+    pub fn paths(&self) -> impl Iterator<Item = &str> {
+        self.roles_by_path.keys().map(String::as_str)
+    }
+}
+
+pub fn is_open_path(path: &str) -> bool {
+    OPEN_PATH_PREFIXES
+        .iter()
+        .any(|prefix| path.starts_with(prefix))
+}
+
+/// Checks one request's token against the table; `Ok(None)` for open paths.
+pub fn authorize(
+    keys: &TokenKeys,
+    table: &PermissionTable,
+    path: &str,
+    headers: &http::HeaderMap,
+) -> Result<Option<Caller>, Status> {
+    if is_open_path(path) {
+        return Ok(None);
+    }
+    let header = headers
+        .get(http::header::AUTHORIZATION)
+        .ok_or_else(|| {
+            status::with_reason(
+                Code::Unauthenticated,
+                "missing `authorization: Bearer <token>` metadata",
+                "TOKEN_MISSING",
+            )
+        })?
+        .as_bytes();
+    if header.len() > AUTHORIZATION_BYTES_MAX {
+        return Err(status::with_reason(
+            Code::Unauthenticated,
+            "authorization metadata is too large",
+            "TOKEN_INVALID",
+        ));
+    }
+    let token = std::str::from_utf8(header)
+        .ok()
+        .and_then(|value| {
+            value
+                .strip_prefix("Bearer ")
+                .or_else(|| value.strip_prefix("bearer "))
+        })
+        .ok_or_else(|| {
+            status::with_reason(
+                Code::Unauthenticated,
+                "authorization metadata must be `Bearer <token>`",
+                "TOKEN_INVALID",
+            )
+        })?;
+    let caller = keys.verify(token.trim())?;
+    let allowed = table.roles(path).unwrap_or(&[]);
+    if !allowed.contains(&caller.role) {
+        return Err(status::with_reason(
+            Code::PermissionDenied,
+            format!("role {:?} may not call {path}", caller.role),
+            "ROLE_NOT_ALLOWED",
+        ));
+    }
+    Ok(Some(caller))
+}
+
+/// Tower layer that runs [`authorize`] before the service sees the request.
+#[derive(Debug, Clone)]
+pub struct AuthLayer {
+    shared: Arc<(TokenKeys, PermissionTable)>,
+}
+
+impl AuthLayer {
+    pub fn new(keys: TokenKeys, table: PermissionTable) -> Self {
+        Self {
+            shared: Arc::new((keys, table)),
+        }
+    }
+}
+
+impl<S> tower_layer::Layer<S> for AuthLayer {
+    type Service = AuthService<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        AuthService {
+            inner,
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct AuthService<S> {
+    inner: S,
+    shared: Arc<(TokenKeys, PermissionTable)>,
+}
+
+impl<S> tower_service::Service<http::Request<Body>> for AuthService<S>
+where
+    S: tower_service::Service<http::Request<Body>, Response = http::Response<Body>>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+{
+    type Response = http::Response<Body>;
+    type Error = S::Error;
+    type Future = BoxFuture<'static, Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: http::Request<Body>) -> Self::Future {
+        let (keys, table) = &*self.shared;
+        match authorize(keys, table, request.uri().path(), request.headers()) {
+            Ok(caller) => {
+                if let Some(caller) = caller {
+                    request.extensions_mut().insert(caller);
+                }
+                Box::pin(self.inner.call(request))
+            }
+            Err(status) => Box::pin(futures::future::ready(Ok(status.into_http()))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";
+    const PATH: &str = "/microloan.ledger.v1.LedgerService/RunEndOfDay";
+
+    fn table() -> PermissionTable {
+        PermissionTable::new(
+            "microloan.ledger.v1.LedgerService",
+            &[("RunEndOfDay", &[Role::Operator])],
+        )
+    }
+
+    fn bearer(token: &str) -> http::HeaderMap {
+        let mut headers = http::HeaderMap::new();
+        headers.insert(
+            http::header::AUTHORIZATION,
+            format!("Bearer {token}").parse().expect("header"),
+        );
+        headers
+    }
+
+    fn reason(status: &Status) -> String {
+        use tonic_types::StatusExt;
+        status
+            .get_error_details()
+            .error_info()
+            .map(|info| info.reason.clone())
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn a_valid_token_with_an_allowed_role_passes() {
+        let keys = TokenKeys::from_secret(SECRET);
+        let token = keys
+            .mint("alice", Role::Operator, None, Duration::from_secs(60))
+            .expect("mint");
+        let caller = authorize(&keys, &table(), PATH, &bearer(&token))
+            .expect("authorized")
+            .expect("caller");
+        assert_eq!(caller.subject, "alice");
+        assert_eq!(caller.role, Role::Operator);
+    }
+
+    #[test]
+    fn refusals_carry_the_right_code_and_reason() {
+        let keys = TokenKeys::from_secret(SECRET);
+        let other = TokenKeys::from_secret(b"another-secret-another-secret-!!");
+        let minute = Duration::from_secs(60);
+        let customer = keys
+            .mint("c1", Role::Customer, Some("c1"), minute)
+            .expect("mint");
+        let forged = other
+            .mint("alice", Role::Operator, None, minute)
+            .expect("mint");
+        let expired = keys
+            .sign(&Claims {
+                sub: "alice".into(),
+                role: Role::Operator,
+                customer_id: None,
+                iss: ISSUER.into(),
+                iat: unix_now() - 600,
+                exp: unix_now() - 300,
+            })
+            .expect("sign");
+        let cases: [(http::HeaderMap, Code, &str); 6] = [
+            (
+                http::HeaderMap::new(),
+                Code::Unauthenticated,
+                "TOKEN_MISSING",
+            ),
+            (bearer("not.a.jwt"), Code::Unauthenticated, "TOKEN_INVALID"),
+            (
+                bearer(&forged),
+                Code::Unauthenticated,
+                "TOKEN_BAD_SIGNATURE",
+            ),
+            (bearer(&expired), Code::Unauthenticated, "TOKEN_EXPIRED"),
+            (
+                bearer(&customer),
+                Code::PermissionDenied,
+                "ROLE_NOT_ALLOWED",
+            ),
+            (
+                bearer(&"x".repeat(10_000)),
+                Code::Unauthenticated,
+                "TOKEN_INVALID",
+            ),
+        ];
+        for (headers, code, want_reason) in cases {
+            let status = authorize(&keys, &table(), PATH, &headers).expect_err(want_reason);
+            assert_eq!(status.code(), code, "{want_reason}");
+            assert_eq!(reason(&status), want_reason);
+        }
+    }
+
+    #[test]
+    fn unlisted_methods_are_denied_and_open_paths_need_no_token() {
+        let keys = TokenKeys::from_secret(SECRET);
+        let token = keys
+            .mint("alice", Role::Operator, None, Duration::from_secs(60))
+            .expect("mint");
+        let status = authorize(
+            &keys,
+            &table(),
+            "/microloan.ledger.v1.LedgerService/NotInTheTable",
+            &bearer(&token),
+        )
+        .expect_err("deny by default");
+        assert_eq!(status.code(), Code::PermissionDenied);
+        for path in [
+            "/grpc.health.v1.Health/Check",
+            "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+            "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+        ] {
+            assert_eq!(
+                authorize(&keys, &table(), path, &http::HeaderMap::new()).expect("open"),
+                None
+            );
+        }
+    }
+
+    #[test]
+    fn minting_checks_role_and_customer_id_and_ttl() {
+        let keys = TokenKeys::from_secret(SECRET);
+        let minute = Duration::from_secs(60);
+        assert!(matches!(
+            keys.mint("c", Role::Customer, None, minute),
+            Err(MintError::CustomerIdMissing)
+        ));
+        assert!(matches!(
+            keys.mint("ops", Role::Operator, Some("c"), minute),
+            Err(MintError::CustomerIdUnexpected)
+        ));
+        assert!(matches!(
+            keys.mint("ops", Role::Operator, None, Duration::ZERO),
+            Err(MintError::TtlOutOfRange)
+        ));
+        assert!(matches!(
+            keys.mint("ops", Role::Operator, None, TOKEN_TTL_MAX + minute),
+            Err(MintError::TtlOutOfRange)
+        ));
+    }
+
+    #[test]
+    fn customers_reach_only_their_own_data() {
+        let customer = Caller {
+            subject: "c1".into(),
+            role: Role::Customer,
+            customer_id: Some("c1".into()),
+        };
+        assert!(customer.ensure_may_access_customer("c1").is_ok());
+        let status = customer
+            .ensure_may_access_customer("c2")
+            .expect_err("other customer");
+        assert_eq!(status.code(), Code::PermissionDenied);
+        let operator = Caller {
+            subject: "ops".into(),
+            role: Role::Operator,
+            customer_id: None,
+        };
+        assert!(operator.ensure_may_access_customer("c2").is_ok());
+    }
+}
+
+/// The method names of `service` (full proto name) in an encoded descriptor set.
+pub fn methods_in_descriptor(file_descriptor_set: &[u8], service: &str) -> Vec<String> {
+    use prost::Message;
+    let set = prost_types::FileDescriptorSet::decode(file_descriptor_set)
+        .expect("descriptor set decodes");
+    set.file
+        .iter()
+        .flat_map(|file| {
+            let package = file.package().to_owned();
+            file.service.iter().filter_map(move |candidate| {
+                (format!("{package}.{}", candidate.name()) == service).then_some(candidate)
+            })
+        })
+        .flat_map(|found| found.method.iter().map(|method| method.name().to_owned()))
+        .collect()
+}
+
+/// Panics unless `table` lists exactly the RPCs `service` declares: a new RPC without
+/// a permission entry would be unreachable (deny by default), a stale entry misleads.
+pub fn assert_table_matches_descriptor(
+    table: &PermissionTable,
+    file_descriptor_set: &[u8],
+    service: &str,
+) {
+    let mut declared: Vec<String> = methods_in_descriptor(file_descriptor_set, service)
+        .into_iter()
+        .map(|method| format!("/{service}/{method}"))
+        .collect();
+    declared.sort();
+    let mut listed: Vec<String> = table.paths().map(str::to_owned).collect();
+    listed.sort();
+    assert!(
+        !declared.is_empty(),
+        "{service} not found in descriptor set"
+    );
+    assert_eq!(listed, declared, "permission table of {service}");
+}

@@ -1,0 +1,245 @@
+//! gRPC clients to peer services. One [`PeerChannel`] per peer:
+//! - balances calls across every address the peer's host name resolves to, and
+//!   re-resolves periodically, so behind a headless Kubernetes Service each call can go
+//!   to another pod and a scaled Deployment takes load at once;
+//! - bounds connect time and every call's deadline (sent as `grpc-timeout` too);
+//! - carries the caller's W3C trace context and a short-lived service token.
+
+use std::{
+    collections::HashSet,
+    net::SocketAddr,
+    sync::{Arc, Mutex},
+    task::{Context, Poll},
+    time::Duration,
+};
+
+use futures::future::BoxFuture;
+use tokio::sync::mpsc::Sender;
+use tonic::transport::channel::Change;
+use tonic::{
+    body::Body,
+    transport::{Channel, Endpoint},
+};
+
+use crate::{
+    auth::{Role, TokenKeys, unix_now},
+    config::CommonConfig,
+    telemetry,
+};
+
+/// Most addresses one peer is balanced over; more are ignored (and logged).
+const ENDPOINTS_MAX: usize = 64;
+const RESOLVE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Lifetime of the service token a client presents; re-minted before it runs out.
+const SERVICE_TOKEN_TTL: Duration = Duration::from_secs(10 * 60);
+const SERVICE_TOKEN_REFRESH_BEFORE_SECONDS: u64 = 60;
+
+#[derive(Debug, Clone)]
+pub struct ClientOptions {
+    pub connect_timeout: Duration,
+    /// Deadline of each call unless the request carries a shorter one.
+    pub call_timeout: Duration,
+    /// How often the peer's host name is resolved again.
+    pub dns_refresh: Duration,
+    /// The calling service's name, the token's subject.
+    pub caller: String,
+    /// Key to mint the caller's service tokens with (the shared `AUTH_JWT_SECRET`).
+    pub token_keys: Option<TokenKeys>,
+}
+
+impl ClientOptions {
+    /// Options for a service calling its peers with its own service token.
+    pub fn for_service(config: &CommonConfig) -> Self {
+        Self::new(
+            config.identity.name,
+            TokenKeys::from_secret(config.auth_jwt_secret.expose().as_bytes()),
+        )
+    }
+
+    pub fn new(caller: &str, token_keys: TokenKeys) -> Self {
+        Self {
+            connect_timeout: Duration::from_secs(2),
+            call_timeout: Duration::from_secs(5),
+            dns_refresh: Duration::from_secs(10),
+            caller: caller.to_owned(),
+            token_keys: Some(token_keys),
+        }
+    }
+}
+
+/// A balanced, deadline-bounded, traced and authenticated channel to one peer.
+/// Wrap it in a generated client: `LedgerServiceClient::new(peer_channel)`.
+#[derive(Clone)]
+pub struct PeerChannel {
+    channel: Channel,
+    call_timeout: Duration,
+    grpc_timeout: http::HeaderValue,
+    token: Option<Arc<ServiceToken>>,
+}
+
+impl std::fmt::Debug for PeerChannel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PeerChannel")
+            .field("call_timeout", &self.call_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+struct ServiceToken {
+    keys: TokenKeys,
+    subject: String,
+    cached: Mutex<Option<(http::HeaderValue, u64)>>,
+}
+
+impl ServiceToken {
+    fn header(&self) -> Option<http::HeaderValue> {
+        let now = unix_now();
+        let mut cached = self
+            .cached
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        if let Some((value, expires_at)) = cached.as_ref() {
+            if expires_at.saturating_sub(now) > SERVICE_TOKEN_REFRESH_BEFORE_SECONDS {
+                return Some(value.clone());
+            }
+        }
+        let token = self
+            .keys
+            .mint(&self.subject, Role::Service, None, SERVICE_TOKEN_TTL)
+            .map_err(|err| tracing::error!(%err, "cannot mint service token"))
+            .ok()?;
+        let value = http::HeaderValue::from_str(&format!("Bearer {token}")).ok()?;
+        *cached = Some((value.clone(), now + SERVICE_TOKEN_TTL.as_secs()));
+        Some(value)
+    }
+}
+
+/// Opens a channel to `url` (`http://host:port`). Connections are made lazily, so a
+/// peer that is down at start-up does not stop this service from starting.
+pub fn connect(url: &str, options: &ClientOptions) -> anyhow::Result<PeerChannel> {
+    let uri: http::Uri = url.parse()?;
+    let scheme = uri.scheme_str().unwrap_or("http").to_owned();
+    let host = uri
+        .host()
+        .ok_or_else(|| anyhow::anyhow!("{url} has no host"))?
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_owned();
+    let port = uri
+        .port_u16()
+        .unwrap_or(if scheme == "https" { 443 } else { 80 });
+    let (channel, changes) = Channel::balance_channel::<SocketAddr>(ENDPOINTS_MAX);
+    tokio::spawn(resolve_forever(
+        host,
+        port,
+        scheme,
+        options.clone(),
+        changes,
+    ));
+    let timeout_ms = options.call_timeout.as_millis().clamp(1, 99_999_999);
+    Ok(PeerChannel {
+        channel,
+        call_timeout: options.call_timeout,
+        grpc_timeout: http::HeaderValue::from_str(&format!("{timeout_ms}m"))?,
+        token: options.token_keys.clone().map(|keys| {
+            Arc::new(ServiceToken {
+                keys,
+                subject: options.caller.clone(),
+                cached: Mutex::new(None),
+            })
+        }),
+    })
+}
+
+/// Keeps the balancer's endpoint set equal to what `host` resolves to. Ends when the
+/// channel is dropped.
+async fn resolve_forever(
+    host: String,
+    port: u16,
+    scheme: String,
+    options: ClientOptions,
+    changes: Sender<Change<SocketAddr, Endpoint>>,
+) {
+    let mut current: HashSet<SocketAddr> = HashSet::new();
+    while !changes.is_closed() {
+        match tokio::time::timeout(
+            RESOLVE_TIMEOUT,
+            tokio::net::lookup_host((host.as_str(), port)),
+        )
+        .await
+        {
+            Ok(Ok(addrs)) => {
+                let fresh: HashSet<SocketAddr> = addrs.take(ENDPOINTS_MAX).collect();
+                for gone in current.difference(&fresh) {
+                    if changes.send(Change::Remove(*gone)).await.is_err() {
+                        return;
+                    }
+                }
+                for added in fresh.difference(&current) {
+                    let endpoint = match endpoint(&scheme, *added, &options) {
+                        Ok(endpoint) => endpoint,
+                        Err(err) => {
+                            tracing::warn!(%err, %added, "bad endpoint");
+                            continue;
+                        }
+                    };
+                    if changes
+                        .send(Change::Insert(*added, endpoint))
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+                if fresh != current {
+                    tracing::debug!(%host, endpoints = fresh.len(), "peer endpoints changed");
+                }
+                current = fresh;
+            }
+            Ok(Err(err)) => {
+                tracing::warn!(%host, %err, "cannot resolve peer; keeping last endpoints")
+            }
+            Err(_) => tracing::warn!(%host, "resolving peer timed out; keeping last endpoints"),
+        }
+        tokio::time::sleep(options.dns_refresh).await;
+    }
+}
+
+fn endpoint(scheme: &str, addr: SocketAddr, options: &ClientOptions) -> anyhow::Result<Endpoint> {
+    Ok(Endpoint::from_shared(format!("{scheme}://{addr}"))?
+        .connect_timeout(options.connect_timeout)
+        .tcp_nodelay(true))
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("call did not complete within {0:?}")]
+pub struct CallTimedOut(Duration);
+
+impl tower_service::Service<http::Request<Body>> for PeerChannel {
+    type Response = http::Response<Body>;
+    type Error = tower::BoxError;
+    type Future = BoxFuture<'static, Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        tower_service::Service::poll_ready(&mut self.channel, cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, mut request: http::Request<Body>) -> Self::Future {
+        let headers = request.headers_mut();
+        telemetry::inject(headers);
+        if !headers.contains_key("grpc-timeout") {
+            headers.insert("grpc-timeout", self.grpc_timeout.clone());
+        }
+        if let Some(value) = self.token.as_ref().and_then(|token| token.header()) {
+            headers.insert(http::header::AUTHORIZATION, value);
+        }
+        let call_timeout = self.call_timeout;
+        let future = self.channel.call(request);
+        Box::pin(async move {
+            match tokio::time::timeout(call_timeout, future).await {
+                Ok(result) => result.map_err(Into::into),
+                Err(_) => Err(Box::new(CallTimedOut(call_timeout)) as tower::BoxError),
+            }
+        })
+    }
+}

@@ -1,0 +1,81 @@
+//! Postgres: each service owns one database, named in its `DATABASE_URL`. Start-up
+//! creates the database when it is missing and applies the service's embedded
+//! migrations, so a fresh cluster needs nothing but a role that may create databases.
+
+use std::{str::FromStr, time::Duration};
+
+use sqlx::{
+    ConnectOptions, Connection, PgPool,
+    migrate::Migrator,
+    postgres::{PgConnectOptions, PgConnection, PgPoolOptions},
+};
+
+use crate::config::CommonConfig;
+
+/// How long start-up waits for a connection before giving up (and letting the
+/// orchestrator restart the process) rather than hanging.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Postgres's own limit on identifier length.
+const DATABASE_NAME_BYTES_MAX: usize = 63;
+
+/// Creates the database named in `url` if it does not exist. Safe against a
+/// concurrent creator (two replicas starting at once).
+pub async fn create_database_if_missing(url: &str) -> anyhow::Result<()> {
+    let options = PgConnectOptions::from_str(url)?;
+    let name = options
+        .get_database()
+        .ok_or_else(|| anyhow::anyhow!("DATABASE_URL names no database"))?
+        .to_owned();
+    anyhow::ensure!(
+        !name.is_empty() && name.len() <= DATABASE_NAME_BYTES_MAX,
+        "database name must be 1..={DATABASE_NAME_BYTES_MAX} bytes"
+    );
+    let mut maintenance = options
+        .clone()
+        .database("postgres")
+        .log_statements(tracing::log::LevelFilter::Debug)
+        .connect()
+        .await?;
+    let exists: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+            .bind(&name)
+            .fetch_one(&mut maintenance)
+            .await?;
+    if !exists {
+        let quoted = format!("\"{}\"", name.replace('"', "\"\""));
+        match sqlx::query(&format!("CREATE DATABASE {quoted}"))
+            .execute(&mut maintenance)
+            .await
+        {
+            Ok(_) => tracing::info!(database = %name, "created database"),
+            // 42P04 duplicate_database, 23505 unique_violation: another replica won.
+            Err(sqlx::Error::Database(err))
+                if matches!(err.code().as_deref(), Some("42P04" | "23505")) => {}
+            Err(err) => return Err(err.into()),
+        }
+    }
+    close(maintenance).await;
+    Ok(())
+}
+
+async fn close(connection: PgConnection) {
+    if let Err(err) = connection.close().await {
+        tracing::debug!(%err, "closing maintenance connection");
+    }
+}
+
+/// Creates the database if needed, connects a pool and applies `migrator`.
+pub async fn connect_and_migrate(
+    config: &CommonConfig,
+    migrator: &Migrator,
+) -> anyhow::Result<PgPool> {
+    let url = config.database_url.expose();
+    create_database_if_missing(url).await?;
+    let pool = PgPoolOptions::new()
+        .max_connections(config.database_connections_max)
+        .acquire_timeout(ACQUIRE_TIMEOUT)
+        .connect_with(PgConnectOptions::from_str(url)?)
+        .await?;
+    migrator.run(&pool).await?;
+    Ok(pool)
+}

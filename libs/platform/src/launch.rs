@@ -1,0 +1,97 @@
+//! The whole `main` of a service, so that every binary starts and stops the same way:
+//! read config (exit 64 naming the variable on error) → telemetry → serve or migrate →
+//! flush telemetry → exit 0.
+
+use std::{future::Future, process::ExitCode};
+
+use tokio::net::TcpListener;
+
+use crate::{
+    config::{CommonConfig, ConfigError, EXIT_CODE_CONFIG, Env, ServiceIdentity},
+    shutdown, telemetry,
+};
+
+/// What a service crate provides to [`launch`].
+pub trait App {
+    const IDENTITY: ServiceIdentity;
+    type Config: Send + 'static;
+
+    fn config_from_env(env: &Env<'_>) -> Result<Self::Config, ConfigError>;
+    fn common(config: &Self::Config) -> &CommonConfig;
+    /// Applies the service's migrations and returns (the `migrate` subcommand).
+    fn migrate(config: Self::Config) -> impl Future<Output = anyhow::Result<()>> + Send + 'static;
+    /// Serves on `listener` until `shutdown` resolves, then drains and returns.
+    fn run(
+        config: Self::Config,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> impl Future<Output = anyhow::Result<()>> + Send + 'static;
+}
+
+const USAGE: &str = "usage: <service> [migrate]\n  (no argument) serve gRPC until SIGTERM/SIGINT\n  migrate       apply database migrations and exit";
+
+/// Runs the service named by `A` as a process and returns its exit code.
+pub fn launch<A: App>() -> ExitCode {
+    let name = A::IDENTITY.name;
+    let mut args = std::env::args().skip(1);
+    let command = args.next();
+    let migrate_only = match command.as_deref() {
+        None => false,
+        Some("migrate") => true,
+        Some("-h" | "--help") => {
+            eprintln!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Some(other) => {
+            eprintln!("{name}: unknown command `{other}`\n{USAGE}");
+            return ExitCode::from(EXIT_CODE_CONFIG);
+        }
+    };
+    let config = match A::config_from_env(&Env::process()) {
+        Ok(config) => config,
+        Err(err) => {
+            eprintln!("{name}: {err}");
+            return ExitCode::from(EXIT_CODE_CONFIG);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("{name}: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        let telemetry = match telemetry::init(A::common(&config)) {
+            Ok(telemetry) => telemetry,
+            Err(err) => {
+                eprintln!("{name}: cannot start telemetry: {err:#}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let outcome = if migrate_only {
+            A::migrate(config).await
+        } else {
+            let listen_addr = A::common(&config).listen_addr;
+            match TcpListener::bind(listen_addr).await {
+                Ok(listener) => A::run(config, listener, shutdown::signal()).await,
+                Err(err) => Err(anyhow::anyhow!("cannot listen on {listen_addr}: {err}")),
+            }
+        };
+        let code = match &outcome {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(err) => {
+                tracing::error!(error = format!("{err:#}"), "{name} failed");
+                ExitCode::FAILURE
+            }
+        };
+        telemetry.shutdown().await;
+        if let Err(err) = outcome {
+            eprintln!("{name}: {err:#}");
+        }
+        code
+    })
+}

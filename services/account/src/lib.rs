@@ -1,0 +1,85 @@
+//! Account: customer-facing orchestration (DESIGN §2, §5): customers (PII encrypted),
+//! credit-line terms, idempotency records and the audit log. Calls scoring for
+//! decisions, the ledger for every movement of money and limit, and notification.
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod grpc;
+
+use std::future::Future;
+
+use microloan_platform::{
+    App,
+    cache::Cache,
+    client::{self, ClientOptions},
+    config::Env,
+    db,
+    server::GrpcServer,
+};
+use microloan_proto::{
+    FILE_DESCRIPTOR_SET, account::v1::account_service_server::AccountServiceServer,
+    ledger::v1::ledger_service_client::LedgerServiceClient,
+    notification::v1::notification_service_client::NotificationServiceClient,
+    scoring::v1::scoring_service_client::ScoringServiceClient,
+};
+use tokio::net::TcpListener;
+
+pub use config::Config;
+
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// Serves the account service on `listener` until `shutdown` resolves.
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send,
+) -> anyhow::Result<()> {
+    let pool = db::connect_and_migrate(&config.common, &MIGRATOR).await?;
+    let cache = Cache::connect(&config.common).await?;
+    let options = ClientOptions::for_service(&config.common);
+    let peers = grpc::Peers {
+        scoring: ScoringServiceClient::new(client::connect(&config.scoring_url, &options)?),
+        ledger: LedgerServiceClient::new(client::connect(&config.ledger_url, &options)?),
+        notification: NotificationServiceClient::new(client::connect(
+            &config.notification_url,
+            &options,
+        )?),
+    };
+    let api = grpc::AccountApi::new(pool, cache, peers);
+    let service = AccountServiceServer::new(api)
+        .max_decoding_message_size(config.common.message_bytes_max)
+        .max_encoding_message_size(config.common.message_bytes_max);
+    GrpcServer::new(&config.common, grpc::permissions(), FILE_DESCRIPTOR_SET)
+        .serve(service, listener, shutdown)
+        .await
+}
+
+/// Ties the account service into the shared process lifecycle ([`microloan_platform::launch`]).
+#[derive(Debug)]
+pub enum Account {}
+
+impl App for Account {
+    const IDENTITY: microloan_platform::config::ServiceIdentity = config::IDENTITY;
+    type Config = Config;
+
+    fn config_from_env(env: &Env<'_>) -> Result<Config, microloan_platform::config::ConfigError> {
+        Config::from_env(env)
+    }
+
+    fn common(config: &Config) -> &microloan_platform::config::CommonConfig {
+        &config.common
+    }
+
+    async fn migrate(config: Config) -> anyhow::Result<()> {
+        db::connect_and_migrate(&config.common, &MIGRATOR).await?;
+        Ok(())
+    }
+
+    fn run(
+        config: Config,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> impl Future<Output = anyhow::Result<()>> + Send + 'static {
+        run(config, listener, shutdown)
+    }
+}

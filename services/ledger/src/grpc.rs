@@ -1,0 +1,68 @@
+//! The gRPC face of the ledger service: proto ⇄ domain and errors → `Status`. RPCs not yet
+//! implemented answer UNIMPLEMENTED (generated default methods).
+
+use microloan_platform::{
+    auth::{PermissionTable, Role},
+    cache::Cache,
+};
+use microloan_proto::ledger::v1::ledger_service_server::{LedgerService, SERVICE_NAME};
+use sqlx::PgPool;
+
+const OPERATOR: &[Role] = &[Role::Operator];
+const INTERNAL: &[Role] = &[Role::Operator, Role::Service];
+
+/// Who may call what. Customers never reach the ledger directly: account checks their
+/// ownership and calls on their behalf with a service token.
+pub fn permissions() -> PermissionTable {
+    PermissionTable::new(
+        SERVICE_NAME,
+        &[
+            ("CreateAccounts", INTERNAL),
+            ("CreateTransfers", INTERNAL),
+            ("GetAccount", INTERNAL),
+            ("ListTransfers", INTERNAL),
+            ("GetTrialBalance", OPERATOR),
+            ("OpenCreditLine", INTERNAL),
+            ("ChangeCreditLimit", INTERNAL),
+            ("Disburse", INTERNAL),
+            ("Repay", INTERNAL),
+            ("GetLoan", INTERNAL),
+            ("ListLoans", INTERNAL),
+            ("QuotePayoff", INTERNAL),
+            ("WriteOff", OPERATOR),
+            ("RunEndOfDay", OPERATOR),
+            ("GetBusinessDate", INTERNAL),
+            ("GetPortfolioReport", OPERATOR),
+            ("VerifyIntegrity", OPERATOR),
+        ],
+    )
+}
+
+#[derive(Debug, Clone)]
+pub struct LedgerApi {
+    #[allow(dead_code, reason = "used by the ledger RPCs as they land")]
+    pool: PgPool,
+    #[allow(dead_code, reason = "used by the ledger RPCs as they land")]
+    cache: Cache,
+}
+
+impl LedgerApi {
+    pub fn new(pool: PgPool, cache: Cache) -> Self {
+        Self { pool, cache }
+    }
+}
+
+#[tonic::async_trait]
+impl LedgerService for LedgerApi {}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_rpc_has_exactly_one_permission_entry() {
+        microloan_platform::auth::assert_table_matches_descriptor(
+            &super::permissions(),
+            microloan_proto::FILE_DESCRIPTOR_SET,
+            super::SERVICE_NAME,
+        );
+    }
+}

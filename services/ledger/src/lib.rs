@@ -1,0 +1,66 @@
+//! Ledger: the double-entry ledger and loan book on Postgres, and the end-of-day
+//! batch (DESIGN §3, §4). Owns accounts, transfers, loans, schedules, the business
+//! date and the outbox.
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod grpc;
+
+use std::future::Future;
+
+use microloan_platform::{App, cache::Cache, config::Env, db, server::GrpcServer};
+use microloan_proto::{
+    FILE_DESCRIPTOR_SET, ledger::v1::ledger_service_server::LedgerServiceServer,
+};
+use tokio::net::TcpListener;
+
+pub use config::Config;
+
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// Serves the ledger service on `listener` until `shutdown` resolves.
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send,
+) -> anyhow::Result<()> {
+    let pool = db::connect_and_migrate(&config.common, &MIGRATOR).await?;
+    let cache = Cache::connect(&config.common).await?;
+    let api = grpc::LedgerApi::new(pool, cache);
+    let service = LedgerServiceServer::new(api)
+        .max_decoding_message_size(config.common.message_bytes_max)
+        .max_encoding_message_size(config.common.message_bytes_max);
+    GrpcServer::new(&config.common, grpc::permissions(), FILE_DESCRIPTOR_SET)
+        .serve(service, listener, shutdown)
+        .await
+}
+
+/// Ties the ledger service into the shared process lifecycle ([`microloan_platform::launch`]).
+#[derive(Debug)]
+pub enum Ledger {}
+
+impl App for Ledger {
+    const IDENTITY: microloan_platform::config::ServiceIdentity = config::IDENTITY;
+    type Config = Config;
+
+    fn config_from_env(env: &Env<'_>) -> Result<Config, microloan_platform::config::ConfigError> {
+        Config::from_env(env)
+    }
+
+    fn common(config: &Config) -> &microloan_platform::config::CommonConfig {
+        &config.common
+    }
+
+    async fn migrate(config: Config) -> anyhow::Result<()> {
+        db::connect_and_migrate(&config.common, &MIGRATOR).await?;
+        Ok(())
+    }
+
+    fn run(
+        config: Config,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> impl Future<Output = anyhow::Result<()>> + Send + 'static {
+        run(config, listener, shutdown)
+    }
+}

@@ -1,0 +1,80 @@
+//! Scoring: signals, features, the scorecard, anti-fraud, pricing and limit policy
+//! (DESIGN §5). Owns signals, features, models, decisions and fraud lists; line changes
+//! it decides go through account.
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod grpc;
+
+use std::future::Future;
+
+use microloan_platform::{
+    App,
+    cache::Cache,
+    client::{self, ClientOptions},
+    config::Env,
+    db,
+    server::GrpcServer,
+};
+use microloan_proto::{
+    FILE_DESCRIPTOR_SET, account::v1::account_service_client::AccountServiceClient,
+    ledger::v1::ledger_service_client::LedgerServiceClient,
+    scoring::v1::scoring_service_server::ScoringServiceServer,
+};
+use tokio::net::TcpListener;
+
+pub use config::Config;
+
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// Serves the scoring service on `listener` until `shutdown` resolves.
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send,
+) -> anyhow::Result<()> {
+    let pool = db::connect_and_migrate(&config.common, &MIGRATOR).await?;
+    let cache = Cache::connect(&config.common).await?;
+    let options = ClientOptions::for_service(&config.common);
+    let peers = grpc::Peers {
+        account: AccountServiceClient::new(client::connect(&config.account_url, &options)?),
+        ledger: LedgerServiceClient::new(client::connect(&config.ledger_url, &options)?),
+    };
+    let api = grpc::ScoringApi::new(pool, cache, peers);
+    let service = ScoringServiceServer::new(api)
+        .max_decoding_message_size(config.common.message_bytes_max)
+        .max_encoding_message_size(config.common.message_bytes_max);
+    GrpcServer::new(&config.common, grpc::permissions(), FILE_DESCRIPTOR_SET)
+        .serve(service, listener, shutdown)
+        .await
+}
+
+/// Ties the scoring service into the shared process lifecycle ([`microloan_platform::launch`]).
+#[derive(Debug)]
+pub enum Scoring {}
+
+impl App for Scoring {
+    const IDENTITY: microloan_platform::config::ServiceIdentity = config::IDENTITY;
+    type Config = Config;
+
+    fn config_from_env(env: &Env<'_>) -> Result<Config, microloan_platform::config::ConfigError> {
+        Config::from_env(env)
+    }
+
+    fn common(config: &Config) -> &microloan_platform::config::CommonConfig {
+        &config.common
+    }
+
+    async fn migrate(config: Config) -> anyhow::Result<()> {
+        db::connect_and_migrate(&config.common, &MIGRATOR).await?;
+        Ok(())
+    }
+
+    fn run(
+        config: Config,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> impl Future<Output = anyhow::Result<()>> + Send + 'static {
+        run(config, listener, shutdown)
+    }
+}

@@ -1,0 +1,169 @@
+//! What a worker does in its loop. A scenario is prepared once (fixtures, tokens) and
+//! then hands each worker its own state bound to one of the shared HTTP/2 connections.
+//!
+//! Adding a scenario (`borrow`, `repay`, ...): implement [`Scenario`] and [`Worker`],
+//! add a variant to [`ScenarioName`] and one arm to `main::run_scenario`.
+
+use std::future::Future;
+
+use anyhow::Context as _;
+use clap::ValueEnum;
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::service::Interceptor;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::Channel;
+use tonic::{Request, Status};
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+
+/// The scenarios `--scenario` accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ScenarioName {
+    /// `grpc.health.v1.Health/Check`: no database, no auth; the gRPC ceiling.
+    Health,
+}
+
+impl ScenarioName {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Health => "health",
+        }
+    }
+}
+
+/// What every scenario can use while it prepares.
+#[derive(Debug, Clone)]
+pub struct Setup {
+    /// A connection reserved for setup calls (fixtures), not used by workers.
+    pub channel: Channel,
+    /// Sent as `authorization: Bearer <token>` on every call when present.
+    pub bearer: Bearer,
+    /// `--health-service`: the service name the health scenario asks about.
+    pub health_service: String,
+}
+
+/// One scenario: prepared once, then cloned into per-worker state.
+pub trait Scenario: Sized + Send + Sync + 'static {
+    type Worker: Worker;
+
+    /// One-time setup before any worker starts (create customers, accounts, ...).
+    fn prepare(setup: &Setup) -> impl Future<Output = anyhow::Result<Self>> + Send;
+
+    /// The state of worker `index`, whose calls go over `channel`.
+    fn worker(
+        &self,
+        index: usize,
+        channel: Channel,
+        bearer: Bearer,
+    ) -> anyhow::Result<Self::Worker>;
+}
+
+/// One worker's state: `call` issues exactly one request and waits for its answer.
+pub trait Worker: Send + 'static {
+    /// `Ok` when the call succeeded and its answer is what the scenario expects;
+    /// otherwise the status whose code is counted.
+    fn call(&mut self) -> impl Future<Output = Result<(), Status>> + Send;
+}
+
+/// Adds `authorization: Bearer <token>` when a token is configured.
+#[derive(Clone, Default)]
+pub struct Bearer(Option<MetadataValue<Ascii>>);
+
+impl std::fmt::Debug for Bearer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print the token.
+        f.debug_tuple("Bearer")
+            .field(&self.0.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+impl Bearer {
+    pub fn new(token: Option<&str>) -> anyhow::Result<Self> {
+        match token.map(str::trim).filter(|t| !t.is_empty()) {
+            None => Ok(Self(None)),
+            Some(token) => {
+                let mut value: MetadataValue<Ascii> = format!("Bearer {token}")
+                    .parse()
+                    .context("the token is not a valid header value (printable ASCII only)")?;
+                value.set_sensitive(true);
+                Ok(Self(Some(value)))
+            }
+        }
+    }
+}
+
+impl Interceptor for Bearer {
+    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
+        if let Some(value) = &self.0 {
+            request
+                .metadata_mut()
+                .insert("authorization", value.clone());
+        }
+        Ok(request)
+    }
+}
+
+/// `grpc.health.v1.Health/Check`; a non-`SERVING` answer counts as `UNAVAILABLE`.
+#[derive(Debug)]
+pub struct Health {
+    service: String,
+}
+
+impl Scenario for Health {
+    type Worker = HealthWorker;
+
+    async fn prepare(setup: &Setup) -> anyhow::Result<Self> {
+        // Fail fast, with a readable message, when the target does not serve health.
+        let mut client =
+            HealthClient::with_interceptor(setup.channel.clone(), setup.bearer.clone());
+        let answer = client
+            .check(HealthCheckRequest {
+                service: setup.health_service.clone(),
+            })
+            .await
+            .context("health check before the run failed")?;
+        let status = answer.into_inner().status();
+        anyhow::ensure!(
+            status == ServingStatus::Serving,
+            "the target answers health {status:?}, not SERVING"
+        );
+        Ok(Self {
+            service: setup.health_service.clone(),
+        })
+    }
+
+    fn worker(
+        &self,
+        _index: usize,
+        channel: Channel,
+        bearer: Bearer,
+    ) -> anyhow::Result<HealthWorker> {
+        Ok(HealthWorker {
+            client: HealthClient::with_interceptor(channel, bearer),
+            service: self.service.clone(),
+        })
+    }
+}
+
+#[derive(Debug)]
+pub struct HealthWorker {
+    client: HealthClient<InterceptedService<Channel, Bearer>>,
+    service: String,
+}
+
+impl Worker for HealthWorker {
+    async fn call(&mut self) -> Result<(), Status> {
+        let answer = self
+            .client
+            .check(HealthCheckRequest {
+                service: self.service.clone(),
+            })
+            .await?;
+        match answer.into_inner().status() {
+            ServingStatus::Serving => Ok(()),
+            other => Err(Status::unavailable(format!("health answered {other:?}"))),
+        }
+    }
+}
