@@ -67,10 +67,19 @@ pub fn token(role: Role, customer_id: Option<&str>) -> String {
         .expect("test token")
 }
 
+/// A loopback address whose port was free a moment ago. The admin server binds it
+/// itself, so there is a small window in which another process could take the port.
+pub async fn free_local_addr() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    listener.local_addr().expect("local addr")
+}
+
 /// A service running in this process until [`TestApp::stop`].
 #[derive(Debug)]
 pub struct TestApp {
     pub grpc_addr: SocketAddr,
+    /// Where `/metrics` is served.
+    pub admin_addr: SocketAddr,
     pub database_url: String,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<anyhow::Result<()>>,
@@ -79,6 +88,8 @@ pub struct TestApp {
 /// Starts `A` with [`test_env`] plus `overrides`, waiting until it accepts calls.
 pub async fn spawn<A: App>(overrides: &[(&str, &str)]) -> TestApp {
     let mut vars = test_env(A::IDENTITY.name);
+    let admin_addr = free_local_addr().await;
+    vars.insert("ADMIN_LISTEN_ADDR".to_owned(), admin_addr.to_string());
     for (key, value) in overrides {
         vars.insert((*key).to_owned(), (*value).to_owned());
     }
@@ -91,6 +102,7 @@ pub async fn spawn<A: App>(overrides: &[(&str, &str)]) -> TestApp {
     }));
     let app = TestApp {
         grpc_addr,
+        admin_addr,
         database_url: vars["DATABASE_URL"].clone(),
         stop: Some(stop),
         task,
@@ -166,4 +178,135 @@ pub async fn drop_database(database_url: &str) -> anyhow::Result<()> {
         .await?;
     connection.close().await?;
     Ok(())
+}
+
+/// `GET path` over plain HTTP/1.1 (the admin port); returns the body.
+pub async fn http_get(addr: SocketAddr, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .expect("connect admin");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.expect("write");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.expect("read");
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    response
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_owned())
+        .unwrap_or_default()
+}
+
+/// Adds `authorization: Bearer <token>` to a request.
+pub fn with_token<T>(message: T, token: &str) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {token}").parse().expect("ascii token"),
+    );
+    request
+}
+
+/// Asserts what every service must serve: health SERVING overall and for `service`,
+/// and reflection (v1 and v1alpha) listing `service`, health and reflection.
+pub async fn assert_serves_health_and_reflection(app: &TestApp, service: &str) {
+    use tonic_health::pb::{
+        HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+    };
+    let mut health = HealthClient::new(app.channel().await);
+    for name in ["", service] {
+        let status = health
+            .check(HealthCheckRequest {
+                service: name.to_owned(),
+            })
+            .await
+            .expect("health check")
+            .into_inner()
+            .status;
+        assert_eq!(status, ServingStatus::Serving as i32, "health of `{name}`");
+    }
+    let unknown = health
+        .check(HealthCheckRequest {
+            service: "no.such.Service".to_owned(),
+        })
+        .await
+        .expect_err("unknown service");
+    assert_eq!(unknown.code(), tonic::Code::NotFound);
+
+    let listed = list_services_v1(app).await;
+    for want in [
+        service,
+        "grpc.health.v1.Health",
+        "grpc.reflection.v1.ServerReflection",
+    ] {
+        assert!(
+            listed.iter().any(|name| name == want),
+            "{want} not in {listed:?}"
+        );
+    }
+    let listed_alpha = list_services_v1alpha(app).await;
+    assert!(
+        listed_alpha.iter().any(|name| name == service),
+        "v1alpha: {listed_alpha:?}"
+    );
+}
+
+/// The services reflection v1 lists.
+pub async fn list_services_v1(app: &TestApp) -> Vec<String> {
+    use tonic_reflection::pb::v1::{
+        ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
+        server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
+    };
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut responses = ServerReflectionClient::new(app.channel().await)
+        .server_reflection_info(tokio_stream::iter([request]))
+        .await
+        .expect("reflection call")
+        .into_inner();
+    let response = responses
+        .message()
+        .await
+        .expect("reflection response")
+        .expect("one response");
+    match response.message_response {
+        Some(MessageResponse::ListServicesResponse(list)) => list
+            .service
+            .into_iter()
+            .map(|service| service.name)
+            .collect(),
+        other => panic!("unexpected reflection response {other:?}"),
+    }
+}
+
+/// The services reflection v1alpha (what grpcurl 1.8 asks) lists.
+pub async fn list_services_v1alpha(app: &TestApp) -> Vec<String> {
+    use tonic_reflection::pb::v1alpha::{
+        ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
+        server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
+    };
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut responses = ServerReflectionClient::new(app.channel().await)
+        .server_reflection_info(tokio_stream::iter([request]))
+        .await
+        .expect("reflection call")
+        .into_inner();
+    let response = responses
+        .message()
+        .await
+        .expect("reflection response")
+        .expect("one response");
+    match response.message_response {
+        Some(MessageResponse::ListServicesResponse(list)) => list
+            .service
+            .into_iter()
+            .map(|service| service.name)
+            .collect(),
+        other => panic!("unexpected reflection response {other:?}"),
+    }
 }
