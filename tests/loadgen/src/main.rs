@@ -187,8 +187,14 @@ fn run_load(args: RunArgs) -> anyhow::Result<ExitCode> {
     }
     match args.format {
         Format::Json => println!("{json}"),
-        Format::Table => print!("{}", report::table(&[report.clone()], TableStyle::Text)),
-        Format::Markdown => print!("{}", report::table(&[report.clone()], TableStyle::Markdown)),
+        Format::Table => print!(
+            "{}",
+            report::table(std::slice::from_ref(&report), TableStyle::Text)
+        ),
+        Format::Markdown => print!(
+            "{}",
+            report::table(std::slice::from_ref(&report), TableStyle::Markdown)
+        ),
     }
     if report.ok == 0 {
         eprintln!(
@@ -328,6 +334,79 @@ mod tests {
         let cli =
             Cli::try_parse_from(["loadgen", "report", "--format", "markdown", "a.json"]).unwrap();
         assert!(matches!(cli.command, Some(Command::Report(ref r)) if r.files.len() == 1));
+    }
+
+    /// A tonic health server on a free port; `serving` decides its answer.
+    async fn health_server(serving: bool) -> String {
+        use tonic_health::pb::health_server::HealthServer;
+        let (reporter, service) = tonic_health::server::health_reporter();
+        let status = if serving {
+            tonic_health::ServingStatus::Serving
+        } else {
+            tonic_health::ServingStatus::NotServing
+        };
+        reporter.set_service_status("", status).await;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let incoming = tonic::transport::server::TcpIncoming::from(listener);
+        tokio::spawn(async move {
+            let _keep = reporter;
+            tonic::transport::Server::builder()
+                .add_service::<HealthServer<_>>(service)
+                .serve_with_incoming(incoming)
+                .await
+        });
+        format!("http://{addr}")
+    }
+
+    fn run_args(target: &str, extra: &[&str]) -> RunArgs {
+        let mut argv = vec!["loadgen", "--target", target];
+        argv.extend_from_slice(extra);
+        Cli::try_parse_from(argv).unwrap().run
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn health_scenario_against_a_real_server() {
+        let target = health_server(true).await;
+        let args = run_args(
+            &target,
+            &[
+                "--requests",
+                "500",
+                "--warmup-seconds",
+                "0",
+                "--concurrency",
+                "8",
+                "--connections",
+                "3",
+            ],
+        );
+        let report = run_scenario(&args).await.unwrap();
+        assert_eq!(report.scenario, "health");
+        assert_eq!((report.requests, report.ok, report.errors), (500, 500, 0));
+        assert_eq!(report.connections, 3);
+        assert!(report.throughput_rps > 0.0);
+        assert!(report.latency_ms.p50 > 0.0 && report.latency_ms.p50 <= report.latency_ms.max);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_target_that_is_not_serving_is_refused_before_the_run() {
+        let target = health_server(false).await;
+        let err = run_scenario(&run_args(&target, &["--requests", "1"]))
+            .await
+            .unwrap_err();
+        assert!(format!("{err:#}").contains("not SERVING"), "{err:#}");
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_target_is_an_error() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let target = format!("http://{}", listener.local_addr().unwrap());
+        drop(listener);
+        let err = run_scenario(&run_args(&target, &["--requests", "1"]))
+            .await
+            .unwrap_err();
+        assert!(format!("{err:#}").contains("connecting to"), "{err:#}");
     }
 
     #[test]
