@@ -44,6 +44,27 @@ pub enum Role {
     Customer,
 }
 
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Operator => "operator",
+            Self::Service => "service",
+            Self::Customer => "customer",
+        }
+    }
+}
+
+/// Every `ErrorInfo.reason` the auth layer and [`Caller`] raise; each is a value of
+/// `microloan.common.v1.ErrorReason` (checked by the services' tests).
+pub const ERROR_REASONS: [&str; 6] = [
+    "TOKEN_MISSING",
+    "TOKEN_INVALID",
+    "TOKEN_BAD_SIGNATURE",
+    "TOKEN_EXPIRED",
+    "ROLE_NOT_ALLOWED",
+    "NOT_RESOURCE_OWNER",
+];
+
 impl std::str::FromStr for Role {
     type Err = String;
     fn from_str(value: &str) -> Result<Self, Self::Err> {
@@ -97,7 +118,7 @@ impl Caller {
             (Role::Customer, _) => Err(status::with_reason(
                 Code::PermissionDenied,
                 "a customer token reaches only its own customer's data",
-                "OTHER_CUSTOMER",
+                "NOT_RESOURCE_OWNER",
             )),
             (Role::Operator | Role::Service, _) => Ok(()),
         }
@@ -116,11 +137,14 @@ pub enum MintError {
     Jwt(#[from] jsonwebtoken::errors::Error),
 }
 
-/// Signs and verifies tokens with one HS256 secret.
+/// Signs and verifies tokens with one HS256 secret. During a rotation a second,
+/// verify-only secret is accepted too, so tokens minted before the switch keep working
+/// until they expire (see docs/deploy.md).
 #[derive(Clone)]
 pub struct TokenKeys {
     encoding: EncodingKey,
     decoding: DecodingKey,
+    decoding_previous: Option<DecodingKey>,
     validation: Validation,
 }
 
@@ -139,7 +163,23 @@ impl TokenKeys {
         Self {
             encoding: EncodingKey::from_secret(secret),
             decoding: DecodingKey::from_secret(secret),
+            decoding_previous: None,
             validation,
+        }
+    }
+
+    /// Also accept tokens signed with `secret` (never sign with it).
+    pub fn also_verifying(mut self, secret: &[u8]) -> Self {
+        self.decoding_previous = Some(DecodingKey::from_secret(secret));
+        self
+    }
+
+    /// The keys of a service: `AUTH_JWT_SECRET` plus `AUTH_JWT_VERIFY_ONLY_SECRET`.
+    pub fn from_config(config: &crate::config::CommonConfig) -> Self {
+        let keys = Self::from_secret(config.auth_jwt_secret.expose().as_bytes());
+        match &config.auth_jwt_verify_only_secret {
+            Some(previous) => keys.also_verifying(previous.expose().as_bytes()),
+            None => keys,
         }
     }
 
@@ -181,19 +221,24 @@ impl TokenKeys {
     }
 
     pub fn verify(&self, token: &str) -> Result<Caller, Status> {
-        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
-            .map_err(|err| {
-                let reason = match err.kind() {
-                    jsonwebtoken::errors::ErrorKind::ExpiredSignature => "TOKEN_EXPIRED",
-                    jsonwebtoken::errors::ErrorKind::InvalidSignature => "TOKEN_BAD_SIGNATURE",
-                    _ => "TOKEN_INVALID",
-                };
-                status::with_reason(
-                    Code::Unauthenticated,
-                    format!("bearer token rejected: {err}"),
-                    reason,
-                )
-            })?;
+        let mut decoded = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation);
+        if let (Err(err), Some(previous)) = (&decoded, &self.decoding_previous)
+            && *err.kind() == jsonwebtoken::errors::ErrorKind::InvalidSignature
+        {
+            decoded = jsonwebtoken::decode::<Claims>(token, previous, &self.validation);
+        }
+        let data = decoded.map_err(|err| {
+            let reason = match err.kind() {
+                jsonwebtoken::errors::ErrorKind::ExpiredSignature => "TOKEN_EXPIRED",
+                jsonwebtoken::errors::ErrorKind::InvalidSignature => "TOKEN_BAD_SIGNATURE",
+                _ => "TOKEN_INVALID",
+            };
+            status::with_reason(
+                Code::Unauthenticated,
+                format!("bearer token rejected: {err}"),
+                reason,
+            )
+        })?;
         let claims = data.claims;
         if (claims.role == Role::Customer) != claims.customer_id.is_some() {
             return Err(status::with_reason(
@@ -294,10 +339,12 @@ pub fn authorize(
     let caller = keys.verify(token.trim())?;
     let allowed = table.roles(path).unwrap_or(&[]);
     if !allowed.contains(&caller.role) {
-        return Err(status::with_reason(
+        let role = caller.role.as_str();
+        return Err(status::with_reason_and_metadata(
             Code::PermissionDenied,
-            format!("role {:?} may not call {path}", caller.role),
+            format!("role {role} may not call {path}"),
             "ROLE_NOT_ALLOWED",
+            &[("role", role)],
         ));
     }
     Ok(Some(caller))
@@ -362,6 +409,44 @@ where
             Err(status) => Box::pin(futures::future::ready(Ok(status.into_http()))),
         }
     }
+}
+
+/// The method names of `service` (full proto name) in an encoded descriptor set.
+pub fn methods_in_descriptor(file_descriptor_set: &[u8], service: &str) -> Vec<String> {
+    use prost::Message;
+    let set = prost_types::FileDescriptorSet::decode(file_descriptor_set)
+        .expect("descriptor set decodes");
+    set.file
+        .iter()
+        .flat_map(|file| {
+            let package = file.package().to_owned();
+            file.service
+                .iter()
+                .filter(move |candidate| format!("{package}.{}", candidate.name()) == service)
+        })
+        .flat_map(|found| found.method.iter().map(|method| method.name().to_owned()))
+        .collect()
+}
+
+/// Panics unless `table` lists exactly the RPCs `service` declares: a new RPC without
+/// a permission entry would be unreachable (deny by default), a stale entry misleads.
+pub fn assert_table_matches_descriptor(
+    table: &PermissionTable,
+    file_descriptor_set: &[u8],
+    service: &str,
+) {
+    let mut declared: Vec<String> = methods_in_descriptor(file_descriptor_set, service)
+        .into_iter()
+        .map(|method| format!("/{service}/{method}"))
+        .collect();
+    declared.sort();
+    let mut listed: Vec<String> = table.paths().map(str::to_owned).collect();
+    listed.sort();
+    assert!(
+        !declared.is_empty(),
+        "{service} not found in descriptor set"
+    );
+    assert_eq!(listed, declared, "permission table of {service}");
 }
 
 #[cfg(test)]
@@ -510,6 +595,33 @@ mod tests {
     }
 
     #[test]
+    fn a_verify_only_secret_accepts_old_tokens_during_rotation() {
+        let old = TokenKeys::from_secret(b"the-old-secret-the-old-secret-old");
+        let old_token = old
+            .mint("alice", Role::Operator, None, Duration::from_secs(60))
+            .expect("mint");
+        let new_only = TokenKeys::from_secret(SECRET);
+        assert_eq!(
+            new_only
+                .verify(&old_token)
+                .expect_err("old secret unknown")
+                .code(),
+            Code::Unauthenticated
+        );
+        let rotating =
+            TokenKeys::from_secret(SECRET).also_verifying(b"the-old-secret-the-old-secret-old");
+        assert_eq!(
+            rotating.verify(&old_token).expect("accepted").subject,
+            "alice"
+        );
+        // New tokens are signed with the new secret only.
+        let fresh = rotating
+            .mint("bob", Role::Operator, None, Duration::from_secs(60))
+            .expect("mint");
+        assert_eq!(new_only.verify(&fresh).expect("new secret").subject, "bob");
+    }
+
+    #[test]
     fn customers_reach_only_their_own_data() {
         let customer = Caller {
             subject: "c1".into(),
@@ -528,42 +640,4 @@ mod tests {
         };
         assert!(operator.ensure_may_access_customer("c2").is_ok());
     }
-}
-
-/// The method names of `service` (full proto name) in an encoded descriptor set.
-pub fn methods_in_descriptor(file_descriptor_set: &[u8], service: &str) -> Vec<String> {
-    use prost::Message;
-    let set = prost_types::FileDescriptorSet::decode(file_descriptor_set)
-        .expect("descriptor set decodes");
-    set.file
-        .iter()
-        .flat_map(|file| {
-            let package = file.package().to_owned();
-            file.service.iter().filter_map(move |candidate| {
-                (format!("{package}.{}", candidate.name()) == service).then_some(candidate)
-            })
-        })
-        .flat_map(|found| found.method.iter().map(|method| method.name().to_owned()))
-        .collect()
-}
-
-/// Panics unless `table` lists exactly the RPCs `service` declares: a new RPC without
-/// a permission entry would be unreachable (deny by default), a stale entry misleads.
-pub fn assert_table_matches_descriptor(
-    table: &PermissionTable,
-    file_descriptor_set: &[u8],
-    service: &str,
-) {
-    let mut declared: Vec<String> = methods_in_descriptor(file_descriptor_set, service)
-        .into_iter()
-        .map(|method| format!("/{service}/{method}"))
-        .collect();
-    declared.sort();
-    let mut listed: Vec<String> = table.paths().map(str::to_owned).collect();
-    listed.sort();
-    assert!(
-        !declared.is_empty(),
-        "{service} not found in descriptor set"
-    );
-    assert_eq!(listed, declared, "permission table of {service}");
 }

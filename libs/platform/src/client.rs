@@ -50,17 +50,14 @@ pub struct ClientOptions {
 impl ClientOptions {
     /// Options for a service calling its peers with its own service token.
     pub fn for_service(config: &CommonConfig) -> Self {
-        Self::new(
-            config.identity.name,
-            TokenKeys::from_secret(config.auth_jwt_secret.expose().as_bytes()),
-        )
+        Self::new(config.identity.name, TokenKeys::from_config(config))
     }
 
     pub fn new(caller: &str, token_keys: TokenKeys) -> Self {
         Self {
             connect_timeout: Duration::from_secs(2),
             call_timeout: Duration::from_secs(5),
-            dns_refresh: Duration::from_secs(10),
+            dns_refresh: Duration::from_secs(5),
             caller: caller.to_owned(),
             token_keys: Some(token_keys),
         }
@@ -98,10 +95,10 @@ impl ServiceToken {
             .cached
             .lock()
             .unwrap_or_else(|poison| poison.into_inner());
-        if let Some((value, expires_at)) = cached.as_ref() {
-            if expires_at.saturating_sub(now) > SERVICE_TOKEN_REFRESH_BEFORE_SECONDS {
-                return Some(value.clone());
-            }
+        if let Some((value, expires_at)) = cached.as_ref()
+            && expires_at.saturating_sub(now) > SERVICE_TOKEN_REFRESH_BEFORE_SECONDS
+        {
+            return Some(value.clone());
         }
         let token = self
             .keys

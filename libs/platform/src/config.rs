@@ -17,8 +17,10 @@ pub struct ConfigError {
 /// Reads variables through a lookup function so tests can supply their own
 /// environment without touching the process-wide one.
 pub struct Env<'a> {
-    lookup: Box<dyn Fn(&str) -> Option<String> + 'a>,
+    lookup: Box<Lookup<'a>>,
 }
+
+type Lookup<'a> = dyn Fn(&str) -> Option<String> + 'a;
 
 impl std::fmt::Debug for Env<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -218,6 +220,9 @@ pub struct CommonConfig {
     pub redis_key_prefix: String,
     /// `AUTH_JWT_SECRET`: the HS256 key that signs and verifies bearer tokens.
     pub auth_jwt_secret: Secret,
+    /// `AUTH_JWT_VERIFY_ONLY_SECRET`: during a rotation, the previous secret; tokens
+    /// signed with it are still accepted, none are signed with it.
+    pub auth_jwt_verify_only_secret: Option<Secret>,
     /// `LOG_FORMAT`: human (default) or json.
     pub log_format: LogFormat,
     /// `OTEL_EXPORTER_OTLP_ENDPOINT`: spans are exported over OTLP/gRPC when set.
@@ -240,6 +245,17 @@ impl CommonConfig {
         if auth_jwt_secret.expose().len() < JWT_SECRET_BYTES_MIN {
             return Err(ConfigError {
                 variable: "AUTH_JWT_SECRET",
+                reason: format!("must be at least {JWT_SECRET_BYTES_MIN} bytes"),
+            });
+        }
+        let auth_jwt_verify_only_secret: Option<Secret> =
+            env.optional("AUTH_JWT_VERIFY_ONLY_SECRET")?;
+        if auth_jwt_verify_only_secret
+            .as_ref()
+            .is_some_and(|secret| secret.expose().len() < JWT_SECRET_BYTES_MIN)
+        {
+            return Err(ConfigError {
+                variable: "AUTH_JWT_VERIFY_ONLY_SECRET",
                 reason: format!("must be at least {JWT_SECRET_BYTES_MIN} bytes"),
             });
         }
@@ -272,6 +288,7 @@ impl CommonConfig {
             redis_url,
             redis_key_prefix: env.or("REDIS_KEY_PREFIX", "microloan:".to_owned())?,
             auth_jwt_secret,
+            auth_jwt_verify_only_secret,
             log_format: env.or("LOG_FORMAT", LogFormat::Human)?,
             otlp_endpoint: env.optional("OTEL_EXPORTER_OTLP_ENDPOINT")?,
             otel_service_name: env.or("OTEL_SERVICE_NAME", identity.name.to_owned())?,
@@ -371,6 +388,7 @@ mod tests {
             ("DATABASE_URL", "mysql://root@localhost/ledger"),
             ("REDIS_URL", "::::"),
             ("AUTH_JWT_SECRET", "short"),
+            ("AUTH_JWT_VERIFY_ONLY_SECRET", "short"),
         ];
         for (variable, value) in cases {
             let mut vars = valid();

@@ -4,22 +4,31 @@
 
 use std::{future::Future, process::ExitCode};
 
+use sqlx::migrate::Migrator;
 use tokio::net::TcpListener;
 
 use crate::{
     config::{CommonConfig, ConfigError, EXIT_CODE_CONFIG, Env, ServiceIdentity},
-    shutdown, telemetry,
+    db, shutdown, telemetry,
 };
 
 /// What a service crate provides to [`launch`].
 pub trait App {
     const IDENTITY: ServiceIdentity;
-    type Config: Send + 'static;
+    type Config: Send + Sync + 'static;
+    /// The service's embedded migrations (`sqlx::migrate!("./migrations")`).
+    const MIGRATOR: &'static Migrator;
 
     fn config_from_env(env: &Env<'_>) -> Result<Self::Config, ConfigError>;
     fn common(config: &Self::Config) -> &CommonConfig;
+
     /// Applies the service's migrations and returns (the `migrate` subcommand).
-    fn migrate(config: Self::Config) -> impl Future<Output = anyhow::Result<()>> + Send + 'static;
+    fn migrate(config: Self::Config) -> impl Future<Output = anyhow::Result<()>> + Send + 'static {
+        async move {
+            db::connect_and_migrate(Self::common(&config), Self::MIGRATOR).await?;
+            Ok(())
+        }
+    }
     /// Serves on `listener` until `shutdown` resolves, then drains and returns.
     fn run(
         config: Self::Config,

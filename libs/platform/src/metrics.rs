@@ -189,10 +189,10 @@ impl HttpBody for RecordingBody {
         let polled = this.inner.poll_frame(cx);
         match &polled {
             Poll::Ready(Some(Ok(frame))) => {
-                if let Some(trailers) = frame.trailers_ref() {
-                    if let Some(record) = this.record.take() {
-                        record.finish(code_from_headers(trailers).unwrap_or(Code::Unknown));
-                    }
+                if let Some(trailers) = frame.trailers_ref()
+                    && let Some(record) = this.record.take()
+                {
+                    record.finish(code_from_headers(trailers).unwrap_or(Code::Unknown));
                 }
             }
             Poll::Ready(Some(Err(_))) => {

@@ -104,7 +104,7 @@ impl GrpcServer {
             let _ = admin_stop_rx.await;
         }));
 
-        let keys = TokenKeys::from_secret(config.auth_jwt_secret.expose().as_bytes());
+        let keys = TokenKeys::from_config(config);
         let grpc_addr = listener.local_addr()?;
         let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
         let (drain_tx, drain_rx) = oneshot::channel::<()>();

@@ -10,10 +10,24 @@ pub const ERROR_DOMAIN: &str = "microloan";
 /// A status with an `ErrorInfo` whose `reason` is a stable UPPER_SNAKE code such as
 /// `CREDIT_LIMIT_EXCEEDED`.
 pub fn with_reason(code: Code, message: impl Into<String>, reason: &str) -> Status {
+    with_reason_and_metadata(code, message, reason, &[])
+}
+
+/// Like [`with_reason`], with `ErrorInfo.metadata` entries (e.g. `role`).
+pub fn with_reason_and_metadata(
+    code: Code,
+    message: impl Into<String>,
+    reason: &str,
+    metadata: &[(&str, &str)],
+) -> Status {
+    let metadata: std::collections::HashMap<String, String> = metadata
+        .iter()
+        .map(|(key, value)| ((*key).to_owned(), (*value).to_owned()))
+        .collect();
     Status::with_error_details(
         code,
         message,
-        ErrorDetails::with_error_info(reason, ERROR_DOMAIN, std::collections::HashMap::new()),
+        ErrorDetails::with_error_info(reason, ERROR_DOMAIN, metadata),
     )
 }
 

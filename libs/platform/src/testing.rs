@@ -137,14 +137,12 @@ impl TestApp {
                 .expect("url")
                 .connect()
                 .await
-            {
-                if HealthClient::new(channel)
+                && HealthClient::new(channel)
                     .check(HealthCheckRequest::default())
                     .await
                     .is_ok()
-                {
-                    return;
-                }
+            {
+                return;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -251,62 +249,48 @@ pub async fn assert_serves_health_and_reflection(app: &TestApp, service: &str) {
     );
 }
 
-/// The services reflection v1 lists.
-pub async fn list_services_v1(app: &TestApp) -> Vec<String> {
-    use tonic_reflection::pb::v1::{
-        ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
-        server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
+/// Generates a "list services" helper for one version of the reflection API (v1 and
+/// v1alpha have identical shapes in different packages).
+macro_rules! list_services_fn {
+    ($(#[$doc:meta])* $name:ident, $version:ident) => {
+        $(#[$doc])*
+        pub async fn $name(app: &TestApp) -> Vec<String> {
+            use tonic_reflection::pb::$version::{
+                ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
+                server_reflection_request::MessageRequest,
+                server_reflection_response::MessageResponse,
+            };
+            let request = ServerReflectionRequest {
+                host: String::new(),
+                message_request: Some(MessageRequest::ListServices(String::new())),
+            };
+            let mut responses = ServerReflectionClient::new(app.channel().await)
+                .server_reflection_info(tokio_stream::iter([request]))
+                .await
+                .expect("reflection call")
+                .into_inner();
+            let response = responses
+                .message()
+                .await
+                .expect("reflection response")
+                .expect("one response");
+            match response.message_response {
+                Some(MessageResponse::ListServicesResponse(list)) => {
+                    list.service.into_iter().map(|service| service.name).collect()
+                }
+                other => panic!("unexpected reflection response {other:?}"),
+            }
+        }
     };
-    let request = ServerReflectionRequest {
-        host: String::new(),
-        message_request: Some(MessageRequest::ListServices(String::new())),
-    };
-    let mut responses = ServerReflectionClient::new(app.channel().await)
-        .server_reflection_info(tokio_stream::iter([request]))
-        .await
-        .expect("reflection call")
-        .into_inner();
-    let response = responses
-        .message()
-        .await
-        .expect("reflection response")
-        .expect("one response");
-    match response.message_response {
-        Some(MessageResponse::ListServicesResponse(list)) => list
-            .service
-            .into_iter()
-            .map(|service| service.name)
-            .collect(),
-        other => panic!("unexpected reflection response {other:?}"),
-    }
 }
 
-/// The services reflection v1alpha (what grpcurl 1.8 asks) lists.
-pub async fn list_services_v1alpha(app: &TestApp) -> Vec<String> {
-    use tonic_reflection::pb::v1alpha::{
-        ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
-        server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
-    };
-    let request = ServerReflectionRequest {
-        host: String::new(),
-        message_request: Some(MessageRequest::ListServices(String::new())),
-    };
-    let mut responses = ServerReflectionClient::new(app.channel().await)
-        .server_reflection_info(tokio_stream::iter([request]))
-        .await
-        .expect("reflection call")
-        .into_inner();
-    let response = responses
-        .message()
-        .await
-        .expect("reflection response")
-        .expect("one response");
-    match response.message_response {
-        Some(MessageResponse::ListServicesResponse(list)) => list
-            .service
-            .into_iter()
-            .map(|service| service.name)
-            .collect(),
-        other => panic!("unexpected reflection response {other:?}"),
-    }
-}
+list_services_fn!(
+    /// The services reflection v1 lists.
+    list_services_v1,
+    v1
+);
+list_services_fn!(
+    /// The services reflection v1alpha (what grpcurl 1.8 asks) lists.
+    list_services_v1alpha,
+    v1alpha
+);

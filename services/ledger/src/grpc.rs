@@ -65,4 +65,15 @@ mod tests {
             super::SERVICE_NAME,
         );
     }
+
+    #[test]
+    fn every_auth_error_reason_is_in_the_api() {
+        use microloan_proto::common::v1::ErrorReason;
+        for reason in microloan_platform::auth::ERROR_REASONS {
+            assert!(
+                ErrorReason::from_str_name(&format!("ERROR_REASON_{reason}")).is_some(),
+                "{reason} missing from microloan.common.v1.ErrorReason"
+            );
+        }
+    }
 }

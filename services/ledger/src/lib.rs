@@ -42,6 +42,7 @@ pub enum Ledger {}
 impl App for Ledger {
     const IDENTITY: microloan_platform::config::ServiceIdentity = config::IDENTITY;
     type Config = Config;
+    const MIGRATOR: &'static sqlx::migrate::Migrator = &MIGRATOR;
 
     fn config_from_env(env: &Env<'_>) -> Result<Config, microloan_platform::config::ConfigError> {
         Config::from_env(env)
@@ -49,11 +50,6 @@ impl App for Ledger {
 
     fn common(config: &Config) -> &microloan_platform::config::CommonConfig {
         &config.common
-    }
-
-    async fn migrate(config: Config) -> anyhow::Result<()> {
-        db::connect_and_migrate(&config.common, &MIGRATOR).await?;
-        Ok(())
     }
 
     fn run(

@@ -41,6 +41,7 @@ pub enum Notification {}
 impl App for Notification {
     const IDENTITY: microloan_platform::config::ServiceIdentity = config::IDENTITY;
     type Config = Config;
+    const MIGRATOR: &'static sqlx::migrate::Migrator = &MIGRATOR;
 
     fn config_from_env(env: &Env<'_>) -> Result<Config, microloan_platform::config::ConfigError> {
         Config::from_env(env)
@@ -48,11 +49,6 @@ impl App for Notification {
 
     fn common(config: &Config) -> &microloan_platform::config::CommonConfig {
         &config.common
-    }
-
-    async fn migrate(config: Config) -> anyhow::Result<()> {
-        db::connect_and_migrate(&config.common, &MIGRATOR).await?;
-        Ok(())
     }
 
     fn run(

@@ -42,7 +42,7 @@ fn main() -> ExitCode {
     let subject = args
         .subject
         .or_else(|| args.customer_id.clone())
-        .unwrap_or_else(|| format!("{:?}", args.role).to_lowercase());
+        .unwrap_or_else(|| args.role.as_str().to_owned());
     let keys = TokenKeys::from_secret(secret.expose().as_bytes());
     match keys.mint(
         &subject,
