@@ -114,6 +114,30 @@ impl ServiceToken {
 /// Opens a channel to `url` (`http://host:port`). Connections are made lazily, so a
 /// peer that is down at start-up does not stop this service from starting.
 pub fn connect(url: &str, options: &ClientOptions) -> anyhow::Result<PeerChannel> {
+    connect_with_resolver(url, options, system_resolver)
+}
+
+/// Resolves a host name to socket addresses; the system resolver in production.
+pub type Resolver = fn(String, u16) -> BoxFuture<'static, std::io::Result<Vec<SocketAddr>>>;
+
+fn system_resolver(
+    host: String,
+    port: u16,
+) -> BoxFuture<'static, std::io::Result<Vec<SocketAddr>>> {
+    Box::pin(async move {
+        tokio::net::lookup_host((host.as_str(), port))
+            .await
+            .map(|addrs| addrs.collect())
+    })
+}
+
+/// [`connect`] with another resolver: lets tests stand in for a DNS server that
+/// answers with several pods' addresses, and change its answer.
+pub fn connect_with_resolver(
+    url: &str,
+    options: &ClientOptions,
+    resolver: Resolver,
+) -> anyhow::Result<PeerChannel> {
     let uri: http::Uri = url.parse()?;
     let scheme = uri.scheme_str().unwrap_or("http").to_owned();
     let host = uri
@@ -131,6 +155,7 @@ pub fn connect(url: &str, options: &ClientOptions) -> anyhow::Result<PeerChannel
         port,
         scheme,
         options.clone(),
+        resolver,
         changes,
     ));
     let timeout_ms = options.call_timeout.as_millis().clamp(1, 99_999_999);
@@ -155,18 +180,17 @@ async fn resolve_forever(
     port: u16,
     scheme: String,
     options: ClientOptions,
+    resolver: Resolver,
     changes: Sender<Change<SocketAddr, Endpoint>>,
 ) {
     let mut current: HashSet<SocketAddr> = HashSet::new();
     while !changes.is_closed() {
-        match tokio::time::timeout(
-            RESOLVE_TIMEOUT,
-            tokio::net::lookup_host((host.as_str(), port)),
-        )
-        .await
-        {
+        match tokio::time::timeout(RESOLVE_TIMEOUT, resolver(host.clone(), port)).await {
             Ok(Ok(addrs)) => {
-                let fresh: HashSet<SocketAddr> = addrs.take(ENDPOINTS_MAX).collect();
+                if addrs.len() > ENDPOINTS_MAX {
+                    tracing::warn!(%host, resolved = addrs.len(), "too many peer addresses; using the first {ENDPOINTS_MAX}");
+                }
+                let fresh: HashSet<SocketAddr> = addrs.into_iter().take(ENDPOINTS_MAX).collect();
                 for gone in current.difference(&fresh) {
                     if changes.send(Change::Remove(*gone)).await.is_err() {
                         return;
@@ -238,5 +262,91 @@ impl tower_service::Service<http::Request<Body>> for PeerChannel {
                 Err(_) => Err(Box::new(CallTimedOut(call_timeout)) as tower::BoxError),
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex as StdMutex;
+
+    use tonic_health::{
+        ServingStatus,
+        pb::{HealthCheckRequest, health_check_response, health_client::HealthClient},
+    };
+
+    use super::*;
+
+    /// What the stand-in DNS answers right now.
+    static ANSWER: StdMutex<Vec<SocketAddr>> = StdMutex::new(Vec::new());
+
+    fn test_resolver(
+        _host: String,
+        _port: u16,
+    ) -> BoxFuture<'static, std::io::Result<Vec<SocketAddr>>> {
+        let answer = ANSWER.lock().expect("answer").clone();
+        Box::pin(async move { Ok(answer) })
+    }
+
+    /// A real gRPC server (health only) whose service `pod` reports `status`, so each
+    /// answer tells which pod served it.
+    async fn pod(ip: [u8; 4], status: ServingStatus) -> SocketAddr {
+        let listener = tokio::net::TcpListener::bind(SocketAddr::from((ip, 0))).await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (reporter, service) = tonic_health::server::health_reporter();
+        reporter.set_service_status("pod", status).await;
+        tokio::spawn(async move {
+            let _reporter = reporter;
+            tonic::transport::Server::builder()
+                .add_service(service)
+                .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener))
+                .await
+        });
+        addr
+    }
+
+    async fn who_answers(client: &mut HealthClient<PeerChannel>, calls: usize) -> (usize, usize) {
+        let (mut serving, mut not_serving) = (0, 0);
+        for _ in 0..calls {
+            let status = client
+                .check(HealthCheckRequest {
+                    service: "pod".into(),
+                })
+                .await
+                .expect("check")
+                .into_inner()
+                .status;
+            if status == health_check_response::ServingStatus::Serving as i32 {
+                serving += 1;
+            } else {
+                not_serving += 1;
+            }
+        }
+        (serving, not_serving)
+    }
+
+    /// Behind a headless Service a name resolves to every pod: calls spread over all of
+    /// them, and a pod that leaves the answer stops getting calls after a refresh.
+    #[tokio::test]
+    async fn calls_spread_over_every_resolved_address_and_follow_changes() {
+        let pod_a = pod([127, 0, 0, 1], ServingStatus::Serving).await;
+        let pod_b = pod([127, 0, 0, 2], ServingStatus::NotServing).await;
+        *ANSWER.lock().expect("answer") = vec![pod_a, pod_b];
+        let mut options = ClientOptions::new("test", TokenKeys::from_secret(&[7; 32]));
+        options.dns_refresh = Duration::from_millis(50);
+        let channel = connect_with_resolver(
+            &format!("http://peer.example:{}", pod_a.port()),
+            &options,
+            test_resolver,
+        )
+        .expect("connect");
+        let mut client = HealthClient::new(channel);
+
+        let (on_a, on_b) = who_answers(&mut client, 200).await;
+        assert!(on_a > 0 && on_b > 0, "a: {on_a}, b: {on_b}");
+
+        *ANSWER.lock().expect("answer") = vec![pod_b];
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let (on_a, on_b) = who_answers(&mut client, 50).await;
+        assert_eq!((on_a, on_b), (0, 50));
     }
 }
