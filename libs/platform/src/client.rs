@@ -290,7 +290,9 @@ mod tests {
     /// A real gRPC server (health only) whose service `pod` reports `status`, so each
     /// answer tells which pod served it.
     async fn pod(ip: [u8; 4], status: ServingStatus) -> SocketAddr {
-        let listener = tokio::net::TcpListener::bind(SocketAddr::from((ip, 0))).await.expect("bind");
+        let listener = tokio::net::TcpListener::bind(SocketAddr::from((ip, 0)))
+            .await
+            .expect("bind");
         let addr = listener.local_addr().expect("addr");
         let (reporter, service) = tonic_health::server::health_reporter();
         reporter.set_service_status("pod", status).await;

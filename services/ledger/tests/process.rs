@@ -176,3 +176,145 @@ async fn sigterm_drains_in_flight_calls_refuses_new_ones_and_exits_0() {
         .await
         .expect("drop db");
 }
+
+/// A real OTLP/gRPC collector endpoint that keeps the names of the spans it receives,
+/// with the `service.name` of the resource they came from.
+#[derive(Clone, Default)]
+struct Collector {
+    spans: std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>,
+}
+
+#[tonic::async_trait]
+impl opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::TraceService
+    for Collector
+{
+    async fn export(
+        &self,
+        request: tonic::Request<
+            opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest,
+        >,
+    ) -> Result<
+        tonic::Response<
+            opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse,
+        >,
+        tonic::Status,
+    > {
+        use opentelemetry_proto::tonic::common::v1::any_value::Value;
+        let mut spans = self.spans.lock().expect("spans");
+        for resource_spans in request.into_inner().resource_spans {
+            let service_name = resource_spans
+                .resource
+                .iter()
+                .flat_map(|resource| resource.attributes.iter())
+                .find(|attribute| attribute.key == "service.name")
+                .and_then(|attribute| attribute.value.as_ref()?.value.clone())
+                .map(|value| match value {
+                    Value::StringValue(name) => name,
+                    other => format!("{other:?}"),
+                })
+                .unwrap_or_default();
+            for scope_spans in resource_spans.scope_spans {
+                for span in scope_spans.spans {
+                    spans.push((service_name.clone(), span.name));
+                }
+            }
+        }
+        Ok(tonic::Response::new(Default::default()))
+    }
+}
+
+/// With OTEL_EXPORTER_OTLP_ENDPOINT set, the server's spans reach the collector, at the
+/// latest when SIGTERM flushes them.
+#[tokio::test]
+async fn spans_are_exported_over_otlp_and_flushed_on_sigterm() {
+    use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::TraceServiceServer;
+    let collector = Collector::default();
+    let collector_listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let collector_addr = collector_listener.local_addr().expect("addr");
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(TraceServiceServer::new(collector.clone()))
+            .serve_with_incoming(tonic::transport::server::TcpIncoming::from(
+                collector_listener,
+            )),
+    );
+
+    let mut env = testing::test_env("ledger");
+    let grpc_addr = testing::free_local_addr().await;
+    env.insert("LISTEN_ADDR".into(), grpc_addr.to_string());
+    env.insert("ADMIN_LISTEN_ADDR".into(), "127.0.0.1:0".into());
+    env.insert(
+        "OTEL_EXPORTER_OTLP_ENDPOINT".into(),
+        format!("http://{collector_addr}"),
+    );
+    env.insert("OTEL_SERVICE_NAME".into(), "ledger-under-test".into());
+    env.insert("LOG_FORMAT".into(), "json".into());
+    let database_url = env["DATABASE_URL"].clone();
+    let mut child = tokio::process::Command::new(BINARY)
+        .env_clear()
+        .envs(&env)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn ledger");
+
+    let url = format!("http://{grpc_addr}");
+    let mut health = None;
+    for _ in 0..250 {
+        if let Ok(channel) = tonic::transport::Channel::from_shared(url.clone())
+            .expect("url")
+            .connect()
+            .await
+        {
+            health = Some(tonic_health::pb::health_client::HealthClient::new(channel));
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(40)).await;
+    }
+    let mut health = health.expect("ledger never listened");
+    health
+        .check(tonic_health::pb::HealthCheckRequest::default())
+        .await
+        .expect("health");
+
+    let pid = child.id().expect("pid");
+    let status = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    let output = tokio::time::timeout(Duration::from_secs(15), async {
+        use tokio::io::AsyncReadExt;
+        let mut stderr = String::new();
+        let mut pipe = child.stderr.take().expect("stderr");
+        pipe.read_to_string(&mut stderr).await.expect("read stderr");
+        (child.wait().await.expect("wait"), stderr)
+    })
+    .await
+    .expect("exited");
+    assert_eq!(output.0.code(), Some(0));
+
+    let spans = collector.spans.lock().expect("spans").clone();
+    assert!(
+        spans.contains(&(
+            "ledger-under-test".to_owned(),
+            "/grpc.health.v1.Health/Check".to_owned()
+        )),
+        "{spans:?}"
+    );
+    // LOG_FORMAT=json: every log line on stderr is one JSON object.
+    let log_lines: Vec<&str> = output.1.lines().filter(|line| !line.is_empty()).collect();
+    assert!(!log_lines.is_empty());
+    for line in log_lines {
+        assert!(
+            line.starts_with('{') && line.ends_with('}'),
+            "not a JSON log line: {line}"
+        );
+    }
+    testing::drop_database(&database_url)
+        .await
+        .expect("drop db");
+}
