@@ -69,13 +69,6 @@ _mldeps_need_clients() {
     fi
 }
 
-# postgres://u@h:p/db?x  ->  postgres://u@h:p/postgres?x
-_mldeps_pg_server_url() {
-    local re='^(postgres(ql)?://[^/?#]*)(/[^?#]*)?(\?[^#]*)?$'
-    [[ "$1" =~ $re ]] || return 1
-    printf '%s/postgres%s\n' "${BASH_REMATCH[1]}" "${BASH_REMATCH[4]}"
-}
-
 _mldeps_pg_answers() {
     PGCONNECT_TIMEOUT=5 pg_isready -q -t 5 -d "$1" >/dev/null 2>&1 \
         && PGCONNECT_TIMEOUT=5 psql "$1" -XAtq -c 'select 1' >/dev/null 2>&1
@@ -196,7 +189,8 @@ _mldeps_locked() {
     (
         exec 8>"$MICROLOAN_LOCAL_DEPS_DIR/.deps.lock"
         flock -w 120 8 || { _mldeps_err "timed out waiting for $MICROLOAN_LOCAL_DEPS_DIR/.deps.lock"; exit 1; }
-        "$@"
+        # fd 8 closed for what "$@" starts: a daemon inheriting it would hold the lock forever
+        "$@" 8>&-
     )
 }
 
@@ -206,7 +200,7 @@ microloan_deps_ensure() {
 
     # --- Postgres
     if [[ "$force" != 1 && -n "${DATABASE_URL:-}" ]]; then
-        pg_url="$(_mldeps_pg_server_url "$DATABASE_URL")" \
+        pg_url="$(microloan_pg_url_with_db "$DATABASE_URL" postgres 2>/dev/null)" \
             || { _mldeps_err "DATABASE_URL is not a postgres:// URL"; return 1; }
         if ! _mldeps_pg_answers "$pg_url"; then
             _mldeps_err "DATABASE_URL is set but its server does not answer: $(_mldeps_mask "$pg_url")"

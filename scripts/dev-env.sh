@@ -20,6 +20,7 @@ export RUST_LOG="${RUST_LOG:-info}"
 export REDIS_KEY_PREFIX="${REDIS_KEY_PREFIX:-microloan:}"
 
 # Fixed ports of `make run` (gRPC and the Prometheus /metrics admin port).
+# shellcheck disable=SC2034 # used by the scripts that source this file
 MICROLOAN_SERVICES=(account scoring ledger notification)
 export ACCOUNT_PORT="${ACCOUNT_PORT:-50051}"
 export SCORING_PORT="${SCORING_PORT:-50052}"
@@ -50,6 +51,13 @@ case ":$PATH:" in
     *":$MICROLOAN_TOOLS_DIR/bin:"*) ;;
     *) export PATH="$PATH:$MICROLOAN_TOOLS_DIR/bin" ;;
 esac
+
+# postgres://u@h:p/any?x DB  ->  postgres://u@h:p/DB?x  (each service has its own database)
+microloan_pg_url_with_db() {
+    local re='^(postgres(ql)?://[^/?#]*)(/[^?#]*)?(\?[^#]*)?$'
+    [[ "$1" =~ $re ]] || { echo "not a postgres:// URL" >&2; return 1; }
+    printf '%s/%s%s\n' "${BASH_REMATCH[1]}" "$2" "${BASH_REMATCH[4]}"
+}
 
 # Succeeds when `grpcurl` is runnable, installing it first if needed.
 microloan_ensure_grpcurl() {

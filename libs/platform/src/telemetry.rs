@@ -3,6 +3,8 @@
 //! set; W3C `traceparent` travels in gRPC metadata so one request keeps one trace id
 //! across services (see [`inject`] and [`extract`]).
 
+use std::io::IsTerminal;
+
 use opentelemetry::{
     Context, global,
     propagation::{Extractor, Injector},
@@ -91,7 +93,12 @@ fn install(
     let registry = tracing_subscriber::registry().with(filter).with(otel);
     match log_format {
         LogFormat::Human => registry
-            .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+            .with(
+                tracing_subscriber::fmt::layer()
+                    // Colour only on a terminal: logs redirected to a file stay plain.
+                    .with_ansi(std::io::stderr().is_terminal())
+                    .with_writer(std::io::stderr),
+            )
             .try_init()?,
         LogFormat::Json => registry
             .with(
