@@ -1,5 +1,5 @@
-//! Prometheus metrics for every RPC (count by method and status code, latency
-//! histogram by method) and the admin HTTP server that exposes them at `/metrics`.
+//! Prometheus metrics for every RPC (count and latency histogram by method and status
+//! code) and the admin HTTP server that exposes them at `/metrics`.
 //!
 //! The status code of a gRPC call is in the response headers when the call failed
 //! before any message ("trailers-only"), and otherwise in the trailers at the end of
@@ -56,10 +56,10 @@ impl Metrics {
         let handling_seconds = HistogramVec::new(
             HistogramOpts::new(
                 "grpc_server_handling_seconds",
-                "Time from request headers to the end of the response, by method",
+                "Time from request headers to the end of the response, by method and code",
             )
             .buckets(LATENCY_BUCKETS_SECONDS.to_vec()),
-            &["grpc_service", "grpc_method"],
+            &["grpc_service", "grpc_method", "grpc_code"],
         )
         .expect("static metric definition is valid");
         let in_flight = IntGauge::new("grpc_server_in_flight", "RPCs being served right now")
@@ -146,7 +146,7 @@ impl CallRecord {
             .inc();
         self.metrics
             .handling_seconds
-            .with_label_values(&[&self.service, &self.method])
+            .with_label_values(&[&self.service, &self.method, &code_name])
             .observe(elapsed);
         self.metrics.in_flight.dec();
         self.span.record("rpc.grpc.status_code", code as i32);

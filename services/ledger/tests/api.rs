@@ -104,9 +104,9 @@ async fn metrics_count_each_call_by_method_and_code() {
         metrics.contains(&format!("{} 1", line("Unimplemented"))),
         "{metrics}"
     );
-    assert!(
-        metrics.contains("grpc_server_handling_seconds_bucket"),
-        "{metrics}"
+    let latency_count = format!(
+        "grpc_server_handling_seconds_count{{grpc_code=\"Unauthenticated\",grpc_method=\"GetBusinessDate\",grpc_service=\"{SERVICE_NAME}\"}} 3"
     );
+    assert!(metrics.contains(&latency_count), "{metrics}");
     app.stop().await.expect("clean stop");
 }
