@@ -232,10 +232,6 @@ fn endpoint(scheme: &str, addr: SocketAddr, options: &ClientOptions) -> anyhow::
         .tcp_nodelay(true))
 }
 
-#[derive(Debug, thiserror::Error)]
-#[error("call did not complete within {0:?}")]
-pub struct CallTimedOut(Duration);
-
 impl tower_service::Service<http::Request<Body>> for PeerChannel {
     type Response = http::Response<Body>;
     type Error = tower::BoxError;
@@ -258,11 +254,41 @@ impl tower_service::Service<http::Request<Body>> for PeerChannel {
         let future = self.channel.call(request);
         Box::pin(async move {
             match tokio::time::timeout(call_timeout, future).await {
-                Ok(result) => result.map_err(Into::into),
-                Err(_) => Err(Box::new(CallTimedOut(call_timeout)) as tower::BoxError),
+                Ok(result) => result.map_err(|err| {
+                    let err: tower::BoxError = err.into();
+                    if is_timeout(err.as_ref()) {
+                        deadline_exceeded(call_timeout)
+                    } else {
+                        err
+                    }
+                }),
+                Err(_) => Err(deadline_exceeded(call_timeout)),
             }
         })
     }
+}
+
+/// A `Status` as the error reaches the caller as that status (tonic downcasts it), so a
+/// slow peer is DEADLINE_EXCEEDED as the gRPC spec says, not CANCELLED or UNKNOWN.
+fn deadline_exceeded(call_timeout: Duration) -> tower::BoxError {
+    Box::new(tonic::Status::deadline_exceeded(format!(
+        "peer did not answer within {} ms",
+        call_timeout.as_millis()
+    )))
+}
+
+/// Whether tonic's own `grpc-timeout` enforcement ended the call.
+fn is_timeout(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut current = Some(err);
+    // Error chains are short; the bound guards against a cyclic `source`.
+    for _ in 0..16 {
+        match current {
+            Some(err) if err.is::<tonic::TimeoutExpired>() => return true,
+            Some(err) => current = err.source(),
+            None => return false,
+        }
+    }
+    false
 }
 
 #[cfg(test)]
@@ -324,6 +350,38 @@ mod tests {
             }
         }
         (serving, not_serving)
+    }
+
+    /// A peer that accepts connections but never answers costs a caller at most its
+    /// deadline, and the caller sees DEADLINE_EXCEEDED.
+    #[tokio::test]
+    async fn a_peer_that_never_answers_is_deadline_exceeded() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        // Accepts and holds every connection, saying nothing (a hung process).
+        let held = tokio::spawn(async move {
+            let mut sockets = Vec::new();
+            while let Ok((socket, _)) = listener.accept().await {
+                sockets.push(socket);
+            }
+        });
+        let mut options = ClientOptions::new("test", TokenKeys::from_secret(&[7; 32]));
+        options.call_timeout = Duration::from_millis(300);
+        let channel = connect(&format!("http://{addr}"), &options).expect("connect");
+        let started = std::time::Instant::now();
+        let status = HealthClient::new(channel)
+            .check(HealthCheckRequest::default())
+            .await
+            .expect_err("no answer");
+        assert_eq!(status.code(), tonic::Code::DeadlineExceeded, "{status:?}");
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
+        );
+        held.abort();
     }
 
     /// Behind a headless Service a name resolves to every pod: calls spread over all of

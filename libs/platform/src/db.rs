@@ -19,7 +19,9 @@ const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
 const DATABASE_NAME_BYTES_MAX: usize = 63;
 
 /// Creates the database named in `url` if it does not exist. Safe against a
-/// concurrent creator (two replicas starting at once).
+/// concurrent creator (two replicas starting at once). Connects to the database itself
+/// first, so a role that may not reach the `postgres` maintenance database (common on
+/// managed Postgres, where the database is provisioned beforehand) still starts.
 pub async fn create_database_if_missing(url: &str) -> anyhow::Result<()> {
     let options = PgConnectOptions::from_str(url)?;
     let name = options
@@ -30,29 +32,31 @@ pub async fn create_database_if_missing(url: &str) -> anyhow::Result<()> {
         !name.is_empty() && name.len() <= DATABASE_NAME_BYTES_MAX,
         "database name must be 1..={DATABASE_NAME_BYTES_MAX} bytes"
     );
+    match options.connect().await {
+        Ok(connection) => {
+            close(connection).await;
+            return Ok(());
+        }
+        // 3D000 invalid_catalog_name: the database does not exist yet.
+        Err(sqlx::Error::Database(err)) if err.code().as_deref() == Some("3D000") => {}
+        Err(err) => return Err(err.into()),
+    }
     let mut maintenance = options
         .clone()
         .database("postgres")
         .log_statements(tracing::log::LevelFilter::Debug)
         .connect()
         .await?;
-    let exists: bool =
-        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
-            .bind(&name)
-            .fetch_one(&mut maintenance)
-            .await?;
-    if !exists {
-        let quoted = format!("\"{}\"", name.replace('"', "\"\""));
-        match sqlx::query(&format!("CREATE DATABASE {quoted}"))
-            .execute(&mut maintenance)
-            .await
-        {
-            Ok(_) => tracing::info!(database = %name, "created database"),
-            // 42P04 duplicate_database, 23505 unique_violation: another replica won.
-            Err(sqlx::Error::Database(err))
-                if matches!(err.code().as_deref(), Some("42P04" | "23505")) => {}
-            Err(err) => return Err(err.into()),
-        }
+    let quoted = format!("\"{}\"", name.replace('"', "\"\""));
+    match sqlx::query(&format!("CREATE DATABASE {quoted}"))
+        .execute(&mut maintenance)
+        .await
+    {
+        Ok(_) => tracing::info!(database = %name, "created database"),
+        // 42P04 duplicate_database, 23505 unique_violation: another replica won.
+        Err(sqlx::Error::Database(err))
+            if matches!(err.code().as_deref(), Some("42P04" | "23505")) => {}
+        Err(err) => return Err(err.into()),
     }
     close(maintenance).await;
     Ok(())
@@ -78,4 +82,60 @@ pub async fn connect_and_migrate(
         .await?;
     migrator.run(&pool).await?;
     Ok(pool)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing;
+
+    async fn exists(name: &str) -> bool {
+        let mut connection = PgConnectOptions::from_str(&testing::server_url())
+            .expect("url")
+            .database("postgres")
+            .connect()
+            .await
+            .expect("connect");
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+            .bind(name)
+            .fetch_one(&mut connection)
+            .await
+            .expect("query")
+    }
+
+    /// Replicas starting together race to create the database: all succeed, one creates.
+    #[tokio::test]
+    async fn concurrent_creators_all_succeed_and_the_database_exists_once() {
+        let url = testing::fresh_database_url("db");
+        let name = PgConnectOptions::from_str(&url)
+            .expect("url")
+            .get_database()
+            .expect("name")
+            .to_owned();
+        assert!(!exists(&name).await);
+        let creators: Vec<_> = (0..4)
+            .map(|_| tokio::spawn(create_database_if_missing_owned(url.clone())))
+            .collect();
+        for creator in creators {
+            creator.await.expect("join").expect("created or found");
+        }
+        assert!(exists(&name).await);
+        // Idempotent: a second start finds it.
+        create_database_if_missing(&url).await.expect("again");
+        testing::drop_database(&url).await.expect("drop");
+        assert!(!exists(&name).await);
+    }
+
+    async fn create_database_if_missing_owned(url: String) -> anyhow::Result<()> {
+        create_database_if_missing(&url).await
+    }
+
+    #[tokio::test]
+    async fn a_database_name_postgres_cannot_hold_is_refused() {
+        let url = testing::fresh_database_url(&"x".repeat(80));
+        let err = create_database_if_missing(&url)
+            .await
+            .expect_err("too long");
+        assert!(err.to_string().contains("1..=63"), "{err}");
+    }
 }

@@ -127,30 +127,66 @@ fn labels(path: &str, known: &PermissionTable) -> (String, String) {
     }
 }
 
-/// Records one call exactly once, whichever way it ends.
+/// Records one call exactly once, whichever way it ends: the first `finish` counts,
+/// and a call dropped before it finished (the client went away before the response or
+/// its trailers) counts as CANCELLED, so `grpc_server_in_flight` never drifts.
 struct CallRecord {
     metrics: Metrics,
     service: String,
     method: String,
     started: Instant,
     span: tracing::Span,
+    finished: bool,
 }
 
 impl CallRecord {
-    fn finish(self, code: Code) {
+    fn finish(&mut self, code: Code) {
+        if std::mem::replace(&mut self.finished, true) {
+            return;
+        }
         let elapsed = self.started.elapsed().as_secs_f64();
-        let code_name = format!("{code:?}");
+        let code_name = code_label(code);
         self.metrics
             .handled_total
-            .with_label_values(&[&self.service, &self.method, &code_name])
+            .with_label_values(&[&self.service, &self.method, code_name])
             .inc();
         self.metrics
             .handling_seconds
-            .with_label_values(&[&self.service, &self.method, &code_name])
+            .with_label_values(&[&self.service, &self.method, code_name])
             .observe(elapsed);
         self.metrics.in_flight.dec();
         self.span.record("rpc.grpc.status_code", code as i32);
-        tracing::debug!(parent: &self.span, grpc_code = ?code, elapsed_ms = elapsed * 1e3, "rpc finished");
+        tracing::debug!(parent: &self.span, grpc_code = code_name, elapsed_ms = elapsed * 1e3, "rpc finished");
+    }
+}
+
+impl Drop for CallRecord {
+    fn drop(&mut self) {
+        self.finish(Code::Cancelled);
+    }
+}
+
+/// The code names of the gRPC spec (`OK`, `CANCELLED` → `Canceled` as grpc-go spells
+/// them), so dashboards made for go-grpc-prometheus work unchanged.
+fn code_label(code: Code) -> &'static str {
+    match code {
+        Code::Ok => "OK",
+        Code::Cancelled => "Canceled",
+        Code::Unknown => "Unknown",
+        Code::InvalidArgument => "InvalidArgument",
+        Code::DeadlineExceeded => "DeadlineExceeded",
+        Code::NotFound => "NotFound",
+        Code::AlreadyExists => "AlreadyExists",
+        Code::PermissionDenied => "PermissionDenied",
+        Code::ResourceExhausted => "ResourceExhausted",
+        Code::FailedPrecondition => "FailedPrecondition",
+        Code::Aborted => "Aborted",
+        Code::OutOfRange => "OutOfRange",
+        Code::Unimplemented => "Unimplemented",
+        Code::Internal => "Internal",
+        Code::Unavailable => "Unavailable",
+        Code::DataLoss => "DataLoss",
+        Code::Unauthenticated => "Unauthenticated",
     }
 }
 
@@ -161,19 +197,12 @@ fn code_from_headers(headers: &http::HeaderMap) -> Option<Code> {
 }
 
 pin_project_lite::pin_project! {
-    /// A response body that records its call when the trailers arrive.
+    /// A response body that records its call when the trailers arrive (or, through
+    /// `CallRecord`'s drop, as CANCELLED when it is dropped before them).
     struct RecordingBody {
         #[pin]
         inner: Body,
-        record: Option<CallRecord>,
-    }
-
-    impl PinnedDrop for RecordingBody {
-        fn drop(this: Pin<&mut Self>) {
-            if let Some(record) = this.project().record.take() {
-                record.finish(Code::Cancelled);
-            }
-        }
+        record: CallRecord,
     }
 }
 
@@ -189,22 +218,13 @@ impl HttpBody for RecordingBody {
         let polled = this.inner.poll_frame(cx);
         match &polled {
             Poll::Ready(Some(Ok(frame))) => {
-                if let Some(trailers) = frame.trailers_ref()
-                    && let Some(record) = this.record.take()
-                {
-                    record.finish(code_from_headers(trailers).unwrap_or(Code::Unknown));
+                if let Some(trailers) = frame.trailers_ref() {
+                    this.record
+                        .finish(code_from_headers(trailers).unwrap_or(Code::Unknown));
                 }
             }
-            Poll::Ready(Some(Err(_))) => {
-                if let Some(record) = this.record.take() {
-                    record.finish(Code::Internal);
-                }
-            }
-            Poll::Ready(None) => {
-                if let Some(record) = this.record.take() {
-                    record.finish(Code::Unknown);
-                }
-            }
+            Poll::Ready(Some(Err(_))) => this.record.finish(Code::Internal),
+            Poll::Ready(None) => this.record.finish(Code::Unknown),
             Poll::Pending => {}
         }
         polled
@@ -282,12 +302,13 @@ where
         );
         telemetry::continue_remote_trace(&span, request.headers());
         self.layer.metrics.in_flight.inc();
-        let record = CallRecord {
+        let mut record = CallRecord {
             metrics: self.layer.metrics.clone(),
             service,
             method,
             started: Instant::now(),
             span: span.clone(),
+            finished: false,
         };
         let future = self.inner.call(request);
         Box::pin(
@@ -302,7 +323,7 @@ where
                         let (parts, body) = response.into_parts();
                         let body = Body::new(RecordingBody {
                             inner: body,
-                            record: Some(record),
+                            record,
                         });
                         Ok(http::Response::from_parts(parts, body))
                     }

@@ -110,3 +110,72 @@ async fn metrics_count_each_call_by_method_and_code() {
     assert!(metrics.contains(&latency_count), "{metrics}");
     app.stop().await.expect("clean stop");
 }
+
+/// A client whose connection dies mid-call is counted as Canceled, and the in-flight
+/// gauge comes back to zero.
+#[tokio::test]
+async fn a_call_cut_off_by_its_client_counts_as_canceled() {
+    use std::sync::{Arc, Mutex};
+    use tonic_reflection::pb::v1::{
+        ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
+        server_reflection_request::MessageRequest,
+    };
+    let app = testing::spawn::<Ledger>(&[]).await;
+    // Keep a second handle on the client's socket so the test can cut it.
+    let socket: Arc<Mutex<Option<std::net::TcpStream>>> = Arc::default();
+    let connector_socket = socket.clone();
+    let grpc_addr = app.grpc_addr;
+    let channel = tonic::transport::Endpoint::from_shared(app.url())
+        .expect("url")
+        .connect_with_connector(tower::service_fn(move |_: http::Uri| {
+            let connector_socket = connector_socket.clone();
+            async move {
+                let stream = std::net::TcpStream::connect(grpc_addr)?;
+                stream.set_nonblocking(true)?;
+                *connector_socket.lock().expect("socket") = Some(stream.try_clone()?);
+                Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(
+                    tokio::net::TcpStream::from_std(stream)?,
+                ))
+            }
+        }))
+        .await
+        .expect("connect");
+    let (requests, request_stream) = tokio::sync::mpsc::channel(1);
+    requests
+        .send(ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(MessageRequest::ListServices(String::new())),
+        })
+        .await
+        .expect("send");
+    let mut responses = ServerReflectionClient::new(channel)
+        .server_reflection_info(tokio_stream::wrappers::ReceiverStream::new(request_stream))
+        .await
+        .expect("open stream")
+        .into_inner();
+    assert!(responses.message().await.expect("answer").is_some());
+    let metrics = testing::http_get(app.admin_addr, "/metrics").await;
+    assert!(metrics.contains("grpc_server_in_flight 1"), "{metrics}");
+
+    socket
+        .lock()
+        .expect("socket")
+        .take()
+        .expect("connected")
+        .shutdown(std::net::Shutdown::Both)
+        .expect("cut the connection");
+
+    let canceled = "grpc_server_handled_total{grpc_code=\"Canceled\",grpc_method=\"ServerReflectionInfo\",grpc_service=\"grpc.reflection.v1.ServerReflection\"} 1";
+    let mut metrics = String::new();
+    for _ in 0..100 {
+        metrics = testing::http_get(app.admin_addr, "/metrics").await;
+        if metrics.contains(canceled) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(metrics.contains(canceled), "{metrics}");
+    assert!(metrics.contains("grpc_server_in_flight 0"), "{metrics}");
+    drop((requests, responses));
+    app.stop().await.expect("clean stop");
+}
