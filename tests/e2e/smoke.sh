@@ -241,8 +241,9 @@ for svc in "${SERVICES[@]}"; do
     method="$(grpc_name "$svc")/${PROBE_RPC[$svc]}"
     out="$(gc -d '{}' "127.0.0.1:${PORT[$svc]}" "$method")"
     code="$(grpc_code "$out")"
-    if [[ "$code" == Unauthenticated ]]; then
-        pass "$svc: ${PROBE_RPC[$svc]} without a token -> Unauthenticated"
+    # grpcurl decodes the rich details through reflection (google.rpc is registered).
+    if [[ "$code" == Unauthenticated && "$out" == *'"reason":"TOKEN_MISSING"'* ]]; then
+        pass "$svc: ${PROBE_RPC[$svc]} without a token -> Unauthenticated, ErrorInfo TOKEN_MISSING"
     else
         fail "$svc: ${PROBE_RPC[$svc]} without a token -> ${code:-OK}: $out"
     fi
@@ -251,8 +252,8 @@ done
 method="microloan.ledger.v1.LedgerService/GetBusinessDate"
 out="$(gc -H "authorization: Bearer $forged_token" -d '{}' "127.0.0.1:${PORT[ledger]}" "$method")"
 code="$(grpc_code "$out")"
-if [[ "$code" == Unauthenticated ]]; then
-    pass "ledger: GetBusinessDate with a token signed by another key -> Unauthenticated"
+if [[ "$code" == Unauthenticated && "$out" == *'"reason":"TOKEN_BAD_SIGNATURE"'* ]]; then
+    pass "ledger: GetBusinessDate with a token signed by another key -> Unauthenticated, TOKEN_BAD_SIGNATURE"
 else
     fail "ledger: GetBusinessDate with a forged token -> ${code:-OK}: $out"
 fi
