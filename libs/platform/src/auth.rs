@@ -19,8 +19,10 @@ use tonic::{Code, Status, body::Body};
 use crate::status;
 
 pub const ISSUER: &str = "microloan";
-/// Longest-lived token the minting command will issue: dev tokens are for a working day.
-pub const TOKEN_TTL_MAX: Duration = Duration::from_secs(24 * 60 * 60);
+/// Longest-lived token `mint` will issue: 90 days, the JWT secret's rotation period, so
+/// the end-of-day CronJob's stored token can outlive one rotation at most. Dev tokens
+/// default to an hour.
+pub const TOKEN_TTL_MAX: Duration = Duration::from_secs(90 * 24 * 60 * 60);
 /// Clock skew tolerated between the minting host and the verifying pod.
 const LEEWAY_SECONDS: u64 = 5;
 /// Longest `authorization` header considered; anything larger is refused unparsed.

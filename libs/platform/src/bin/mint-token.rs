@@ -21,7 +21,7 @@ struct Args {
     /// Subject (who); defaults to the role's name or the customer id.
     #[arg(long)]
     subject: Option<String>,
-    /// Lifetime in seconds (at most one day).
+    /// Lifetime in seconds (at most 90 days).
     #[arg(long, default_value_t = 3600)]
     ttl_seconds: u64,
 }
