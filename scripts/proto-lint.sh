@@ -6,6 +6,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 if [[ ! -x tools/buf/node_modules/.bin/buf ]]; then
+  if ! command -v npm >/dev/null 2>&1; then
+    # shellcheck source=scripts/dev-env.sh
+    source scripts/dev-env.sh
+    microloan_apt_install nodejs npm
+  fi
   npm ci --prefix tools/buf --no-audit --no-fund
 fi
 buf=tools/buf/node_modules/.bin/buf
