@@ -59,6 +59,36 @@ microloan_pg_url_with_db() {
     printf '%s/%s%s\n' "${BASH_REMATCH[1]}" "$2" "${BASH_REMATCH[4]}"
 }
 
+# microloan.<svc>.v1.<Svc>Service, the gRPC service a binary serves.
+microloan_grpc_service_name() { printf 'microloan.%s.v1.%sService' "$1" "${1^}"; }
+
+# Waits until service SVC, started by this shell as PID, answers gRPC health SERVING on
+# 127.0.0.1:PORT (without grpcurl on PATH: until the port accepts connections), for at
+# most TIMEOUT seconds. Returns 0 when serving; 1 when the process exited first (its
+# exit code is then in MICROLOAN_EXIT_CODE); 2 on timeout (last answer in
+# MICROLOAN_HEALTH_ANSWER). Runs in the caller's shell: `wait` needs the parent.
+microloan_wait_serving() { # svc pid port timeout_seconds
+    local svc="$1" pid="$2" port="$3" deadline=$((SECONDS + $4)) name
+    name="$(microloan_grpc_service_name "$svc")"
+    MICROLOAN_EXIT_CODE=0
+    MICROLOAN_HEALTH_ANSWER=""
+    while :; do
+        if ! kill -0 "$pid" 2>/dev/null; then
+            wait "$pid" || MICROLOAN_EXIT_CODE=$?
+            return 1
+        fi
+        if command -v grpcurl >/dev/null 2>&1; then
+            MICROLOAN_HEALTH_ANSWER="$(grpcurl -plaintext -max-time 2 -d "{\"service\":\"$name\"}" \
+                "127.0.0.1:$port" grpc.health.v1.Health/Check 2>&1 || true)"
+            [[ "$MICROLOAN_HEALTH_ANSWER" == *'"SERVING"'* ]] && return 0
+        elif timeout 2 bash -c "exec 3<>/dev/tcp/127.0.0.1/$port" 2>/dev/null; then
+            return 0
+        fi
+        ((SECONDS < deadline)) || return 2
+        sleep 0.5
+    done
+}
+
 # Installs Debian packages when the machine lacks them (a fresh Debian box): as root
 # with apt-get, otherwise it says what to install and fails.
 microloan_apt_install() {

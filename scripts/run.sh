@@ -29,7 +29,6 @@ die() { printf 'run: error: %s\n' "$*" >&2; exit 1; }
 
 port_of() { local v="${1^^}_PORT"; printf '%s' "${!v}"; }
 admin_port_of() { local v="${1^^}_ADMIN_PORT"; printf '%s' "${!v}"; }
-grpc_name_of() { printf 'microloan.%s.v1.%sService' "$1" "${1^}"; }
 port_open() { timeout 2 bash -c "exec 3<>/dev/tcp/127.0.0.1/$1" 2>/dev/null; }
 
 # --- refuse to start twice ----------------------------------------------------------
@@ -139,28 +138,17 @@ for svc in "${MICROLOAN_SERVICES[@]}"; do
 done
 
 # --- wait until each answers health (bounded) -------------------------------------------
-deadline=$((SECONDS + HEALTH_TIMEOUT))
+# (without grpcurl, microloan_wait_serving falls back to a TCP check)
 for svc in "${MICROLOAN_SERVICES[@]}"; do
-    port="$(port_of "$svc")"
-    name="$(grpc_name_of "$svc")"
-    while :; do
-        if ! kill -0 "${PIDS[$svc]}" 2>/dev/null; then
-            code=0
-            wait "${PIDS[$svc]}" || code=$?
+    status=0
+    microloan_wait_serving "$svc" "${PIDS[$svc]}" "$(port_of "$svc")" "$HEALTH_TIMEOUT" || status=$?
+    case "$status" in
+        1)
             unset "PIDS[$svc]"
-            die "$svc exited during start-up with code $code; see $LOG_DIR/$svc.log"
-        fi
-        if ((HAVE_GRPCURL)); then
-            if out="$(grpcurl -plaintext -max-time 2 -d "{\"service\":\"$name\"}" \
-                "127.0.0.1:$port" grpc.health.v1.Health/Check 2>&1)" && [[ "$out" == *'"SERVING"'* ]]; then
-                break
-            fi
-        elif port_open "$port"; then
-            break
-        fi
-        ((SECONDS < deadline)) || die "$svc did not become healthy within ${HEALTH_TIMEOUT}s; see $LOG_DIR/$svc.log"
-        sleep 0.5
-    done
+            die "$svc exited during start-up with code $MICROLOAN_EXIT_CODE; see $LOG_DIR/$svc.log"
+            ;;
+        2) die "$svc did not become healthy within ${HEALTH_TIMEOUT}s; see $LOG_DIR/$svc.log" ;;
+    esac
 done
 
 # --- banner -------------------------------------------------------------------------------

@@ -47,7 +47,6 @@ declare -A PIDS=() PORT=() ADMIN=()
 pass() { PASSED=$((PASSED + 1)); printf '  ok    %s\n' "$*"; }
 fail() { FAILED=$((FAILED + 1)); printf '  FAIL  %s\n' "$*"; }
 fatal() { fail "$*"; exit 1; }
-grpc_name() { printf 'microloan.%s.v1.%sService' "$1" "${1^}"; }
 # grpcurl's output (stdout+stderr) whatever its exit code
 gc() { grpcurl -plaintext -max-time 10 "$@" 2>&1 || true; }
 grpc_code() { sed -nE 's/^ *Code: *([A-Za-z]+).*/\1/p' <<<"$1" | head -n 1; }
@@ -162,28 +161,23 @@ for svc in "${SERVICES[@]}"; do
     echo "smoke: $svc pid ${PIDS[$svc]} on 127.0.0.1:${PORT[$svc]} (metrics ${ADMIN[$svc]})"
 done
 
-deadline=$((SECONDS + HEALTH_TIMEOUT))
 for svc in "${SERVICES[@]}"; do
-    name="$(grpc_name "$svc")"
-    while :; do
-        if ! kill -0 "${PIDS[$svc]}" 2>/dev/null; then
-            code=0
-            wait "${PIDS[$svc]}" || code=$?
+    status=0
+    microloan_wait_serving "$svc" "${PIDS[$svc]}" "${PORT[$svc]}" "$HEALTH_TIMEOUT" || status=$?
+    case "$status" in
+        1)
             unset "PIDS[$svc]"
-            fatal "$svc exited during start-up with code $code"
-        fi
-        out="$(gc -max-time 2 -d "{\"service\":\"$name\"}" "127.0.0.1:${PORT[$svc]}" grpc.health.v1.Health/Check)"
-        [[ "$out" == *'"SERVING"'* ]] && break
-        ((SECONDS < deadline)) || fatal "$svc not SERVING within ${HEALTH_TIMEOUT}s: $out"
-        sleep 0.5
-    done
+            fatal "$svc exited during start-up with code $MICROLOAN_EXIT_CODE"
+            ;;
+        2) fatal "$svc not SERVING within ${HEALTH_TIMEOUT}s: $MICROLOAN_HEALTH_ANSWER" ;;
+    esac
 done
 echo "smoke: all four are SERVING"
 
 # --- reflection, describe, health, metrics -------------------------------------------------
 for svc in "${SERVICES[@]}"; do
     addr="127.0.0.1:${PORT[$svc]}"
-    name="$(grpc_name "$svc")"
+    name="$(microloan_grpc_service_name "$svc")"
     listing="$(gc "$addr" list)"
     for want in "$name" grpc.health.v1.Health grpc.reflection.v1.ServerReflection \
         grpc.reflection.v1alpha.ServerReflection; do
@@ -238,7 +232,7 @@ forged_token="$(AUTH_JWT_SECRET="not-the-secret-the-services-verify-with" "$BIN_
     || fatal "mint-token with another secret"
 
 for svc in "${SERVICES[@]}"; do
-    method="$(grpc_name "$svc")/${PROBE_RPC[$svc]}"
+    method="$(microloan_grpc_service_name "$svc")/${PROBE_RPC[$svc]}"
     out="$(gc -d '{}' "127.0.0.1:${PORT[$svc]}" "$method")"
     code="$(grpc_code "$out")"
     # grpcurl decodes the rich details through reflection (google.rpc is registered).
