@@ -11,7 +11,9 @@
 #                   doc tests)
 #   4. e2e-smoke    tests/e2e/smoke.sh (the four real binaries, real grpcurl)
 #   5. deploy-check deploy/check.sh, when it exists
-#   6. proto-lint   scripts/proto-lint.sh
+#   6. rust-fmt, rust-clippy  cargo fmt --check, cargo clippy -D warnings (make lint's Rust half),
+#                   so a submission with warnings does not land
+#   7. proto-lint   scripts/proto-lint.sh
 # Every step runs even when an earlier one failed (one run shows every problem); the
 # exit code is non-zero when any failed. Last line: `steps: N passed, M failed`.
 set -euo pipefail
@@ -75,6 +77,8 @@ step e2e-smoke tests/e2e/smoke.sh
 if [[ -f deploy/check.sh ]]; then
     step deploy-check bash deploy/check.sh
 fi
+step rust-fmt cargo fmt --all --check
+step rust-clippy cargo clippy --workspace --all-targets -- -D warnings
 step proto-lint scripts/proto-lint.sh
 
 say "summary"

@@ -236,8 +236,9 @@ for svc in "${SERVICES[@]}"; do
     out="$(gc -d '{}' "127.0.0.1:${PORT[$svc]}" "$method")"
     code="$(grpc_code "$out")"
     # grpcurl decodes the rich details through reflection (google.rpc is registered).
-    if [[ "$code" == Unauthenticated && "$out" == *'"reason":"TOKEN_MISSING"'* ]]; then
-        pass "$svc: ${PROBE_RPC[$svc]} without a token -> Unauthenticated, ErrorInfo TOKEN_MISSING"
+    if [[ "$code" == Unauthenticated && "$out" == *'"reason":"TOKEN_MISSING"'* \
+        && "$out" == *"\"domain\":\"microloan.$svc\""* ]]; then
+        pass "$svc: ${PROBE_RPC[$svc]} without a token -> Unauthenticated, ErrorInfo TOKEN_MISSING in microloan.$svc"
     else
         fail "$svc: ${PROBE_RPC[$svc]} without a token -> ${code:-OK}: $out"
     fi

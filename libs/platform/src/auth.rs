@@ -114,16 +114,45 @@ impl Caller {
     }
 
     /// A customer may only touch their own data; operators and services may touch any.
-    pub fn ensure_may_access_customer(&self, customer_id: &str) -> Result<(), Status> {
+    /// `domain` is the serving service's error domain ([`status::error_domain`]).
+    pub fn ensure_may_access_customer(
+        &self,
+        customer_id: &str,
+        domain: &str,
+    ) -> Result<(), Status> {
         match (self.role, self.customer_id.as_deref()) {
             (Role::Customer, Some(own)) if own == customer_id => Ok(()),
             (Role::Customer, _) => Err(status::with_reason(
+                domain,
                 Code::PermissionDenied,
                 "a customer token reaches only its own customer's data",
                 "NOT_RESOURCE_OWNER",
             )),
             (Role::Operator | Role::Service, _) => Ok(()),
         }
+    }
+}
+
+/// Why a bearer token was refused: an UNAUTHENTICATED reason of errors.proto.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct TokenRejected {
+    /// `TOKEN_MISSING`, `TOKEN_INVALID`, `TOKEN_BAD_SIGNATURE` or `TOKEN_EXPIRED`.
+    pub reason: &'static str,
+    pub message: String,
+}
+
+impl TokenRejected {
+    fn new(reason: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            reason,
+            message: message.into(),
+        }
+    }
+
+    /// UNAUTHENTICATED with an `ErrorInfo` in the serving service's `domain`.
+    pub fn into_status(self, domain: &str) -> Status {
+        status::with_reason(domain, Code::Unauthenticated, self.message, self.reason)
     }
 }
 
@@ -222,7 +251,7 @@ impl TokenKeys {
         )?)
     }
 
-    pub fn verify(&self, token: &str) -> Result<Caller, Status> {
+    pub fn verify(&self, token: &str) -> Result<Caller, TokenRejected> {
         let mut decoded = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation);
         if let (Err(err), Some(previous)) = (&decoded, &self.decoding_previous)
             && *err.kind() == jsonwebtoken::errors::ErrorKind::InvalidSignature
@@ -235,18 +264,13 @@ impl TokenKeys {
                 jsonwebtoken::errors::ErrorKind::InvalidSignature => "TOKEN_BAD_SIGNATURE",
                 _ => "TOKEN_INVALID",
             };
-            status::with_reason(
-                Code::Unauthenticated,
-                format!("bearer token rejected: {err}"),
-                reason,
-            )
+            TokenRejected::new(reason, format!("bearer token rejected: {err}"))
         })?;
         let claims = data.claims;
         if (claims.role == Role::Customer) != claims.customer_id.is_some() {
-            return Err(status::with_reason(
-                Code::Unauthenticated,
-                "customer_id must be present exactly for role customer",
+            return Err(TokenRejected::new(
                 "TOKEN_INVALID",
+                "customer_id must be present exactly for role customer",
             ));
         }
         Ok(Caller {
@@ -268,6 +292,8 @@ pub fn unix_now() -> u64 {
 #[derive(Debug, Clone, Default)]
 pub struct PermissionTable {
     roles_by_path: HashMap<String, &'static [Role]>,
+    /// `ErrorInfo.domain` of the refusals: the service's, `microloan.<service>`.
+    error_domain: String,
 }
 
 impl PermissionTable {
@@ -279,7 +305,15 @@ impl PermissionTable {
             let previous = roles_by_path.insert(format!("/{service}/{method}"), *roles);
             assert!(previous.is_none(), "{method} listed twice");
         }
-        Self { roles_by_path }
+        Self {
+            roles_by_path,
+            error_domain: status::error_domain_of_proto_service(service),
+        }
+    }
+
+    /// The serving service's error domain, e.g. `microloan.ledger`.
+    pub fn error_domain(&self) -> &str {
+        &self.error_domain
     }
 
     pub fn roles(&self, path: &str) -> Option<&'static [Role]> {
@@ -307,42 +341,15 @@ pub fn authorize(
     if is_open_path(path) {
         return Ok(None);
     }
-    let header = headers
-        .get(http::header::AUTHORIZATION)
-        .ok_or_else(|| {
-            status::with_reason(
-                Code::Unauthenticated,
-                "missing `authorization: Bearer <token>` metadata",
-                "TOKEN_MISSING",
-            )
-        })?
-        .as_bytes();
-    if header.len() > AUTHORIZATION_BYTES_MAX {
-        return Err(status::with_reason(
-            Code::Unauthenticated,
-            "authorization metadata is too large",
-            "TOKEN_INVALID",
-        ));
-    }
-    let token = std::str::from_utf8(header)
-        .ok()
-        .and_then(|value| {
-            value
-                .strip_prefix("Bearer ")
-                .or_else(|| value.strip_prefix("bearer "))
-        })
-        .ok_or_else(|| {
-            status::with_reason(
-                Code::Unauthenticated,
-                "authorization metadata must be `Bearer <token>`",
-                "TOKEN_INVALID",
-            )
-        })?;
-    let caller = keys.verify(token.trim())?;
+    let domain = table.error_domain();
+    let caller = bearer_token(headers)
+        .and_then(|token| keys.verify(token))
+        .map_err(|rejected| rejected.into_status(domain))?;
     let allowed = table.roles(path).unwrap_or(&[]);
     if !allowed.contains(&caller.role) {
         let role = caller.role.as_str();
         return Err(status::with_reason_and_metadata(
+            domain,
             Code::PermissionDenied,
             format!("role {role} may not call {path}"),
             "ROLE_NOT_ALLOWED",
@@ -350,6 +357,39 @@ pub fn authorize(
         ));
     }
     Ok(Some(caller))
+}
+
+/// The token of an `authorization: Bearer <token>` header.
+fn bearer_token(headers: &http::HeaderMap) -> Result<&str, TokenRejected> {
+    let header = headers
+        .get(http::header::AUTHORIZATION)
+        .ok_or_else(|| {
+            TokenRejected::new(
+                "TOKEN_MISSING",
+                "missing `authorization: Bearer <token>` metadata",
+            )
+        })?
+        .as_bytes();
+    if header.len() > AUTHORIZATION_BYTES_MAX {
+        return Err(TokenRejected::new(
+            "TOKEN_INVALID",
+            "authorization metadata is too large",
+        ));
+    }
+    std::str::from_utf8(header)
+        .ok()
+        .and_then(|value| {
+            value
+                .strip_prefix("Bearer ")
+                .or_else(|| value.strip_prefix("bearer "))
+        })
+        .map(str::trim)
+        .ok_or_else(|| {
+            TokenRejected::new(
+                "TOKEN_INVALID",
+                "authorization metadata must be `Bearer <token>`",
+            )
+        })
 }
 
 /// Tower layer that runs [`authorize`] before the service sees the request.
@@ -451,6 +491,122 @@ pub fn assert_table_matches_descriptor(
     assert_eq!(listed, declared, "permission table of {service}");
 }
 
+/// The roles each RPC of `service` documents on the `Roles:` line of its proto comment
+/// (`// Roles: customer (own only), operator, service. …`): the words before the first
+/// period, parenthesised qualifiers dropped. Needs a descriptor set built with source
+/// info (protox keeps comments). Panics on a method without a parsable `Roles:` line.
+pub fn documented_roles(file_descriptor_set: &[u8], service: &str) -> Vec<(String, Vec<Role>)> {
+    use prost::Message;
+    /// Field numbers of `FileDescriptorProto.service` and `ServiceDescriptorProto.method`
+    /// in source-info paths.
+    const FILE_SERVICE_FIELD: i32 = 6;
+    const SERVICE_METHOD_FIELD: i32 = 2;
+    let set = prost_types::FileDescriptorSet::decode(file_descriptor_set)
+        .expect("descriptor set decodes");
+    let mut documented = Vec::new();
+    for file in &set.file {
+        let locations = file
+            .source_code_info
+            .as_ref()
+            .map(|info| info.location.as_slice())
+            .unwrap_or_default();
+        for (service_index, candidate) in file.service.iter().enumerate() {
+            if format!("{}.{}", file.package(), candidate.name()) != service {
+                continue;
+            }
+            for (method_index, method) in candidate.method.iter().enumerate() {
+                let path = [
+                    FILE_SERVICE_FIELD,
+                    i32::try_from(service_index).expect("few services"),
+                    SERVICE_METHOD_FIELD,
+                    i32::try_from(method_index).expect("few methods"),
+                ];
+                let comment = locations
+                    .iter()
+                    .find(|location| location.path == path)
+                    .map(|location| location.leading_comments())
+                    .unwrap_or_default();
+                let roles = parse_roles_line(comment)
+                    .unwrap_or_else(|err| panic!("{service}/{}: {err}", method.name()));
+                documented.push((method.name().to_owned(), roles));
+            }
+        }
+    }
+    documented
+}
+
+/// The roles named on the `Roles:` line of one RPC comment.
+fn parse_roles_line(comment: &str) -> Result<Vec<Role>, String> {
+    let line = comment
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("Roles:"))
+        .ok_or("no `Roles:` line in the RPC comment")?;
+    let sentence = line.split('.').next().unwrap_or_default();
+    // Drop "(own only; IN_APP only)" and the like: qualifiers, not roles.
+    let mut unqualified = String::with_capacity(sentence.len());
+    let mut depth = 0_u32;
+    for character in sentence.chars() {
+        match character {
+            '(' => depth += 1,
+            ')' => depth = depth.saturating_sub(1),
+            _ if depth == 0 => unqualified.push(character),
+            _ => {}
+        }
+    }
+    let mut roles: Vec<Role> = unqualified
+        .split(',')
+        .map(|word| word.trim().parse::<Role>())
+        .collect::<Result<_, _>>()?;
+    roles.sort_by_key(|role| role.as_str());
+    roles.dedup();
+    if roles.is_empty() {
+        return Err("the `Roles:` line names no role".to_owned());
+    }
+    Ok(roles)
+}
+
+/// Panics unless `table` lists exactly the RPCs of `service` and grants each exactly the
+/// roles its proto comment documents: the one check every service's table gets.
+pub fn assert_table_matches_proto(
+    table: &PermissionTable,
+    file_descriptor_set: &[u8],
+    service: &str,
+) {
+    assert_table_matches_descriptor(table, file_descriptor_set, service);
+    assert_table_grants_documented_roles(table, file_descriptor_set, service);
+}
+
+/// Panics unless `table` grants every RPC of `service` exactly the roles its proto
+/// comment documents, so the contract clients read and the code can never drift.
+pub fn assert_table_grants_documented_roles(
+    table: &PermissionTable,
+    file_descriptor_set: &[u8],
+    service: &str,
+) {
+    let documented = documented_roles(file_descriptor_set, service);
+    assert!(
+        !documented.is_empty(),
+        "{service} not found in descriptor set"
+    );
+    let mismatches: Vec<String> = documented
+        .iter()
+        .filter_map(|(method, want)| {
+            let mut granted = table
+                .roles(&format!("/{service}/{method}"))
+                .unwrap_or(&[])
+                .to_vec();
+            granted.sort_by_key(|role| role.as_str());
+            (granted != *want)
+                .then(|| format!("{method}: documented {want:?}, granted {granted:?}"))
+        })
+        .collect();
+    assert!(
+        mismatches.is_empty(),
+        "permission table of {service} disagrees with the proto:\n{}",
+        mismatches.join("\n")
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -480,6 +636,15 @@ mod tests {
             .get_error_details()
             .error_info()
             .map(|info| info.reason.clone())
+            .unwrap_or_default()
+    }
+
+    fn domain(status: &Status) -> String {
+        use tonic_types::StatusExt;
+        status
+            .get_error_details()
+            .error_info()
+            .map(|info| info.domain.clone())
             .unwrap_or_default()
     }
 
@@ -545,6 +710,7 @@ mod tests {
             let status = authorize(&keys, &table(), PATH, &headers).expect_err(want_reason);
             assert_eq!(status.code(), code, "{want_reason}");
             assert_eq!(reason(&status), want_reason);
+            assert_eq!(domain(&status), "microloan.ledger", "{want_reason}");
         }
     }
 
@@ -572,6 +738,24 @@ mod tests {
                 None
             );
         }
+    }
+
+    #[test]
+    fn roles_lines_parse_without_their_qualifiers() {
+        assert_eq!(
+            parse_roles_line(
+                "Returns one.\n\n Roles: customer (own only; IN_APP only), operator, service. review_resolution: operator only.\n Errors: NOT_FOUND."
+            ),
+            Ok(vec![Role::Customer, Role::Operator, Role::Service])
+        );
+        assert_eq!(
+            parse_roles_line(
+                " Roles: service, operator (operators may post only code MANUAL_ADJUSTMENT).\n"
+            ),
+            Ok(vec![Role::Operator, Role::Service])
+        );
+        assert!(parse_roles_line("no roles here").is_err());
+        assert!(parse_roles_line(" Roles: admin.").is_err());
     }
 
     #[test]
@@ -607,8 +791,8 @@ mod tests {
             new_only
                 .verify(&old_token)
                 .expect_err("old secret unknown")
-                .code(),
-            Code::Unauthenticated
+                .reason,
+            "TOKEN_BAD_SIGNATURE"
         );
         let rotating =
             TokenKeys::from_secret(SECRET).also_verifying(b"the-old-secret-the-old-secret-old");
@@ -630,16 +814,25 @@ mod tests {
             role: Role::Customer,
             customer_id: Some("c1".into()),
         };
-        assert!(customer.ensure_may_access_customer("c1").is_ok());
+        assert!(
+            customer
+                .ensure_may_access_customer("c1", "microloan.account")
+                .is_ok()
+        );
         let status = customer
-            .ensure_may_access_customer("c2")
+            .ensure_may_access_customer("c2", "microloan.account")
             .expect_err("other customer");
         assert_eq!(status.code(), Code::PermissionDenied);
+        assert_eq!(reason(&status), "NOT_RESOURCE_OWNER");
         let operator = Caller {
             subject: "ops".into(),
             role: Role::Operator,
             customer_id: None,
         };
-        assert!(operator.ensure_may_access_customer("c2").is_ok());
+        assert!(
+            operator
+                .ensure_may_access_customer("c2", "microloan.account")
+                .is_ok()
+        );
     }
 }

@@ -4,17 +4,31 @@
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, FieldViolation, StatusExt};
 
-/// `ErrorInfo.domain` of every error microloan raises.
-pub const ERROR_DOMAIN: &str = "microloan";
+/// `ErrorInfo.domain` of the serving service, `microloan.<service>` (errors.proto): a
+/// client can tell which service refused, even when account relays a ledger error.
+pub fn error_domain(service: &str) -> String {
+    format!("microloan.{service}")
+}
+
+/// The error domain of a service from its full proto name:
+/// `microloan.ledger.v1.LedgerService` → `microloan.ledger`.
+pub fn error_domain_of_proto_service(proto_service: &str) -> String {
+    let mut segments = proto_service.splitn(3, '.');
+    match (segments.next(), segments.next()) {
+        (Some(root), Some(area)) => format!("{root}.{area}"),
+        _ => proto_service.to_owned(),
+    }
+}
 
 /// A status with an `ErrorInfo` whose `reason` is a stable UPPER_SNAKE code such as
-/// `CREDIT_LIMIT_EXCEEDED`.
-pub fn with_reason(code: Code, message: impl Into<String>, reason: &str) -> Status {
-    with_reason_and_metadata(code, message, reason, &[])
+/// `CREDIT_LIMIT_EXCEEDED`, in the serving service's `domain` ([`error_domain`]).
+pub fn with_reason(domain: &str, code: Code, message: impl Into<String>, reason: &str) -> Status {
+    with_reason_and_metadata(domain, code, message, reason, &[])
 }
 
 /// Like [`with_reason`], with `ErrorInfo.metadata` entries (e.g. `role`).
 pub fn with_reason_and_metadata(
+    domain: &str,
     code: Code,
     message: impl Into<String>,
     reason: &str,
@@ -27,7 +41,7 @@ pub fn with_reason_and_metadata(
     Status::with_error_details(
         code,
         message,
-        ErrorDetails::with_error_info(reason, ERROR_DOMAIN, metadata),
+        ErrorDetails::with_error_info(reason, domain, metadata),
     )
 }
 
@@ -77,13 +91,30 @@ mod tests {
 
     #[test]
     fn with_reason_carries_domain_and_reason() {
-        let status = with_reason(Code::FailedPrecondition, "frozen", "LINE_FROZEN");
+        let status = with_reason(
+            &error_domain("account"),
+            Code::FailedPrecondition,
+            "frozen",
+            "LINE_FROZEN",
+        );
         let info = status
             .get_error_details()
             .error_info()
             .cloned()
             .expect("error info");
         assert_eq!(info.reason, "LINE_FROZEN");
-        assert_eq!(info.domain, ERROR_DOMAIN);
+        assert_eq!(info.domain, "microloan.account");
+    }
+
+    #[test]
+    fn the_domain_of_a_proto_service_is_its_area() {
+        assert_eq!(
+            error_domain_of_proto_service("microloan.ledger.v1.LedgerService"),
+            "microloan.ledger"
+        );
+        assert_eq!(
+            error_domain_of_proto_service("microloan.ledger.v1.LedgerService"),
+            error_domain("ledger")
+        );
     }
 }

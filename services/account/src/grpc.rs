@@ -19,7 +19,8 @@ const OPERATOR: &[Role] = &[Role::Operator];
 /// Customers call these for their own data only; the handler checks ownership.
 const ANYONE: &[Role] = &[Role::Operator, Role::Service, Role::Customer];
 
-/// Who may call what. A customer token reaches only its own customer's data
+/// Who may call what, exactly as each RPC's `Roles:` comment says (checked by test).
+/// A customer token reaches only its own customer's data
 /// (checked in each handler with `Caller::ensure_may_access_customer`).
 pub fn permissions() -> PermissionTable {
     PermissionTable::new(
@@ -69,9 +70,10 @@ impl AccountService for AccountApi {}
 
 #[cfg(test)]
 mod tests {
+    /// Every RPC has exactly one entry, granting exactly its documented `Roles:`.
     #[test]
-    fn every_rpc_has_exactly_one_permission_entry() {
-        microloan_platform::auth::assert_table_matches_descriptor(
+    fn the_permission_table_matches_the_proto() {
+        microloan_platform::auth::assert_table_matches_proto(
             &super::permissions(),
             microloan_proto::FILE_DESCRIPTOR_SET,
             super::SERVICE_NAME,

@@ -8,11 +8,14 @@ use microloan_platform::{
 use microloan_proto::ledger::v1::ledger_service_server::{LedgerService, SERVICE_NAME};
 use sqlx::PgPool;
 
-const OPERATOR: &[Role] = &[Role::Operator];
+/// Services only: money moves on a loan or credit line only through account's journeys
+/// (operators post corrections as MANUAL_ADJUSTMENT transfers instead).
+const SERVICE: &[Role] = &[Role::Service];
 const INTERNAL: &[Role] = &[Role::Operator, Role::Service];
 
-/// Who may call what. Customers never reach the ledger directly: account checks their
-/// ownership and calls on their behalf with a service token.
+/// Who may call what, exactly as each RPC's `Roles:` comment says (checked by test).
+/// Customers never reach the ledger directly: account checks their ownership and calls
+/// on their behalf with a service token.
 pub fn permissions() -> PermissionTable {
     PermissionTable::new(
         SERVICE_NAME,
@@ -21,19 +24,19 @@ pub fn permissions() -> PermissionTable {
             ("CreateTransfers", INTERNAL),
             ("GetAccount", INTERNAL),
             ("ListTransfers", INTERNAL),
-            ("GetTrialBalance", OPERATOR),
-            ("OpenCreditLine", INTERNAL),
-            ("ChangeCreditLimit", INTERNAL),
-            ("Disburse", INTERNAL),
-            ("Repay", INTERNAL),
+            ("GetTrialBalance", INTERNAL),
+            ("OpenCreditLine", SERVICE),
+            ("ChangeCreditLimit", SERVICE),
+            ("Disburse", SERVICE),
+            ("Repay", SERVICE),
             ("GetLoan", INTERNAL),
             ("ListLoans", INTERNAL),
             ("QuotePayoff", INTERNAL),
-            ("WriteOff", OPERATOR),
-            ("RunEndOfDay", OPERATOR),
+            ("WriteOff", INTERNAL),
+            ("RunEndOfDay", INTERNAL),
             ("GetBusinessDate", INTERNAL),
-            ("GetPortfolioReport", OPERATOR),
-            ("VerifyIntegrity", OPERATOR),
+            ("GetPortfolioReport", INTERNAL),
+            ("VerifyIntegrity", INTERNAL),
         ],
     )
 }
@@ -57,9 +60,10 @@ impl LedgerService for LedgerApi {}
 
 #[cfg(test)]
 mod tests {
+    /// Every RPC has exactly one entry, granting exactly its documented `Roles:`.
     #[test]
-    fn every_rpc_has_exactly_one_permission_entry() {
-        microloan_platform::auth::assert_table_matches_descriptor(
+    fn the_permission_table_matches_the_proto() {
+        microloan_platform::auth::assert_table_matches_proto(
             &super::permissions(),
             microloan_proto::FILE_DESCRIPTOR_SET,
             super::SERVICE_NAME,

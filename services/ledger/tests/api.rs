@@ -8,8 +8,8 @@ use microloan_platform::{
     testing::{self, TEST_JWT_SECRET},
 };
 use microloan_proto::ledger::v1::{
-    GetBusinessDateRequest, RunEndOfDayRequest, ledger_service_client::LedgerServiceClient,
-    ledger_service_server::SERVICE_NAME,
+    DisburseRequest, GetBusinessDateRequest, RunEndOfDayRequest,
+    ledger_service_client::LedgerServiceClient, ledger_service_server::SERVICE_NAME,
 };
 use tonic::Code;
 
@@ -39,8 +39,18 @@ fn forged_token() -> String {
         .expect("mint")
 }
 
+fn error_info(status: &tonic::Status) -> (String, String) {
+    use tonic_types::StatusExt;
+    let info = status
+        .get_error_details()
+        .error_info()
+        .cloned()
+        .unwrap_or_else(|| panic!("no ErrorInfo on {status:?}"));
+    (info.reason, info.domain)
+}
+
 #[tokio::test]
-async fn auth_gives_each_refusal_its_code_and_lets_a_good_token_through() {
+async fn auth_gives_each_refusal_its_code_reason_and_the_ledger_domain() {
     let app = testing::spawn::<Ledger>(&[]).await;
     let mut ledger = LedgerServiceClient::new(app.channel().await);
 
@@ -49,27 +59,51 @@ async fn auth_gives_each_refusal_its_code_and_lets_a_good_token_through() {
         .await
         .expect_err("no token");
     assert_eq!(no_token.code(), Code::Unauthenticated);
+    assert_eq!(
+        error_info(&no_token),
+        ("TOKEN_MISSING".into(), "microloan.ledger".into())
+    );
 
+    let customer = testing::token(Role::Customer, Some("0190c1e4-4b0a-7c1e-9f3a-1d2b3c4d5e6f"));
     let cases = [
-        (forged_token(), Code::Unauthenticated),
-        (expired_token(), Code::Unauthenticated),
-        ("garbage".to_owned(), Code::Unauthenticated),
-        // RunEndOfDay is for operators; neither a service nor a customer may run it.
-        (testing::token(Role::Service, None), Code::PermissionDenied),
-        (
-            testing::token(Role::Customer, Some("0190c1e4-4b0a-7c1e-9f3a-1d2b3c4d5e6f")),
-            Code::PermissionDenied,
-        ),
-        // Past auth, the RPC itself is not built yet.
-        (testing::token(Role::Operator, None), Code::Unimplemented),
+        (forged_token(), Code::Unauthenticated, "TOKEN_BAD_SIGNATURE"),
+        (expired_token(), Code::Unauthenticated, "TOKEN_EXPIRED"),
+        ("garbage".to_owned(), Code::Unauthenticated, "TOKEN_INVALID"),
+        // Customers never reach the ledger directly.
+        (customer, Code::PermissionDenied, "ROLE_NOT_ALLOWED"),
     ];
-    for (token, want) in cases {
+    for (token, want_code, want_reason) in cases {
         let status = ledger
             .run_end_of_day(testing::with_token(RunEndOfDayRequest::default(), &token))
             .await
-            .expect_err("nothing is implemented yet");
-        assert_eq!(status.code(), want, "{}", status.message());
+            .expect_err(want_reason);
+        assert_eq!(status.code(), want_code, "{}", status.message());
+        assert_eq!(
+            error_info(&status),
+            (want_reason.to_owned(), "microloan.ledger".to_owned())
+        );
     }
+    // RunEndOfDay is "Roles: operator, service": both get past auth.
+    for role in [Role::Operator, Role::Service] {
+        let token = testing::token(role, None);
+        let status = ledger
+            .run_end_of_day(testing::with_token(RunEndOfDayRequest::default(), &token))
+            .await
+            .expect_err("past auth");
+        assert_ne!(status.code(), Code::PermissionDenied, "{role:?}");
+        assert_ne!(status.code(), Code::Unauthenticated, "{role:?}");
+    }
+    // Disburse is "Roles: service": operators move money through account instead.
+    let operator = testing::token(Role::Operator, None);
+    let status = ledger
+        .disburse(testing::with_token(DisburseRequest::default(), &operator))
+        .await
+        .expect_err("operators may not disburse");
+    assert_eq!(status.code(), Code::PermissionDenied);
+    assert_eq!(
+        error_info(&status),
+        ("ROLE_NOT_ALLOWED".into(), "microloan.ledger".into())
+    );
     app.stop().await.expect("clean stop");
 }
 

@@ -13,8 +13,12 @@ use sqlx::PgPool;
 const STAFF: &[Role] = &[Role::Operator, Role::Service];
 /// Customers call these for their own data only; the handler checks ownership.
 const ANYONE: &[Role] = &[Role::Operator, Role::Service, Role::Customer];
+/// A customer's own choices, or an operator acting on a complaint; never another
+/// service, so no automated flow can opt a customer back in.
+const OWNER_OR_OPERATOR: &[Role] = &[Role::Operator, Role::Customer];
 
-/// Who may call what. A customer token reaches only its own notifications and
+/// Who may call what, exactly as each RPC's `Roles:` comment says (checked by test).
+/// A customer token reaches only its own notifications and
 /// preferences (checked in each handler).
 pub fn permissions() -> PermissionTable {
     PermissionTable::new(
@@ -24,7 +28,7 @@ pub fn permissions() -> PermissionTable {
             ("GetNotification", ANYONE),
             ("ListNotifications", ANYONE),
             ("Subscribe", ANYONE),
-            ("SetPreferences", ANYONE),
+            ("SetPreferences", OWNER_OR_OPERATOR),
             ("GetPreferences", ANYONE),
         ],
     )
@@ -49,9 +53,10 @@ impl NotificationService for NotificationApi {}
 
 #[cfg(test)]
 mod tests {
+    /// Every RPC has exactly one entry, granting exactly its documented `Roles:`.
     #[test]
-    fn every_rpc_has_exactly_one_permission_entry() {
-        microloan_platform::auth::assert_table_matches_descriptor(
+    fn the_permission_table_matches_the_proto() {
+        microloan_platform::auth::assert_table_matches_proto(
             &super::permissions(),
             microloan_proto::FILE_DESCRIPTOR_SET,
             super::SERVICE_NAME,

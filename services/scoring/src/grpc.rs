@@ -14,9 +14,9 @@ use microloan_proto::{
 use sqlx::PgPool;
 
 const STAFF: &[Role] = &[Role::Operator, Role::Service];
-const OPERATOR: &[Role] = &[Role::Operator];
 
-/// Who may call what. Customers never reach scoring: account asks on their behalf.
+/// Who may call what, exactly as each RPC's `Roles:` comment says (checked by test).
+/// Customers never reach scoring: account asks on their behalf.
 pub fn permissions() -> PermissionTable {
     PermissionTable::new(
         SERVICE_NAME,
@@ -25,7 +25,7 @@ pub fn permissions() -> PermissionTable {
             ("Evaluate", STAFF),
             ("ExplainDecision", STAFF),
             ("GetModelInfo", STAFF),
-            ("RunPortfolioReview", OPERATOR),
+            ("RunPortfolioReview", STAFF),
         ],
     )
 }
@@ -58,9 +58,10 @@ impl ScoringService for ScoringApi {}
 
 #[cfg(test)]
 mod tests {
+    /// Every RPC has exactly one entry, granting exactly its documented `Roles:`.
     #[test]
-    fn every_rpc_has_exactly_one_permission_entry() {
-        microloan_platform::auth::assert_table_matches_descriptor(
+    fn the_permission_table_matches_the_proto() {
+        microloan_platform::auth::assert_table_matches_proto(
             &super::permissions(),
             microloan_proto::FILE_DESCRIPTOR_SET,
             super::SERVICE_NAME,
