@@ -36,16 +36,20 @@ impl std::fmt::Debug for Cache {
 impl Cache {
     /// Parses the URL and tries one connection; a failure is logged, not fatal.
     pub async fn connect(config: &CommonConfig) -> anyhow::Result<Self> {
-        let client = redis::Client::open(config.redis_url.expose())?;
-        let cache = Self {
-            client,
-            key_prefix: config.redis_key_prefix.as_str().into(),
-            connection: Arc::new(OnceCell::new()),
-        };
+        let cache = Self::open(config.redis_url.expose(), &config.redis_key_prefix)?;
         if let Err(err) = cache.ping().await {
             tracing::warn!(%err, "Redis is unavailable at start-up; serving without it until it returns");
         }
         Ok(cache)
+    }
+
+    /// A handle that connects on first use; fails only on a malformed URL.
+    pub fn open(redis_url: &str, key_prefix: &str) -> Result<Self, RedisError> {
+        Ok(Self {
+            client: redis::Client::open(redis_url)?,
+            key_prefix: key_prefix.into(),
+            connection: Arc::new(OnceCell::new()),
+        })
     }
 
     /// `<prefix><key>`. Keys that belong to one customer should contain a
@@ -66,6 +70,20 @@ impl Cache {
             })
             .await
             .cloned()
+    }
+
+    /// A connection of its own for blocking commands (`XREADGROUP ... BLOCK`), which
+    /// would stall every other command multiplexed on the shared one. Its response
+    /// timeout is `blocking_max` plus the usual round-trip bound.
+    pub async fn dedicated_connection(
+        &self,
+        blocking_max: Duration,
+    ) -> Result<ConnectionManager, RedisError> {
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(CONNECT_TIMEOUT))
+            .set_response_timeout(Some(blocking_max + RESPONSE_TIMEOUT))
+            .set_number_of_retries(RECONNECT_RETRIES);
+        self.client.get_connection_manager_with_config(config).await
     }
 
     pub async fn ping(&self) -> Result<(), RedisError> {

@@ -4,9 +4,11 @@
 
 use std::{str::FromStr, time::Duration};
 
+use futures::future::BoxFuture;
 use sqlx::{
     ConnectOptions, Connection, PgPool,
-    migrate::Migrator,
+    error::BoxDynError,
+    migrate::{Migration, MigrationSource, Migrator},
     postgres::{PgConnectOptions, PgConnection, PgPoolOptions},
 };
 
@@ -73,6 +75,16 @@ pub async fn connect_and_migrate(
     config: &CommonConfig,
     migrator: &Migrator,
 ) -> anyhow::Result<PgPool> {
+    connect_and_migrate_all(config, &[migrator]).await
+}
+
+/// Like [`connect_and_migrate`] with several migration sets applied as one: the
+/// service's own and the ones of shared libraries (the events outbox), so a library's
+/// tables are defined once, in the library, yet live in every service's database.
+pub async fn connect_and_migrate_all(
+    config: &CommonConfig,
+    migrators: &[&Migrator],
+) -> anyhow::Result<PgPool> {
     let url = config.database_url.expose();
     create_database_if_missing(url).await?;
     let pool = PgPoolOptions::new()
@@ -80,8 +92,46 @@ pub async fn connect_and_migrate(
         .acquire_timeout(ACQUIRE_TIMEOUT)
         .connect_with(PgConnectOptions::from_str(url)?)
         .await?;
-    migrator.run(&pool).await?;
+    migrate_all(&pool, migrators).await?;
     Ok(pool)
+}
+
+/// Applies several migration sets as one set, recorded in the one `_sqlx_migrations`
+/// table. Merging (rather than running each set with `ignore_missing`) keeps sqlx's
+/// check that no applied migration vanished or changed. The sets must use disjoint
+/// version ranges: libraries take versions from 9_000_000_000 up, services count from 1.
+pub async fn migrate_all(pool: &PgPool, migrators: &[&Migrator]) -> anyhow::Result<()> {
+    let mut migrations: Vec<Migration> = migrators
+        .iter()
+        .flat_map(|migrator| migrator.iter().cloned())
+        .collect();
+    migrations.sort_by_key(|migration| migration.version);
+    if let Some(pair) = migrations
+        .windows(2)
+        .find(|pair| pair[0].version == pair[1].version)
+    {
+        anyhow::bail!(
+            "migration version {} is defined twice ({} and {})",
+            pair[0].version,
+            pair[0].description,
+            pair[1].description
+        );
+    }
+    Migrator::new(Migrations(migrations))
+        .await?
+        .run(pool)
+        .await?;
+    Ok(())
+}
+
+/// An already resolved list of migrations, as a source for [`Migrator::new`].
+#[derive(Debug)]
+struct Migrations(Vec<Migration>);
+
+impl MigrationSource<'static> for Migrations {
+    fn resolve(self) -> BoxFuture<'static, Result<Vec<Migration>, BoxDynError>> {
+        Box::pin(async move { Ok(self.0) })
+    }
 }
 
 #[cfg(test)]

@@ -18,6 +18,9 @@ pub trait App {
     type Config: Send + Sync + 'static;
     /// The service's embedded migrations (`sqlx::migrate!("./migrations")`).
     const MIGRATOR: &'static Migrator;
+    /// Migrations of shared libraries applied with the service's own (e.g. the events
+    /// outbox, `microloan_events::MIGRATOR`); see [`db::migrate_all`].
+    const MIGRATORS_SHARED: &'static [&'static Migrator] = &[];
 
     fn config_from_env(env: &Env<'_>) -> Result<Self::Config, ConfigError>;
     fn common(config: &Self::Config) -> &CommonConfig;
@@ -25,10 +28,17 @@ pub trait App {
     /// Applies the service's migrations and returns (the `migrate` subcommand).
     fn migrate(config: Self::Config) -> impl Future<Output = anyhow::Result<()>> + Send + 'static {
         async move {
-            db::connect_and_migrate(Self::common(&config), Self::MIGRATOR).await?;
+            db::connect_and_migrate_all(Self::common(&config), &Self::migrators()).await?;
             Ok(())
         }
     }
+    /// The service's migrations followed by the shared ones, applied as one set.
+    fn migrators() -> Vec<&'static Migrator> {
+        std::iter::once(Self::MIGRATOR)
+            .chain(Self::MIGRATORS_SHARED.iter().copied())
+            .collect()
+    }
+
     /// Serves on `listener` until `shutdown` resolves, then drains and returns.
     fn run(
         config: Self::Config,

@@ -81,6 +81,12 @@ impl Metrics {
         }
     }
 
+    /// The registry behind `/metrics`, for libraries that add their own metrics (the
+    /// events relay and consumers).
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> String {
         let mut buffer = Vec::new();

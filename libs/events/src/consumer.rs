@@ -1,0 +1,672 @@
+//! Consumer groups: reads the stream through one Redis consumer group, hands each
+//! event to a [`Handler`] inside a Postgres transaction that also records the event id
+//! (`processed_events`), commits, and only then acknowledges (`XACK`).
+//!
+//! - At least once in, effects once: a redelivered event finds its id recorded and
+//!   is acknowledged without running the handler again.
+//! - Bounded concurrency with per-customer order: `consumer_workers` tasks, each with
+//!   a queue of at most `consumer_batch_size_max`; an event goes to the worker chosen
+//!   by its customer's hash, so one customer's events are handled one at a time, in
+//!   stream order, by this process.
+//! - Take-over: entries a dead consumer left unacknowledged for `claim_idle` are
+//!   claimed (`XAUTOCLAIM`) and handled here.
+//! - Poison: an entry that cannot be decoded, has `EVENT_TYPE_UNSPECIFIED` (or a type
+//!   that does not match its payload), a malformed id, a permanent handler error, or
+//!   `deliveries_max` failed attempts goes to the dead-letter stream with the error,
+//!   is acknowledged, and the group moves on. Attempts are Redis's delivery count of
+//!   the entry, so they survive restarts and take-overs.
+
+use std::{collections::HashMap, future::Future, sync::Arc, time::Duration};
+
+use microloan_platform::cache::Cache;
+use microloan_proto::events::v1::{Event, EventType};
+use prost::Message;
+use redis::{
+    AsyncCommands, RedisError, Value,
+    aio::ConnectionManager,
+    streams::{
+        StreamAutoClaimOptions, StreamAutoClaimReply, StreamClaimOptions, StreamInfoGroupsReply,
+        StreamPendingCountReply, StreamReadOptions, StreamReadReply,
+    },
+};
+use sqlx::{PgPool, Postgres, Transaction};
+use tokio::{sync::mpsc, task::JoinSet, time::Instant};
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+use uuid::Uuid;
+
+use crate::{
+    Backoff,
+    config::EventsConfig,
+    metrics::EventsMetrics,
+    outbox::{TraceFields, customer_hash, event_type_of},
+    sleep_or_stop,
+};
+
+/// Pages one take-over pass claims at most (each up to `consumer_batch_size_max`).
+const CLAIM_PAGES_MAX: u32 = 16;
+/// How often the lag and pending gauges are refreshed.
+const GAUGE_INTERVAL: Duration = Duration::from_secs(5);
+/// First pause between attempts at a failing event; doubles per attempt.
+const RETRY_DELAY_MIN: Duration = Duration::from_millis(50);
+/// Longest pause between attempts: a failing event holds up its worker's queue.
+const RETRY_DELAY_MAX: Duration = Duration::from_secs(2);
+
+/// What a consuming service implements, once per consumer group.
+pub trait Handler: Send + Sync + 'static {
+    /// Applies `event`. Everything it writes goes through `tx`, the runner's
+    /// transaction, which also records the event as processed: the effects and the
+    /// record commit together or not at all. Must not commit `tx` itself.
+    fn handle(
+        &self,
+        tx: &mut Transaction<'static, Postgres>,
+        event: &Event,
+    ) -> impl Future<Output = Result<(), HandlerError>> + Send;
+}
+
+/// Why a handler did not apply an event.
+#[derive(Debug, thiserror::Error)]
+pub enum HandlerError {
+    /// May succeed later (a peer or the database unavailable, a conflict): retried
+    /// with back-off up to `deliveries_max` attempts, then dead-lettered.
+    #[error("{0:#}")]
+    Retry(anyhow::Error),
+    /// Will never succeed (the event contradicts this service's state): dead-lettered
+    /// at once.
+    #[error("{0:#}")]
+    Reject(anyhow::Error),
+}
+
+impl From<sqlx::Error> for HandlerError {
+    fn from(err: sqlx::Error) -> Self {
+        Self::Retry(err.into())
+    }
+}
+
+/// Where a new consumer group starts reading.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GroupStart {
+    /// Events published after the group was created (`$`): a service deployed for the
+    /// first time does not replay the retained history. The default.
+    NewEvents,
+    /// Everything still retained in the stream (`0`).
+    Beginning,
+}
+
+/// One entry read from the stream, routed to a worker.
+#[derive(Debug)]
+struct Delivery {
+    stream_id: String,
+    fields: HashMap<String, Value>,
+    /// The decoded envelope, or why it could not be decoded.
+    event: Result<Event, String>,
+    /// Redis's delivery count: the number of this attempt.
+    deliveries: u32,
+}
+
+/// A consumer of one group. See the module docs.
+#[derive(Debug)]
+pub struct Consumer<H> {
+    shared: Arc<Shared<H>>,
+    start: GroupStart,
+}
+
+#[derive(Debug)]
+struct Shared<H> {
+    group: String,
+    handler: H,
+    pool: PgPool,
+    cache: Cache,
+    config: Arc<EventsConfig>,
+    metrics: EventsMetrics,
+}
+
+impl<H: Handler> Consumer<H> {
+    pub fn new(
+        group: &str,
+        handler: H,
+        pool: PgPool,
+        cache: Cache,
+        config: Arc<EventsConfig>,
+        metrics: EventsMetrics,
+    ) -> Self {
+        Self {
+            shared: Arc::new(Shared {
+                group: group.to_owned(),
+                handler,
+                pool,
+                cache,
+                config,
+                metrics,
+            }),
+            start: GroupStart::NewEvents,
+        }
+    }
+
+    pub fn starting_at(mut self, start: GroupStart) -> Self {
+        self.start = start;
+        self
+    }
+
+    /// Reads and handles until `stop` is cancelled. Entries read but not yet handled
+    /// at that moment stay pending in the group and are handled after `claim_idle` by
+    /// whichever consumer of the group claims them (this one after a restart).
+    pub async fn run(self, stop: CancellationToken) {
+        let shared = self.shared;
+        let config = Arc::clone(&shared.config);
+        let mut workers = JoinSet::new();
+        let queues: Vec<mpsc::Sender<Delivery>> = (0..config.consumer_workers)
+            .map(|_| {
+                let (sender, receiver) = mpsc::channel(config.consumer_batch_size_max);
+                workers.spawn(work(Arc::clone(&shared), receiver, stop.clone()));
+                sender
+            })
+            .collect();
+        let mut reader = Reader {
+            shared: Arc::clone(&shared),
+            start: self.start,
+            queues,
+            connection: None,
+            group_ready: false,
+            next_claim: Instant::now(),
+            next_gauges: Instant::now(),
+        };
+        let mut backoff = Backoff::new(RETRY_DELAY_MAX);
+        while !stop.is_cancelled() {
+            let outcome = tokio::select! {
+                () = stop.cancelled() => break,
+                outcome = reader.round() => outcome,
+            };
+            match outcome {
+                Ok(()) => backoff.reset(),
+                Err(err) => {
+                    let delay = backoff.next_delay();
+                    tracing::warn!(group = %shared.group, error = %err, retry_ms = delay.as_millis() as u64, "events consumer: reading failed");
+                    // A failed connection is rebuilt on the next round.
+                    reader.connection = None;
+                    if !sleep_or_stop(delay, &stop).await {
+                        break;
+                    }
+                }
+            }
+        }
+        drop(reader);
+        // Workers stop after their current event (the queues are closed or `stop` is
+        // cancelled); what they leave stays pending.
+        while workers.join_next().await.is_some() {}
+    }
+}
+
+struct Reader<H> {
+    shared: Arc<Shared<H>>,
+    start: GroupStart,
+    queues: Vec<mpsc::Sender<Delivery>>,
+    /// Its own connection: `XREADGROUP ... BLOCK` would stall a shared one.
+    connection: Option<ConnectionManager>,
+    group_ready: bool,
+    next_claim: Instant,
+    next_gauges: Instant,
+}
+
+impl<H: Handler> Reader<H> {
+    async fn round(&mut self) -> Result<(), RedisError> {
+        let shared = Arc::clone(&self.shared);
+        let config = &shared.config;
+        let mut connection = match &self.connection {
+            Some(connection) => connection.clone(),
+            None => {
+                let connection = shared
+                    .cache
+                    .dedicated_connection(config.consumer_block)
+                    .await?;
+                self.connection = Some(connection.clone());
+                connection
+            }
+        };
+        if !self.group_ready {
+            self.create_group(&mut connection).await?;
+            self.group_ready = true;
+        }
+        let now = Instant::now();
+        if now >= self.next_claim {
+            self.claim_abandoned(&mut connection).await?;
+            // Half the idle time: an abandoned entry waits at most 1.5 × claim_idle.
+            self.next_claim = now + config.claim_idle / 2;
+        }
+        if now >= self.next_gauges {
+            self.refresh_gauges(&mut connection).await?;
+            self.next_gauges = now + GAUGE_INTERVAL;
+        }
+        let options = StreamReadOptions::default()
+            .group(&shared.group, &config.consumer_name)
+            .count(config.consumer_batch_size_max)
+            .block(config.consumer_block.as_millis() as usize);
+        let reply: Option<StreamReadReply> = connection
+            .xread_options(&[&config.stream], &[">"], &options)
+            .await?;
+        for key in reply.map(|reply| reply.keys).unwrap_or_default() {
+            for entry in key.ids {
+                self.dispatch(entry.id, entry.map, 1).await;
+            }
+        }
+        Ok(())
+    }
+
+    async fn create_group(&self, connection: &mut ConnectionManager) -> Result<(), RedisError> {
+        let start = match self.start {
+            GroupStart::NewEvents => "$",
+            GroupStart::Beginning => "0",
+        };
+        let created: Result<(), RedisError> = connection
+            .xgroup_create_mkstream(&self.shared.config.stream, &self.shared.group, start)
+            .await;
+        match created {
+            Ok(()) => Ok(()),
+            // The group exists already: another replica, or an earlier run, made it.
+            Err(err) if err.code() == Some("BUSYGROUP") => Ok(()),
+            Err(err) => Err(err),
+        }
+    }
+
+    /// Takes over entries other consumers left unacknowledged for `claim_idle`.
+    async fn claim_abandoned(
+        &mut self,
+        connection: &mut ConnectionManager,
+    ) -> Result<(), RedisError> {
+        let shared = Arc::clone(&self.shared);
+        let config = &shared.config;
+        let mut cursor = "0-0".to_owned();
+        for _ in 0..CLAIM_PAGES_MAX {
+            let reply: StreamAutoClaimReply = connection
+                .xautoclaim_options(
+                    &config.stream,
+                    &shared.group,
+                    &config.consumer_name,
+                    config.claim_idle.as_millis() as u64,
+                    &cursor,
+                    StreamAutoClaimOptions::default().count(config.consumer_batch_size_max),
+                )
+                .await?;
+            if !reply.deleted_ids.is_empty() {
+                // Trimmed by MAXLEN before anyone acknowledged them: the stream bound
+                // is too small for this group's lag.
+                tracing::error!(group = %shared.group, lost = reply.deleted_ids.len(), "events consumer: pending entries were trimmed from the stream before being handled");
+            }
+            if !reply.claimed.is_empty() {
+                let counts =
+                    delivery_counts(connection, config, &shared.group, &reply.claimed).await?;
+                tracing::info!(group = %shared.group, claimed = reply.claimed.len(), "events consumer: took over abandoned entries");
+                for (entry, deliveries) in reply.claimed.into_iter().zip(counts) {
+                    self.dispatch(entry.id, entry.map, deliveries).await;
+                }
+            }
+            if reply.next_stream_id == "0-0" {
+                break;
+            }
+            cursor = reply.next_stream_id;
+        }
+        Ok(())
+    }
+
+    async fn refresh_gauges(&self, connection: &mut ConnectionManager) -> Result<(), RedisError> {
+        let reply: StreamInfoGroupsReply =
+            connection.xinfo_groups(&self.shared.config.stream).await?;
+        if let Some(group) = reply
+            .groups
+            .iter()
+            .find(|group| group.name == self.shared.group)
+        {
+            let metrics = &self.shared.metrics;
+            let label = [self.shared.group.as_str()];
+            metrics
+                .consumer_pending
+                .with_label_values(&label)
+                .set(group.pending as i64);
+            if let Some(lag) = group.lag {
+                metrics
+                    .consumer_lag
+                    .with_label_values(&label)
+                    .set(lag as i64);
+            }
+        }
+        Ok(())
+    }
+
+    /// Decodes the entry and queues it for its customer's worker (waiting while that
+    /// queue is full: back-pressure instead of unbounded memory).
+    async fn dispatch(&self, stream_id: String, fields: HashMap<String, Value>, deliveries: u32) {
+        let event = decode(&fields);
+        let route = match &event {
+            Ok(event) => customer_hash(&event.customer_id),
+            // Undecodable entries are dead-lettered by whichever worker; spread them.
+            Err(_) => customer_hash(&stream_id),
+        };
+        let queue = &self.queues[route as usize % self.queues.len()];
+        let delivery = Delivery {
+            stream_id,
+            fields,
+            event,
+            deliveries,
+        };
+        // Fails only when the worker has stopped (shutdown); the entry stays pending.
+        let _ = queue.send(delivery).await;
+    }
+}
+
+/// The delivery count of each claimed entry (`XPENDING` with the id as range).
+async fn delivery_counts(
+    connection: &mut ConnectionManager,
+    config: &EventsConfig,
+    group: &str,
+    entries: &[redis::streams::StreamId],
+) -> Result<Vec<u32>, RedisError> {
+    let mut pipe = redis::pipe();
+    for entry in entries {
+        pipe.xpending_count(&config.stream, group, &entry.id, &entry.id, 1);
+    }
+    let replies: Vec<StreamPendingCountReply> = pipe.query_async(connection).await?;
+    Ok(replies
+        .iter()
+        .map(|reply| {
+            reply
+                .ids
+                .first()
+                .map_or(1, |pending| pending.times_delivered as u32)
+        })
+        .collect())
+}
+
+fn decode(fields: &HashMap<String, Value>) -> Result<Event, String> {
+    let bytes = match fields.get("event") {
+        Some(Value::BulkString(bytes)) => bytes,
+        Some(_) => return Err("field `event` is not a string".to_owned()),
+        None => return Err("entry has no `event` field".to_owned()),
+    };
+    let event =
+        Event::decode(bytes.as_slice()).map_err(|err| format!("undecodable event: {err}"))?;
+    validate(&event)?;
+    Ok(event)
+}
+
+/// The envelope's own rules: a known type that matches the payload, UUID ids.
+fn validate(event: &Event) -> Result<(), String> {
+    let event_type = EventType::try_from(event.event_type)
+        .map_err(|_| format!("unknown event type {}", event.event_type))?;
+    if event_type == EventType::Unspecified {
+        return Err("event type is EVENT_TYPE_UNSPECIFIED".to_owned());
+    }
+    match &event.payload {
+        Some(payload) if event_type_of(payload) == event_type => {}
+        _ => {
+            return Err(format!(
+                "payload does not match event type {}",
+                event_type.as_str_name()
+            ));
+        }
+    }
+    Uuid::parse_str(&event.event_id).map_err(|err| format!("event_id: {err}"))?;
+    Uuid::parse_str(&event.customer_id).map_err(|err| format!("customer_id: {err}"))?;
+    Ok(())
+}
+
+async fn work<H: Handler>(
+    shared: Arc<Shared<H>>,
+    mut queue: mpsc::Receiver<Delivery>,
+    stop: CancellationToken,
+) {
+    loop {
+        let delivery = tokio::select! {
+            () = stop.cancelled() => return,
+            delivery = queue.recv() => match delivery {
+                Some(delivery) => delivery,
+                None => return,
+            },
+        };
+        if !attempt_until_settled(&shared, delivery, &stop).await {
+            return;
+        }
+    }
+}
+
+/// What became of one attempt.
+enum Outcome {
+    Applied,
+    /// Already processed by this group: acknowledged without running the handler.
+    Duplicate,
+}
+
+/// Handles one delivery: attempts, retries and dead-lettering. Returns false when
+/// `stop` interrupted it (the entry stays pending).
+async fn attempt_until_settled<H: Handler>(
+    shared: &Shared<H>,
+    delivery: Delivery,
+    stop: &CancellationToken,
+) -> bool {
+    let config = &shared.config;
+    let label = [shared.group.as_str()];
+    let mut deliveries = delivery.deliveries;
+    if deliveries > 1 {
+        shared
+            .metrics
+            .redeliveries_total
+            .with_label_values(&label)
+            .inc();
+    }
+    let event = match &delivery.event {
+        Ok(event) => event,
+        Err(reason) => return dead_letter(shared, &delivery, deliveries, reason, stop).await,
+    };
+    loop {
+        if deliveries > config.deliveries_max {
+            let reason = format!("failed {} times", config.deliveries_max);
+            return dead_letter(shared, &delivery, deliveries, &reason, stop).await;
+        }
+        let error = match apply(shared, event).await {
+            Ok(_) => {
+                acknowledge(shared, &delivery.stream_id).await;
+                shared
+                    .metrics
+                    .consumed_total
+                    .with_label_values(&label)
+                    .inc();
+                return true;
+            }
+            Err(error) => error,
+        };
+        shared
+            .metrics
+            .handler_errors_total
+            .with_label_values(&label)
+            .inc();
+        tracing::warn!(group = %shared.group, event_id = %event.event_id, attempt = deliveries, error = %error, "events consumer: handler failed");
+        if let HandlerError::Reject(_) = error {
+            return dead_letter(shared, &delivery, deliveries, &error.to_string(), stop).await;
+        }
+        if deliveries >= config.deliveries_max {
+            let reason = format!("failed {deliveries} times; last error: {error}");
+            return dead_letter(shared, &delivery, deliveries, &reason, stop).await;
+        }
+        let delay = (RETRY_DELAY_MIN * 2u32.saturating_pow(deliveries - 1)).min(RETRY_DELAY_MAX);
+        if !sleep_or_stop(delay, stop).await {
+            return false;
+        }
+        deliveries += 1;
+        // Record the attempt in Redis (RETRYCOUNT) so a restart or take-over counts
+        // on from here; this also resets the entry's idle time, so no other consumer
+        // takes it over while it is being retried here.
+        match record_attempt(shared, &delivery.stream_id, deliveries).await {
+            Ok(true) => shared
+                .metrics
+                .redeliveries_total
+                .with_label_values(&label)
+                .inc(),
+            // Another consumer claimed it (we were too slow) or it was trimmed.
+            Ok(false) => return true,
+            Err(err) => {
+                tracing::warn!(group = %shared.group, %err, "events consumer: cannot record a retry; leaving the entry pending");
+                return true;
+            }
+        }
+    }
+}
+
+/// One attempt: in one transaction, record the event id for the group and, if it was
+/// not there yet, run the handler; commit. The handler's span continues the
+/// producer's trace.
+async fn apply<H: Handler>(shared: &Shared<H>, event: &Event) -> Result<Outcome, HandlerError> {
+    let event_type = EventType::try_from(event.event_type).unwrap_or(EventType::Unspecified);
+    let span = tracing::info_span!(
+        "events.handle",
+        otel.name = %format!("{} process", event_type.as_str_name()),
+        otel.kind = "consumer",
+        messaging.system = "redis",
+        messaging.destination.name = %shared.config.stream,
+        messaging.consumer.group.name = %shared.group,
+        messaging.message.id = %event.event_id,
+    );
+    let mut fields = TraceFields::default();
+    if !event.traceparent.is_empty() {
+        fields
+            .0
+            .insert("traceparent".to_owned(), event.traceparent.clone());
+        fields
+            .0
+            .insert("tracestate".to_owned(), event.tracestate.clone());
+        let parent = opentelemetry::global::get_text_map_propagator(|propagator| {
+            propagator.extract(&fields)
+        });
+        // Fails only when the span is disabled by the filter; nothing to link then.
+        let _ = span.set_parent(parent);
+    }
+    let attempt = async {
+        let event_id =
+            Uuid::parse_str(&event.event_id).map_err(|err| HandlerError::Reject(err.into()))?;
+        let customer_id =
+            Uuid::parse_str(&event.customer_id).map_err(|err| HandlerError::Reject(err.into()))?;
+        let mut tx = shared.pool.begin().await?;
+        let recorded = sqlx::query(
+            "INSERT INTO processed_events (consumer_group, customer_id, event_id)
+             VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+        )
+        .bind(&shared.group)
+        .bind(customer_id)
+        .bind(event_id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if recorded == 0 {
+            tx.rollback().await?;
+            return Ok(Outcome::Duplicate);
+        }
+        shared.handler.handle(&mut tx, event).await?;
+        tx.commit().await?;
+        Ok(Outcome::Applied)
+    };
+    // A hung handler must not hold its worker forever: past claim_idle another
+    // consumer may take the entry over anyway.
+    match tokio::time::timeout(shared.config.claim_idle, attempt.instrument(span)).await {
+        Ok(outcome) => outcome,
+        Err(_) => Err(HandlerError::Retry(anyhow::anyhow!(
+            "handler did not finish within {} ms",
+            shared.config.claim_idle.as_millis()
+        ))),
+    }
+}
+
+async fn acknowledge<H>(shared: &Shared<H>, stream_id: &str) {
+    let acked: Result<(), RedisError> = async {
+        let mut connection = shared.cache.connection().await?;
+        connection
+            .xack::<_, _, _, ()>(&shared.config.stream, &shared.group, &[stream_id])
+            .await
+    }
+    .await;
+    if let Err(err) = acked {
+        // The effects are committed; the entry will be redelivered and skipped.
+        tracing::warn!(group = %shared.group, %err, "events consumer: XACK failed; the entry will be redelivered and skipped");
+    }
+}
+
+/// `XCLAIM <id> RETRYCOUNT <attempt> JUSTID` to ourselves: true if we still own it.
+async fn record_attempt<H>(
+    shared: &Shared<H>,
+    stream_id: &str,
+    attempt: u32,
+) -> Result<bool, RedisError> {
+    let mut connection = shared.cache.connection().await?;
+    let claimed: Vec<String> = connection
+        .xclaim_options(
+            &shared.config.stream,
+            &shared.group,
+            &shared.config.consumer_name,
+            0,
+            &[stream_id],
+            StreamClaimOptions::default()
+                .retry(attempt as usize)
+                .with_justid(),
+        )
+        .await?;
+    Ok(!claimed.is_empty())
+}
+
+/// Copies the entry to the dead-letter stream with the reason, then acknowledges it.
+/// If Redis refuses, the entry stays pending and is tried again after a take-over.
+async fn dead_letter<H>(
+    shared: &Shared<H>,
+    delivery: &Delivery,
+    deliveries: u32,
+    reason: &str,
+    stop: &CancellationToken,
+) -> bool {
+    let config = &shared.config;
+    tracing::error!(group = %shared.group, stream_id = %delivery.stream_id, deliveries, reason, "events consumer: dead-lettering an event");
+    let mut command = redis::cmd("XADD");
+    command
+        .arg(config.dead_letter_stream())
+        .arg("MAXLEN")
+        .arg("~")
+        .arg(config.stream_length_max)
+        .arg("*");
+    // The original fields first (sorted: a stable layout for operators), so a replay
+    // can copy them back unchanged.
+    let mut fields: Vec<(&String, &Value)> = delivery.fields.iter().collect();
+    fields.sort_by(|a, b| a.0.cmp(b.0));
+    for (name, value) in fields {
+        if let Value::BulkString(bytes) = value {
+            command.arg(name.as_str()).arg(bytes.as_slice());
+        }
+    }
+    command
+        .arg("dead.error")
+        .arg(reason)
+        .arg("dead.group")
+        .arg(&shared.group)
+        .arg("dead.consumer")
+        .arg(&config.consumer_name)
+        .arg("dead.source_id")
+        .arg(&delivery.stream_id)
+        .arg("dead.deliveries")
+        .arg(deliveries);
+    let moved: Result<(), RedisError> = async {
+        let mut connection = shared.cache.connection().await?;
+        command.query_async::<()>(&mut connection).await?;
+        connection
+            .xack::<_, _, _, ()>(&config.stream, &shared.group, &[&delivery.stream_id])
+            .await
+    }
+    .await;
+    match moved {
+        Ok(()) => {
+            shared
+                .metrics
+                .dead_letters_total
+                .with_label_values(&[shared.group.as_str()])
+                .inc();
+        }
+        Err(err) => {
+            tracing::warn!(group = %shared.group, %err, "events consumer: cannot dead-letter; the entry stays pending");
+        }
+    }
+    !stop.is_cancelled()
+}

@@ -1,0 +1,189 @@
+//! Writing events: [`append`] puts an event into the outbox inside the caller's
+//! transaction, so the event exists if and only if the state change it reports
+//! committed (DESIGN §3).
+
+use std::{collections::HashMap, time::SystemTime};
+
+use microloan_proto::{
+    events::v1::{Event, EventType, event::Payload},
+    google::r#type::Date,
+};
+use opentelemetry::propagation::Injector;
+use prost::Message;
+use sqlx::PgConnection;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+use uuid::Uuid;
+
+/// The outbox is split into this many partitions by customer; one relay at a time
+/// publishes a partition, so several replicas share the work without reordering a
+/// customer's events. Fixed, not a knob: rows carry their partition, and changing the
+/// count while rows wait would let two relays publish one customer's events at once.
+pub const PARTITIONS: u16 = 16;
+
+/// `NOTIFY` channel that wakes the relays of this database when an event commits.
+pub const NOTIFY_CHANNEL: &str = "microloan_events_outbox";
+
+/// First key of the advisory locks [`append`] takes per customer (the second is the
+/// customer's hash); the two-key lock space keeps them apart from other users'.
+pub(crate) const APPEND_LOCK_CLASS: i32 = 0x6576_6f62; // "evob"
+/// First key of the advisory locks a relay takes per partition.
+pub(crate) const RELAY_LOCK_CLASS: i32 = 0x6576_726c; // "evrl"
+
+/// An event about to be written: what the producer knows. The rest of the envelope
+/// (id, type, time, trace context, producer) is filled in by [`append`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewEvent {
+    pub customer_id: Uuid,
+    /// The ledger business date the change was booked on, if it belongs to one.
+    pub business_date: Option<Date>,
+    pub payload: Payload,
+}
+
+/// What [`append`] wrote.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Appended {
+    pub event_id: Uuid,
+    pub event: Event,
+}
+
+/// Writes `event` to the outbox on `connection`, which should be inside the caller's
+/// transaction (`&mut *tx`): the row commits or rolls back with the state change.
+///
+/// Assigns the event id (UUIDv7), the event type (from the payload, so the two always
+/// agree), `occurred_at`, `producer` and the current span's W3C trace context.
+///
+/// Ordering: takes a transaction-level advisory lock on the customer before the row
+/// gets its id, so a second transaction appending for the same customer waits until
+/// this one ends; a customer's ids are therefore in commit order, and the relay
+/// publishes in id order. A transaction appending for several customers should append
+/// in a consistent order (e.g. sorted by customer id); otherwise two such
+/// transactions can deadlock, which Postgres detects and reports (SQLSTATE 40P01) so
+/// the caller retries.
+pub async fn append(
+    connection: &mut PgConnection,
+    producer: &str,
+    event: NewEvent,
+) -> Result<Appended, sqlx::Error> {
+    let event_id = Uuid::now_v7();
+    let event_type = event_type_of(&event.payload);
+    let (traceparent, tracestate) = current_trace_context();
+    let envelope = Event {
+        event_id: event_id.to_string(),
+        event_type: event_type as i32,
+        occurred_at: Some(prost_types::Timestamp::from(SystemTime::now())),
+        customer_id: event.customer_id.to_string(),
+        traceparent,
+        tracestate,
+        producer: producer.to_owned(),
+        business_date: event.business_date,
+        payload: Some(event.payload),
+    };
+    let hash = customer_hash(&envelope.customer_id);
+    // One round trip: the CTE takes the customer's lock before the INSERT draws the id
+    // from the sequence, and queues the NOTIFY that Postgres delivers on commit (and
+    // drops on rollback; repeated notifications in one transaction fold into one).
+    sqlx::query(
+        "WITH locked AS (SELECT pg_advisory_xact_lock($1, $2)),
+              notified AS (SELECT pg_notify($3, ''))
+         INSERT INTO outbox (event_id, customer_id, partition, event_type, payload)
+         SELECT $4, $5, $6, $7, $8 FROM locked, notified",
+    )
+    .bind(APPEND_LOCK_CLASS)
+    .bind(hash as i32)
+    .bind(NOTIFY_CHANNEL)
+    .bind(event_id)
+    .bind(event.customer_id)
+    .bind(partition_of(hash) as i16)
+    .bind(event_type.as_str_name())
+    .bind(envelope.encode_to_vec())
+    .execute(connection)
+    .await?;
+    Ok(Appended {
+        event_id,
+        event: envelope,
+    })
+}
+
+/// The event type that goes with a payload: one place, so they cannot disagree.
+pub fn event_type_of(payload: &Payload) -> EventType {
+    match payload {
+        Payload::CustomerCreated(_) => EventType::CustomerCreated,
+        Payload::CreditLineOpened(_) => EventType::CreditLineOpened,
+        Payload::CreditLineChanged(_) => EventType::CreditLineChanged,
+        Payload::ApplicationDeclined(_) => EventType::ApplicationDeclined,
+        Payload::LoanDisbursed(_) => EventType::LoanDisbursed,
+        Payload::RepaymentReceived(_) => EventType::RepaymentReceived,
+        Payload::InstallmentDueSoon(_) => EventType::InstallmentDueSoon,
+        Payload::InstallmentOverdue(_) => EventType::InstallmentOverdue,
+        Payload::LoanPaidOff(_) => EventType::LoanPaidOff,
+        Payload::LoanWrittenOff(_) => EventType::LoanWrittenOff,
+    }
+}
+
+/// FNV-1a over the customer id's text: stable across processes, versions and
+/// languages (unlike `std`'s randomly seeded hasher), so every replica and consumer
+/// routes a customer the same way.
+pub fn customer_hash(customer_id: &str) -> u32 {
+    const OFFSET_BASIS: u32 = 0x811c_9dc5;
+    const PRIME: u32 = 0x0100_0193;
+    customer_id.bytes().fold(OFFSET_BASIS, |hash, byte| {
+        (hash ^ u32::from(byte)).wrapping_mul(PRIME)
+    })
+}
+
+/// The outbox partition of a customer hash.
+pub fn partition_of(hash: u32) -> u16 {
+    // PARTITIONS fits in u16, so the remainder does too.
+    (hash % u32::from(PARTITIONS)) as u16
+}
+
+/// The current span's `traceparent` and `tracestate` through the global propagator
+/// (W3C trace context, installed by the platform's telemetry); empty outside a trace.
+fn current_trace_context() -> (String, String) {
+    let context = tracing::Span::current().context();
+    let mut fields = TraceFields::default();
+    opentelemetry::global::get_text_map_propagator(|propagator| {
+        propagator.inject_context(&context, &mut fields);
+    });
+    (
+        fields.0.remove("traceparent").unwrap_or_default(),
+        fields.0.remove("tracestate").unwrap_or_default(),
+    )
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct TraceFields(pub(crate) HashMap<String, String>);
+
+impl Injector for TraceFields {
+    fn set(&mut self, key: &str, value: String) {
+        self.0.insert(key.to_owned(), value);
+    }
+}
+
+impl opentelemetry::propagation::Extractor for TraceFields {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).map(String::as_str)
+    }
+    fn keys(&self) -> Vec<&str> {
+        self.0.keys().map(String::as_str).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_customer_hash_is_fnv1a_and_partitions_stay_in_range() {
+        // Reference values of 32-bit FNV-1a.
+        assert_eq!(customer_hash(""), 0x811c_9dc5);
+        assert_eq!(customer_hash("a"), 0xe40c_292c);
+        let mut seen = [false; PARTITIONS as usize];
+        for _ in 0..2_000 {
+            let partition = partition_of(customer_hash(&Uuid::new_v4().to_string()));
+            assert!(partition < PARTITIONS);
+            seen[partition as usize] = true;
+        }
+        assert!(seen.iter().all(|hit| *hit), "every partition is used");
+    }
+}
