@@ -1,8 +1,10 @@
-//! The vocabulary every service shares: money in minor units, identifiers and rates.
+//! The vocabulary every service shares: money in minor units, identifiers, rates and
+//! the loan product's arithmetic ([`loan`]).
 //! Each type can only hold a valid value: construct it with `parse`, never by hand.
 #![forbid(unsafe_code)]
 
 mod id;
+pub mod loan;
 mod money;
 mod rate;
 
