@@ -1,0 +1,348 @@
+//! Consumer groups against real Postgres and Redis: effects happen once however often
+//! an event is delivered, a dead consumer's events are taken over, poison is
+//! dead-lettered without stopping the flow, and a customer's events are handled in
+//! order.
+
+mod common;
+
+use std::{
+    collections::HashMap,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU32, Ordering},
+    },
+    time::Duration,
+};
+
+use common::{Record, World, eventually, sequence_of};
+use microloan_events::{Handler, HandlerError};
+use microloan_platform::testing;
+use microloan_proto::events::v1::Event;
+use redis::{AsyncCommands, Value, streams::StreamRangeReply};
+use sqlx::{Postgres, Transaction};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+const GROUP: &str = "test-group";
+
+/// Publishes everything committed so far (one relay round is enough in tests).
+async fn publish(world: &World) {
+    world.relay().publish_round(0).await.expect("publish");
+    assert_eq!(world.unpublished().await, 0);
+}
+
+/// Appends a copy of every field of stream entry `index` to the stream again, as a
+/// relay that crashed after XADD and before its commit would.
+async fn duplicate_entry(world: &World, index: usize) {
+    let mut redis = world.redis().await;
+    let reply: StreamRangeReply = redis
+        .xrange_all(&world.config.stream)
+        .await
+        .expect("xrange");
+    let entry = &reply.ids[index];
+    let mut command = redis::cmd("XADD");
+    command.arg(&world.config.stream).arg("*");
+    for (name, value) in &entry.map {
+        if let Value::BulkString(bytes) = value {
+            command.arg(name).arg(bytes.as_slice());
+        }
+    }
+    command.query_async::<()>(&mut redis).await.expect("xadd");
+}
+
+#[tokio::test]
+async fn the_same_event_delivered_twice_takes_effect_once() {
+    let world = World::new(&testing::redis_url(), |_| {}).await;
+    let customer = Uuid::new_v4();
+    let event_id = world.commit_event(customer, 0).await;
+    publish(&world).await;
+    duplicate_entry(&world, 0).await;
+    assert_eq!(world.stream_len().await, 2);
+
+    let stop = CancellationToken::new();
+    let consumer = tokio::spawn(
+        world
+            .consumer(GROUP, Record, &world.config)
+            .run(stop.clone()),
+    );
+    let consumed = world.metrics.consumed_total.with_label_values(&[GROUP]);
+    eventually("both deliveries are acknowledged", || async {
+        consumed.get() == 2 && world.pending(GROUP).await == 0
+    })
+    .await;
+    assert_eq!(world.effects().await, [(event_id, customer, 0)]);
+
+    stop.cancel();
+    consumer.await.expect("consumer stops");
+    world.finish().await;
+}
+
+/// Signals that it started, then never finishes: a consumer that dies mid-event.
+#[derive(Debug, Clone)]
+struct Hang(Arc<Notify>);
+
+impl Handler for Hang {
+    async fn handle(
+        &self,
+        _tx: &mut Transaction<'static, Postgres>,
+        _event: &Event,
+    ) -> Result<(), HandlerError> {
+        self.0.notify_one();
+        std::future::pending().await
+    }
+}
+
+#[tokio::test]
+async fn a_consumer_killed_before_its_ack_is_taken_over_and_the_event_applied_once() {
+    let world = World::new(&testing::redis_url(), |config| {
+        config.claim_idle = Duration::from_millis(300);
+    })
+    .await;
+    let customer = Uuid::new_v4();
+    let event_id = world.commit_event(customer, 0).await;
+    publish(&world).await;
+
+    let started = Arc::new(Notify::new());
+    let mut doomed_config = (*world.config).clone();
+    doomed_config.consumer_name = "doomed".to_owned();
+    let stop = CancellationToken::new();
+    let doomed = tokio::spawn(
+        world
+            .consumer(GROUP, Hang(Arc::clone(&started)), &doomed_config)
+            .run(stop.clone()),
+    );
+    tokio::time::timeout(common::WAIT_MAX, started.notified())
+        .await
+        .expect("the doomed consumer receives the event");
+    doomed.abort();
+    let _ = doomed.await;
+    assert_eq!(
+        world.pending(GROUP).await,
+        1,
+        "delivered, never acknowledged"
+    );
+
+    let mut heir_config = (*world.config).clone();
+    heir_config.consumer_name = "heir".to_owned();
+    let heir = tokio::spawn(
+        world
+            .consumer(GROUP, Record, &heir_config)
+            .run(stop.clone()),
+    );
+    eventually(
+        "the heir takes the event over and acknowledges it",
+        || async { world.pending(GROUP).await == 0 && !world.effects().await.is_empty() },
+    )
+    .await;
+    assert_eq!(world.effects().await, [(event_id, customer, 0)]);
+    assert_eq!(
+        world
+            .metrics
+            .redeliveries_total
+            .with_label_values(&[GROUP])
+            .get(),
+        1
+    );
+
+    stop.cancel();
+    heir.await.expect("consumer stops");
+    world.finish().await;
+}
+
+/// Fails every attempt at one customer's events; records everyone else's.
+#[derive(Debug, Clone)]
+struct FailFor {
+    customer: Uuid,
+    attempts: Arc<AtomicU32>,
+}
+
+impl Handler for FailFor {
+    async fn handle(
+        &self,
+        tx: &mut Transaction<'static, Postgres>,
+        event: &Event,
+    ) -> Result<(), HandlerError> {
+        if event.customer_id == self.customer.to_string() && sequence_of(event) == 0 {
+            self.attempts.fetch_add(1, Ordering::SeqCst);
+            return Err(HandlerError::Retry(anyhow::anyhow!("the peer is down")));
+        }
+        Record.handle(tx, event).await
+    }
+}
+
+#[tokio::test]
+async fn poison_events_are_dead_lettered_after_n_tries_while_later_events_flow() {
+    let world = World::new(&testing::redis_url(), |config| {
+        config.deliveries_max = 3;
+    })
+    .await;
+    let poisoned = Uuid::new_v4();
+    let poison_id = world.commit_event(poisoned, 0).await;
+    // Entries no consumer can decode or accept, written straight to the stream.
+    let mut redis = world.redis().await;
+    let _: String = redis
+        .xadd(
+            &world.config.stream,
+            "*",
+            &[("event", b"\xff\xff not protobuf".as_slice())],
+        )
+        .await
+        .expect("xadd garbage");
+    let unspecified = Event {
+        event_id: Uuid::now_v7().to_string(),
+        customer_id: Uuid::new_v4().to_string(),
+        ..Default::default()
+    };
+    let _: String = redis
+        .xadd(
+            &world.config.stream,
+            "*",
+            &[("event", prost::Message::encode_to_vec(&unspecified))],
+        )
+        .await
+        .expect("xadd unspecified");
+    // Later events: the poisoned customer's next one, and other customers'.
+    let mut later = vec![(world.commit_event(poisoned, 1).await, poisoned, 1)];
+    for sequence in 0..20 {
+        let customer = Uuid::new_v4();
+        later.push((
+            world.commit_event(customer, sequence).await,
+            customer,
+            sequence,
+        ));
+    }
+    publish(&world).await;
+
+    let attempts = Arc::new(AtomicU32::new(0));
+    let handler = FailFor {
+        customer: poisoned,
+        attempts: Arc::clone(&attempts),
+    };
+    let stop = CancellationToken::new();
+    let consumer = tokio::spawn(
+        world
+            .consumer(GROUP, handler, &world.config)
+            .run(stop.clone()),
+    );
+    let dead_letters = world.metrics.dead_letters_total.with_label_values(&[GROUP]);
+    eventually(
+        "the poison is dead-lettered and everything else handled",
+        || async {
+            dead_letters.get() == 3
+                && world.pending(GROUP).await == 0
+                && world.effects().await.len() == 21
+        },
+    )
+    .await;
+    assert_eq!(
+        attempts.load(Ordering::SeqCst),
+        3,
+        "N attempts, then dead-lettered"
+    );
+    let mut effects = world.effects().await;
+    effects.sort();
+    later.sort();
+    assert_eq!(effects, later, "every later event applied once");
+
+    let dead: StreamRangeReply = redis
+        .xrange_all(world.config.dead_letter_stream())
+        .await
+        .expect("dead letters");
+    let fields: Vec<HashMap<String, String>> = dead
+        .ids
+        .iter()
+        .map(|entry| {
+            entry
+                .map
+                .iter()
+                .filter(|(name, _)| name.as_str() != "event")
+                .map(|(name, value)| {
+                    let text: String = redis::from_redis_value_ref(value).expect("text field");
+                    (name.clone(), text)
+                })
+                .collect()
+        })
+        .collect();
+    let errors: Vec<&str> = fields.iter().map(|f| f["dead.error"].as_str()).collect();
+    assert!(
+        errors.iter().any(|e| e.starts_with("undecodable event")),
+        "{errors:?}"
+    );
+    assert!(
+        errors.iter().any(|e| e.contains("EVENT_TYPE_UNSPECIFIED")),
+        "{errors:?}"
+    );
+    let failed = fields
+        .iter()
+        .find(|f| f.get("event_id").map(String::as_str) == Some(&*poison_id.to_string()))
+        .expect("the failing event is dead-lettered");
+    assert!(
+        failed["dead.error"].contains("the peer is down"),
+        "{failed:?}"
+    );
+    assert_eq!(failed["dead.deliveries"], "3");
+    assert_eq!(failed["dead.group"], GROUP);
+    assert!(failed.contains_key("dead.source_id"));
+
+    stop.cancel();
+    consumer.await.expect("consumer stops");
+    world.finish().await;
+}
+
+/// Records the order in which it sees each customer's events, slowly enough that
+/// workers overlap.
+#[derive(Debug, Clone, Default)]
+struct Sequence(Arc<Mutex<HashMap<String, Vec<i32>>>>);
+
+impl Handler for Sequence {
+    async fn handle(
+        &self,
+        tx: &mut Transaction<'static, Postgres>,
+        event: &Event,
+    ) -> Result<(), HandlerError> {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        Record.handle(tx, event).await?;
+        if let Ok(mut seen) = self.0.lock() {
+            seen.entry(event.customer_id.clone())
+                .or_default()
+                .push(sequence_of(event));
+        }
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn several_workers_handle_each_customers_events_in_stream_order() {
+    let world = World::new(&testing::redis_url(), |config| {
+        config.consumer_workers = 4;
+        config.consumer_batch_size_max = 16;
+    })
+    .await;
+    let customers = world.commit_many(8, 40).await;
+    while world.unpublished().await > 0 {
+        world.relay().publish_round(0).await.expect("publish");
+    }
+    let seen = Sequence::default();
+    let stop = CancellationToken::new();
+    let consumer = tokio::spawn(
+        world
+            .consumer(GROUP, seen.clone(), &world.config)
+            .run(stop.clone()),
+    );
+    eventually("every event is handled", || async {
+        world.effects().await.len() == 320 && world.pending(GROUP).await == 0
+    })
+    .await;
+    let seen = seen.0.lock().expect("lock").clone();
+    for customer in customers {
+        assert_eq!(
+            seen[&customer.to_string()],
+            (0..40).collect::<Vec<_>>(),
+            "customer {customer}"
+        );
+    }
+    stop.cancel();
+    consumer.await.expect("consumer stops");
+    world.finish().await;
+}
