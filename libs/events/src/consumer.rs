@@ -8,6 +8,12 @@
 //!   a queue of at most `consumer_batch_size_max`; an event goes to the worker chosen
 //!   by its customer's hash, so one customer's events are handled one at a time, in
 //!   stream order, by this process.
+//! - One reader per group: Redis hands a group's entries to whichever consumer asks,
+//!   with no affinity by customer, so two replicas reading at once would handle one
+//!   customer's events concurrently. The replicas of a service therefore hold a lease
+//!   (`<stream>:lease:<group>`, renewed every `claim_idle / 3`, expiring after
+//!   `claim_idle`); only the holder reads, the others stand by and take over when it
+//!   stops (it releases the lease) or dies (the lease expires).
 //! - Take-over: entries a dead consumer left unacknowledged for `claim_idle` are
 //!   claimed (`XAUTOCLAIM`) and handled here.
 //! - Poison: an entry that cannot be decoded, has `EVENT_TYPE_UNSPECIFIED` (or a type
@@ -16,7 +22,15 @@
 //!   is acknowledged, and the group moves on. Attempts are Redis's delivery count of
 //!   the entry, so they survive restarts and take-overs.
 
-use std::{collections::HashMap, future::Future, sync::Arc, time::Duration};
+use std::{
+    collections::HashMap,
+    future::Future,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
 
 use microloan_platform::cache::Cache;
 use microloan_proto::events::v1::{Event, EventType};
@@ -163,8 +177,15 @@ impl<H: Handler> Consumer<H> {
                 sender
             })
             .collect();
+        let leader = Arc::new(AtomicBool::new(false));
+        workers.spawn(keep_lease(
+            Arc::clone(&shared),
+            Arc::clone(&leader),
+            stop.clone(),
+        ));
         let mut reader = Reader {
             shared: Arc::clone(&shared),
+            leader,
             start: self.start,
             queues,
             connection: None,
@@ -200,6 +221,8 @@ impl<H: Handler> Consumer<H> {
 
 struct Reader<H> {
     shared: Arc<Shared<H>>,
+    /// Whether this process holds the group's lease (see the module docs).
+    leader: Arc<AtomicBool>,
     start: GroupStart,
     queues: Vec<mpsc::Sender<Delivery>>,
     /// Its own connection: `XREADGROUP ... BLOCK` would stall a shared one.
@@ -213,6 +236,11 @@ impl<H: Handler> Reader<H> {
     async fn round(&mut self) -> Result<(), RedisError> {
         let shared = Arc::clone(&self.shared);
         let config = &shared.config;
+        if !self.leader.load(Ordering::Acquire) {
+            // Standing by: another replica reads this group.
+            tokio::time::sleep(config.consumer_block.min(config.claim_idle / 3)).await;
+            return Ok(());
+        }
         let mut connection = match &self.connection {
             Some(connection) => connection.clone(),
             None => {
@@ -351,6 +379,73 @@ impl<H: Handler> Reader<H> {
         };
         // Fails only when the worker has stopped (shutdown); the entry stays pending.
         let _ = queue.send(delivery).await;
+    }
+}
+
+/// Acquires and renews the group's lease every `claim_idle / 3` until `stop`, then
+/// releases it so a standby replica takes over at once.
+async fn keep_lease<H>(shared: Arc<Shared<H>>, leader: Arc<AtomicBool>, stop: CancellationToken) {
+    // Renews the lease if we hold it, takes it if nobody does: 1 when ours afterwards.
+    const ACQUIRE: &str = r"
+        local holder = redis.call('GET', KEYS[1])
+        if holder == ARGV[1] then
+            redis.call('PEXPIRE', KEYS[1], ARGV[2])
+            return 1
+        end
+        if not holder then
+            redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+            return 1
+        end
+        return 0";
+    const RELEASE: &str = r"
+        if redis.call('GET', KEYS[1]) == ARGV[1] then
+            return redis.call('DEL', KEYS[1])
+        end
+        return 0";
+    let config = &shared.config;
+    let key = format!("{}:lease:{}", config.stream, shared.group);
+    let ttl_ms = config.claim_idle.as_millis() as u64;
+    loop {
+        let held: Result<i64, RedisError> = async {
+            let mut connection = shared.cache.connection().await?;
+            redis::cmd("EVAL")
+                .arg(ACQUIRE)
+                .arg(1)
+                .arg(&key)
+                .arg(&config.consumer_name)
+                .arg(ttl_ms)
+                .query_async(&mut connection)
+                .await
+        }
+        .await;
+        let held = match held {
+            Ok(held) => held == 1,
+            Err(err) => {
+                tracing::warn!(group = %shared.group, %err, "events consumer: cannot renew the group lease");
+                false
+            }
+        };
+        if leader.swap(held, Ordering::AcqRel) != held {
+            tracing::info!(group = %shared.group, consumer = %config.consumer_name, leader = held, "events consumer: group lease changed hands");
+        }
+        if !sleep_or_stop(config.claim_idle / 3, &stop).await {
+            break;
+        }
+    }
+    leader.store(false, Ordering::Release);
+    let released: Result<i64, RedisError> = async {
+        let mut connection = shared.cache.connection().await?;
+        redis::cmd("EVAL")
+            .arg(RELEASE)
+            .arg(1)
+            .arg(&key)
+            .arg(&config.consumer_name)
+            .query_async(&mut connection)
+            .await
+    }
+    .await;
+    if let Err(err) = released {
+        tracing::debug!(group = %shared.group, %err, "events consumer: lease not released; it expires by itself");
     }
 }
 

@@ -346,3 +346,56 @@ async fn several_workers_handle_each_customers_events_in_stream_order() {
     consumer.await.expect("consumer stops");
     world.finish().await;
 }
+
+#[tokio::test]
+async fn two_replicas_of_a_group_keep_each_customers_order_and_a_standby_takes_over() {
+    let world = World::new(&testing::redis_url(), |config| {
+        config.consumer_batch_size_max = 16;
+        config.claim_idle = Duration::from_millis(600);
+    })
+    .await;
+    let seen = Sequence::default();
+    let replica = |name: &str, stop: &CancellationToken| {
+        let mut config = (*world.config).clone();
+        config.consumer_name = name.to_owned();
+        tokio::spawn(
+            world
+                .consumer(GROUP, seen.clone(), &config)
+                .run(stop.clone()),
+        )
+    };
+    let (stop_a, stop_b) = (CancellationToken::new(), CancellationToken::new());
+    let a = replica("replica-a", &stop_a);
+    let b = replica("replica-b", &stop_b);
+
+    let customers = world.commit_many(8, 40).await;
+    while world.unpublished().await > 0 {
+        world.relay().publish_round(0).await.expect("publish");
+    }
+    eventually("every event is handled", || async {
+        world.effects().await.len() == 320 && world.pending(GROUP).await == 0
+    })
+    .await;
+    let handled = seen.0.lock().expect("lock").clone();
+    for customer in &customers {
+        assert_eq!(
+            handled[&customer.to_string()],
+            (0..40).collect::<Vec<_>>(),
+            "customer {customer}"
+        );
+    }
+
+    // Whichever replica leads stops; the other takes the group over.
+    stop_a.cancel();
+    a.await.expect("replica a stops");
+    let late = Uuid::new_v4();
+    world.commit_event(late, 0).await;
+    publish(&world).await;
+    eventually("the remaining replica handles new events", || async {
+        world.effects().await.len() == 321
+    })
+    .await;
+    stop_b.cancel();
+    b.await.expect("replica b stops");
+    world.finish().await;
+}
