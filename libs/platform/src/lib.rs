@@ -9,6 +9,7 @@ pub mod cache;
 pub mod client;
 pub mod config;
 pub mod db;
+pub mod idempotency;
 pub mod launch;
 pub mod metrics;
 pub mod server;
