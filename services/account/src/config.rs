@@ -1,5 +1,6 @@
 //! The account service's configuration: the shared settings plus its peers' URLs.
 
+use microloan_events::EventsConfig;
 use microloan_platform::config::{CommonConfig, ConfigError, Env, ServiceIdentity};
 
 pub const IDENTITY: ServiceIdentity = ServiceIdentity {
@@ -11,6 +12,8 @@ pub const IDENTITY: ServiceIdentity = ServiceIdentity {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub common: CommonConfig,
+    /// `EVENTS_*`: the outbox relay and consumer groups (docs/events.md).
+    pub events: EventsConfig,
     /// `SCORING_URL`: the scoring service.
     pub scoring_url: String,
     /// `LEDGER_URL`: the ledger service.
@@ -21,8 +24,10 @@ pub struct Config {
 
 impl Config {
     pub fn from_env(env: &Env<'_>) -> Result<Self, ConfigError> {
+        let common = CommonConfig::from_env(env, IDENTITY)?;
         Ok(Self {
-            common: CommonConfig::from_env(env, IDENTITY)?,
+            events: EventsConfig::from_env(env, &common)?,
+            common,
             scoring_url: env.peer_url("SCORING_URL", "http://127.0.0.1:50052")?,
             ledger_url: env.peer_url("LEDGER_URL", "http://127.0.0.1:50053")?,
             notification_url: env.peer_url("NOTIFICATION_URL", "http://127.0.0.1:50054")?,

@@ -9,6 +9,7 @@ pub mod identity;
 
 use std::future::Future;
 
+use microloan_events::Events;
 use microloan_platform::{
     App,
     cache::Cache,
@@ -35,8 +36,16 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
-    let pool = db::connect_and_migrate(&config.common, &MIGRATOR).await?;
+    let pool = db::connect_and_migrate_all(&config.common, &Account::migrators()).await?;
     let cache = Cache::connect(&config.common).await?;
+    let server = GrpcServer::new(&config.common, grpc::permissions(), FILE_DESCRIPTOR_SET);
+    // Every service relays its own outbox; consumers are registered with `events.consume`.
+    let events = Events::start(
+        config.events.clone(),
+        pool.clone(),
+        cache.clone(),
+        server.metrics().registry(),
+    )?;
     let options = ClientOptions::for_service(&config.common);
     let peers = grpc::Peers {
         scoring: ScoringServiceClient::new(client::connect(&config.scoring_url, &options)?),
@@ -50,9 +59,7 @@ pub async fn run(
     let service = AccountServiceServer::new(api)
         .max_decoding_message_size(config.common.message_bytes_max)
         .max_encoding_message_size(config.common.message_bytes_max);
-    GrpcServer::new(&config.common, grpc::permissions(), FILE_DESCRIPTOR_SET)
-        .serve(service, listener, shutdown)
-        .await
+    microloan_events::serve_with(events, server.serve(service, listener, shutdown)).await
 }
 
 /// Ties the account service into the shared process lifecycle ([`microloan_platform::launch`]).
@@ -63,6 +70,8 @@ impl App for Account {
     const IDENTITY: microloan_platform::config::ServiceIdentity = config::IDENTITY;
     type Config = Config;
     const MIGRATOR: &'static sqlx::migrate::Migrator = &MIGRATOR;
+    const MIGRATORS_SHARED: &'static [&'static sqlx::migrate::Migrator] =
+        &[&microloan_events::MIGRATOR];
 
     fn config_from_env(env: &Env<'_>) -> Result<Config, microloan_platform::config::ConfigError> {
         Config::from_env(env)

@@ -8,6 +8,7 @@ pub mod grpc;
 
 use std::future::Future;
 
+use microloan_events::Events;
 use microloan_platform::{App, cache::Cache, config::Env, db, server::GrpcServer};
 use microloan_proto::{
     FILE_DESCRIPTOR_SET, ledger::v1::ledger_service_server::LedgerServiceServer,
@@ -24,15 +25,21 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
-    let pool = db::connect_and_migrate(&config.common, &MIGRATOR).await?;
+    let pool = db::connect_and_migrate_all(&config.common, &Ledger::migrators()).await?;
     let cache = Cache::connect(&config.common).await?;
+    let server = GrpcServer::new(&config.common, grpc::permissions(), FILE_DESCRIPTOR_SET);
+    // Every service relays its own outbox; consumers are registered with `events.consume`.
+    let events = Events::start(
+        config.events.clone(),
+        pool.clone(),
+        cache.clone(),
+        server.metrics().registry(),
+    )?;
     let api = grpc::LedgerApi::new(pool, cache);
     let service = LedgerServiceServer::new(api)
         .max_decoding_message_size(config.common.message_bytes_max)
         .max_encoding_message_size(config.common.message_bytes_max);
-    GrpcServer::new(&config.common, grpc::permissions(), FILE_DESCRIPTOR_SET)
-        .serve(service, listener, shutdown)
-        .await
+    microloan_events::serve_with(events, server.serve(service, listener, shutdown)).await
 }
 
 /// Ties the ledger service into the shared process lifecycle ([`microloan_platform::launch`]).
@@ -43,6 +50,8 @@ impl App for Ledger {
     const IDENTITY: microloan_platform::config::ServiceIdentity = config::IDENTITY;
     type Config = Config;
     const MIGRATOR: &'static sqlx::migrate::Migrator = &MIGRATOR;
+    const MIGRATORS_SHARED: &'static [&'static sqlx::migrate::Migrator] =
+        &[&microloan_events::MIGRATOR];
 
     fn config_from_env(env: &Env<'_>) -> Result<Config, microloan_platform::config::ConfigError> {
         Config::from_env(env)

@@ -1,5 +1,6 @@
 //! The scoring service's configuration: the shared settings plus its peers' URLs.
 
+use microloan_events::EventsConfig;
 use microloan_platform::config::{CommonConfig, ConfigError, Env, ServiceIdentity};
 
 pub const IDENTITY: ServiceIdentity = ServiceIdentity {
@@ -11,6 +12,8 @@ pub const IDENTITY: ServiceIdentity = ServiceIdentity {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub common: CommonConfig,
+    /// `EVENTS_*`: the outbox relay and consumer groups (docs/events.md).
+    pub events: EventsConfig,
     /// `ACCOUNT_URL`: the account service.
     pub account_url: String,
     /// `LEDGER_URL`: the ledger service.
@@ -19,8 +22,10 @@ pub struct Config {
 
 impl Config {
     pub fn from_env(env: &Env<'_>) -> Result<Self, ConfigError> {
+        let common = CommonConfig::from_env(env, IDENTITY)?;
         Ok(Self {
-            common: CommonConfig::from_env(env, IDENTITY)?,
+            events: EventsConfig::from_env(env, &common)?,
+            common,
             account_url: env.peer_url("ACCOUNT_URL", "http://127.0.0.1:50051")?,
             ledger_url: env.peer_url("LEDGER_URL", "http://127.0.0.1:50053")?,
         })

@@ -8,6 +8,7 @@ pub mod grpc;
 
 use std::future::Future;
 
+use microloan_events::Events;
 use microloan_platform::{
     App,
     cache::Cache,
@@ -33,8 +34,16 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
-    let pool = db::connect_and_migrate(&config.common, &MIGRATOR).await?;
+    let pool = db::connect_and_migrate_all(&config.common, &Scoring::migrators()).await?;
     let cache = Cache::connect(&config.common).await?;
+    let server = GrpcServer::new(&config.common, grpc::permissions(), FILE_DESCRIPTOR_SET);
+    // Every service relays its own outbox; consumers are registered with `events.consume`.
+    let events = Events::start(
+        config.events.clone(),
+        pool.clone(),
+        cache.clone(),
+        server.metrics().registry(),
+    )?;
     let options = ClientOptions::for_service(&config.common);
     let peers = grpc::Peers {
         account: AccountServiceClient::new(client::connect(&config.account_url, &options)?),
@@ -44,9 +53,7 @@ pub async fn run(
     let service = ScoringServiceServer::new(api)
         .max_decoding_message_size(config.common.message_bytes_max)
         .max_encoding_message_size(config.common.message_bytes_max);
-    GrpcServer::new(&config.common, grpc::permissions(), FILE_DESCRIPTOR_SET)
-        .serve(service, listener, shutdown)
-        .await
+    microloan_events::serve_with(events, server.serve(service, listener, shutdown)).await
 }
 
 /// Ties the scoring service into the shared process lifecycle ([`microloan_platform::launch`]).
@@ -57,6 +64,8 @@ impl App for Scoring {
     const IDENTITY: microloan_platform::config::ServiceIdentity = config::IDENTITY;
     type Config = Config;
     const MIGRATOR: &'static sqlx::migrate::Migrator = &MIGRATOR;
+    const MIGRATORS_SHARED: &'static [&'static sqlx::migrate::Migrator] =
+        &[&microloan_events::MIGRATOR];
 
     fn config_from_env(env: &Env<'_>) -> Result<Config, microloan_platform::config::ConfigError> {
         Config::from_env(env)
