@@ -4,7 +4,10 @@
 #![forbid(unsafe_code)]
 
 pub mod config;
+pub mod error;
+pub mod gl;
 pub mod grpc;
+pub mod store;
 
 use std::future::Future;
 

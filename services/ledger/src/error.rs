@@ -1,0 +1,162 @@
+//! The ledger's one error type, and its one mapping to a gRPC `Status` with rich
+//! details (errors.proto): handlers use `?`, none builds a `Status` by hand.
+
+use microloan_platform::status;
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, StatusExt};
+
+/// Everything an RPC of the ledger can fail with, past authentication.
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerError {
+    /// INVALID_ARGUMENT: one (field path, description) per bad request field.
+    #[error("invalid argument: {0:?}")]
+    InvalidArgument(Vec<(&'static str, String)>),
+    /// ALREADY_EXISTS IDEMPOTENCY_KEY_REUSED.
+    #[error("request_id {request_id} was used with another request")]
+    IdempotencyKeyReused { request_id: String },
+    /// ABORTED END_OF_DAY_RUNNING.
+    #[error("end of day is running")]
+    EndOfDayRunning,
+    /// NOT_FOUND with a ResourceInfo.
+    #[error("{resource_type} {name} not found")]
+    NotFound {
+        resource_type: &'static str,
+        name: String,
+    },
+    /// UNAVAILABLE DEPENDENCY_UNAVAILABLE (Postgres unreachable) or INTERNAL.
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    /// INTERNAL: a broken invariant or a sum past int64.
+    #[error("internal: {0}")]
+    Internal(String),
+}
+
+impl LedgerError {
+    pub fn invalid(field: &'static str, description: impl Into<String>) -> Self {
+        Self::InvalidArgument(vec![(field, description.into())])
+    }
+
+    /// The SQLSTATE of a database error, if it is one.
+    pub fn sql_state(&self) -> Option<String> {
+        match self {
+            Self::Database(sqlx::Error::Database(err)) => err.code().map(|code| code.into_owned()),
+            _ => None,
+        }
+    }
+}
+
+fn domain() -> String {
+    status::error_domain("ledger")
+}
+
+impl From<LedgerError> for Status {
+    fn from(error: LedgerError) -> Self {
+        match error {
+            LedgerError::InvalidArgument(violations) => status::invalid_argument(
+                violations
+                    .into_iter()
+                    .map(|(field, description)| status::violation(field, description))
+                    .collect(),
+            ),
+            LedgerError::IdempotencyKeyReused { request_id } => status::with_reason_and_metadata(
+                &domain(),
+                Code::AlreadyExists,
+                "request_id was already used with a different request",
+                "IDEMPOTENCY_KEY_REUSED",
+                &[("request_id", &request_id)],
+            ),
+            LedgerError::EndOfDayRunning => status::with_reason(
+                &domain(),
+                Code::Aborted,
+                "end of day is running; retry after it finishes",
+                "END_OF_DAY_RUNNING",
+            ),
+            LedgerError::NotFound {
+                resource_type,
+                name,
+            } => Status::with_error_details(
+                Code::NotFound,
+                format!("{resource_type} {name} not found"),
+                ErrorDetails::with_resource_info(resource_type, name, "", "not found"),
+            ),
+            LedgerError::Database(err) if is_unavailable(&err) => {
+                tracing::warn!(%err, "database unavailable");
+                status::with_reason_and_metadata(
+                    &domain(),
+                    Code::Unavailable,
+                    "the ledger database is unavailable; retry with the same request_id",
+                    "DEPENDENCY_UNAVAILABLE",
+                    &[("dependency", "postgres")],
+                )
+            }
+            LedgerError::Database(err) => {
+                tracing::error!(%err, "database error");
+                Status::internal("internal error")
+            }
+            LedgerError::Internal(message) => {
+                tracing::error!(%message, "internal error");
+                Status::internal("internal error")
+            }
+        }
+    }
+}
+
+fn is_unavailable(err: &sqlx::Error) -> bool {
+    matches!(
+        err,
+        sqlx::Error::Io(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Tls(_)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_error_carries_its_code_and_detail() {
+        let status = Status::from(LedgerError::invalid("transfers", "empty"));
+        assert_eq!(status.code(), Code::InvalidArgument);
+        let fields = status
+            .get_error_details()
+            .bad_request()
+            .cloned()
+            .expect("bad request");
+        assert_eq!(fields.field_violations[0].field, "transfers");
+
+        let status = Status::from(LedgerError::IdempotencyKeyReused {
+            request_id: "r1".into(),
+        });
+        assert_eq!(status.code(), Code::AlreadyExists);
+        let info = status
+            .get_error_details()
+            .error_info()
+            .cloned()
+            .expect("info");
+        assert_eq!(
+            (info.reason.as_str(), info.domain.as_str()),
+            ("IDEMPOTENCY_KEY_REUSED", "microloan.ledger")
+        );
+        assert_eq!(
+            info.metadata.get("request_id").map(String::as_str),
+            Some("r1")
+        );
+
+        let status = Status::from(LedgerError::EndOfDayRunning);
+        assert_eq!(status.code(), Code::Aborted);
+
+        let status = Status::from(LedgerError::NotFound {
+            resource_type: "account",
+            name: "x".into(),
+        });
+        assert_eq!(status.code(), Code::NotFound);
+        let resource = status
+            .get_error_details()
+            .resource_info()
+            .cloned()
+            .expect("resource");
+        assert_eq!(resource.resource_type, "account");
+    }
+}

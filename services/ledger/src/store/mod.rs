@@ -1,0 +1,58 @@
+//! The ledger's SQL, by aggregate: each function is one statement or one transaction,
+//! named for what it does. Runtime-checked queries (`sqlx::query`), so the crate builds
+//! without a database or offline data.
+
+pub mod accounts;
+pub mod business_date;
+pub mod idempotency;
+pub mod integrity;
+pub mod reports;
+pub mod transfers;
+
+use std::future::Future;
+
+use sqlx::{PgPool, Postgres, Transaction};
+
+use crate::error::LedgerError;
+
+/// Attempts of a batch transaction that lost a race (a concurrent insert of the same
+/// id or key, a serialization failure) before the error is returned.
+const BATCH_ATTEMPTS_MAX: u32 = 5;
+
+/// SQLSTATEs worth one more attempt: unique_violation (another batch committed the same
+/// id or key first: the retry sees it and answers EXISTS or KEY_EXISTS),
+/// serialization_failure, deadlock_detected (never expected: accounts are locked in id
+/// order).
+fn is_retryable(error: &LedgerError) -> bool {
+    matches!(
+        error.sql_state().as_deref(),
+        Some("23505" | "40001" | "40P01")
+    )
+}
+
+/// Runs `body` in a transaction, committing on success and retrying the whole
+/// transaction when it lost a race.
+pub async fn in_transaction_with_retry<T, F, Fut>(
+    pool: &PgPool,
+    mut body: F,
+) -> Result<T, LedgerError>
+where
+    F: FnMut(Transaction<'static, Postgres>) -> Fut,
+    Fut: Future<Output = Result<(T, Transaction<'static, Postgres>), LedgerError>>,
+{
+    let mut attempt = 1;
+    loop {
+        let tx = pool.begin().await?;
+        let result = match body(tx).await {
+            Ok((value, tx)) => tx.commit().await.map(|()| value).map_err(LedgerError::from),
+            Err(error) => Err(error),
+        };
+        match result {
+            Err(error) if attempt < BATCH_ATTEMPTS_MAX && is_retryable(&error) => {
+                tracing::debug!(%error, attempt, "batch lost a race; retrying");
+                attempt += 1;
+            }
+            other => return other,
+        }
+    }
+}
