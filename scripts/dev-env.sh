@@ -15,6 +15,10 @@ export MICROLOAN_DEV_DIR="${MICROLOAN_DEV_DIR:-$MICROLOAN_ROOT/.dev}"
 # The dev signing key for bearer tokens (services verify, scripts/token.sh mints).
 # Never used outside a developer machine or CI: deploy/ takes it from a Secret.
 export AUTH_JWT_SECRET="${AUTH_JWT_SECRET:-microloan-dev-secret-not-for-production-0001}"
+# The account service's PII keys (base64 of 32 bytes each; dev-only values): sealing and
+# the keyed lookup hash, which must differ. deploy/ takes them from a Secret.
+export PII_ENCRYPTION_KEY="${PII_ENCRYPTION_KEY:-ZGV2LW9ubHktcGlpLWtleS1ub3QtZm9yLXByb2QhISE=}"
+export PII_LOOKUP_KEY="${PII_LOOKUP_KEY:-ZGV2LW9ubHktcGlpLWxvb2t1cC1rZXktbm90LXByb2Q=}"
 export LOG_FORMAT="${LOG_FORMAT:-human}"
 export RUST_LOG="${RUST_LOG:-info}"
 export REDIS_KEY_PREFIX="${REDIS_KEY_PREFIX:-microloan:}"

@@ -18,6 +18,11 @@ pub const TEST_JWT_SECRET: &str = "test-secret-test-secret-test-secret!";
 /// Prefix of every database a test creates; `scripts/test.sh` sweeps leftovers.
 pub const TEST_DATABASE_PREFIX: &str = "mltest_";
 
+/// base64 of "test-only-pii-encryption-key-001".
+pub const TEST_PII_ENCRYPTION_KEY: &str = "dGVzdC1vbmx5LXBpaS1lbmNyeXB0aW9uLWtleS0wMDE=";
+/// base64 of "test-only-pii-lookup-hash-key-01".
+pub const TEST_PII_LOOKUP_KEY: &str = "dGVzdC1vbmx5LXBpaS1sb29rdXAtaGFzaC1rZXktMDE=";
+
 /// The Postgres server tests use: `DATABASE_URL` (any database on it) or the local one.
 pub fn server_url() -> String {
     std::env::var("DATABASE_URL")
@@ -50,6 +55,9 @@ pub fn test_env(service: &str) -> HashMap<String, String> {
         ("LISTEN_ADDR", "127.0.0.1:0".to_owned()),
         ("ADMIN_LISTEN_ADDR", "127.0.0.1:0".to_owned()),
         ("SHUTDOWN_GRACE_SECONDS", "5".to_owned()),
+        // The account service's PII keys (base64 of 32 bytes; test-only values).
+        ("PII_ENCRYPTION_KEY", TEST_PII_ENCRYPTION_KEY.to_owned()),
+        ("PII_LOOKUP_KEY", TEST_PII_LOOKUP_KEY.to_owned()),
     ]
     .into_iter()
     .map(|(key, value)| (key.to_owned(), value))

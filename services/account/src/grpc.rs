@@ -1,18 +1,39 @@
 //! The gRPC face of the account service: proto ⇄ domain and errors → `Status`. RPCs not yet
 //! implemented answer UNIMPLEMENTED (generated default methods).
 
+use chrono::{DateTime, FixedOffset, NaiveDate, Utc};
+use microloan_events::NewEvent;
 use microloan_platform::client::PeerChannel;
 use microloan_platform::{
-    auth::{PermissionTable, Role},
+    auth::{Caller, PermissionTable, Role},
     cache::Cache,
+    idempotency::{self, RequestKey},
 };
 use microloan_proto::account::v1::account_service_server::{AccountService, SERVICE_NAME};
 use microloan_proto::{
+    account::v1 as proto,
+    common::v1 as common,
+    events::v1::{CustomerCreated, event::Payload},
     ledger::v1::ledger_service_client::LedgerServiceClient,
     notification::v1::notification_service_client::NotificationServiceClient,
     scoring::v1::scoring_service_client::ScoringServiceClient,
 };
+use prost::Message;
 use sqlx::PgPool;
+use tonic::{Request, Response, Status};
+use uuid::Uuid;
+
+use crate::{
+    config::IDENTITY,
+    customers::NewCustomer,
+    error::AccountError,
+    identity::AgeBand,
+    pii::PiiKeys,
+    store::{
+        audit::{AuditEntry, insert_audit_entry},
+        customers::{CustomerRow, find_customer, insert_customer},
+    },
+};
 
 const STAFF: &[Role] = &[Role::Operator, Role::Service];
 const OPERATOR: &[Role] = &[Role::Operator];
@@ -41,10 +62,17 @@ pub fn permissions() -> PermissionTable {
     )
 }
 
+/// The rules and keys the handlers apply, from the configuration.
+#[derive(Debug, Clone)]
+pub struct Rules {
+    pub pii: PiiKeys,
+    pub age_band: AgeBand,
+}
+
 #[derive(Debug, Clone)]
 pub struct AccountApi {
-    #[allow(dead_code, reason = "used by the account RPCs as they land")]
     pool: PgPool,
+    rules: Rules,
     #[allow(dead_code, reason = "used by the account RPCs as they land")]
     cache: Cache,
     #[allow(dead_code, reason = "used by the account RPCs as they land")]
@@ -60,13 +88,213 @@ pub struct Peers {
 }
 
 impl AccountApi {
-    pub fn new(pool: PgPool, cache: Cache, peers: Peers) -> Self {
-        Self { pool, cache, peers }
+    pub fn new(pool: PgPool, cache: Cache, peers: Peers, rules: Rules) -> Self {
+        Self {
+            pool,
+            rules,
+            cache,
+            peers,
+        }
+    }
+
+    async fn create_customer(
+        &self,
+        caller: &Caller,
+        request: proto::CreateCustomerRequest,
+    ) -> Result<proto::CreateCustomerResponse, AccountError> {
+        let customer = with_request_id(&request.request_id, NewCustomer::parse(&request))?;
+        customer.ensure_eligible(self.rules.age_band, today_in_shanghai())?;
+        let body = proto::CreateCustomerRequest {
+            request_id: String::new(),
+            ..request.clone()
+        }
+        .encode_to_vec();
+        let caller_key = caller_key(caller);
+        let key = RequestKey {
+            caller: &caller_key,
+            rpc: "CreateCustomer",
+            request_id: &request.request_id,
+            body: &body,
+        };
+        let mut tx = self.pool.begin().await?;
+        if let Some(stored) = idempotency::claim(&mut tx, key).await? {
+            return decode_stored(&stored);
+        }
+        let customer_id = Uuid::now_v7();
+        let row = insert_customer(&mut tx, &self.rules.pii, customer_id, &customer)
+            .await?
+            .map_err(|existing| AccountError::AlreadyExists {
+                reason: "CUSTOMER_EXISTS",
+                message: "a customer with this national id exists".into(),
+                metadata: vec![("customer_id", existing.to_string())],
+            })?;
+        microloan_events::append(
+            &mut tx,
+            IDENTITY.name,
+            NewEvent {
+                customer_id,
+                business_date: None,
+                payload: Payload::CustomerCreated(CustomerCreated {
+                    customer_id: customer_id.to_string(),
+                    locale: customer.locale.as_str().to_owned(),
+                    device_id: customer.device_id.clone(),
+                }),
+            },
+        )
+        .await?;
+        let response = proto::CreateCustomerResponse {
+            customer: Some(customer_to_proto(&row)?),
+        };
+        if caller.role == Role::Operator {
+            insert_audit_entry(
+                &mut tx,
+                AuditEntry {
+                    actor: &caller.subject,
+                    role: caller.role.as_str(),
+                    rpc: "CreateCustomer",
+                    request_id: &request.request_id,
+                    customer_id: Some(customer_id),
+                    before: None,
+                    after: Some(audit_view(&row)),
+                },
+            )
+            .await?;
+        }
+        idempotency::record_response(&mut tx, key, &response.encode_to_vec()).await?;
+        tx.commit().await?;
+        Ok(response)
+    }
+
+    async fn get_customer(
+        &self,
+        caller: &Caller,
+        request: proto::GetCustomerRequest,
+    ) -> Result<proto::GetCustomerResponse, AccountError> {
+        let customer_id = parse_id("customer_id", &request.customer_id)?;
+        let mut conn = self.pool.acquire().await?;
+        let row = find_customer(&mut conn, customer_id)
+            .await?
+            .ok_or_else(|| AccountError::not_found("customer", customer_id.to_string()))?;
+        ensure_owner(caller, customer_id)?;
+        Ok(proto::GetCustomerResponse {
+            customer: Some(customer_to_proto(&row)?),
+        })
     }
 }
 
+/// The idempotency scope of a caller: role and subject, so two callers never collide.
+fn caller_key(caller: &Caller) -> String {
+    format!("{}:{}", caller.role.as_str(), caller.subject)
+}
+
+/// `parsed`, with a malformed request_id added to its field violations.
+fn with_request_id<T>(
+    request_id: &str,
+    parsed: Result<T, AccountError>,
+) -> Result<T, AccountError> {
+    let Some(problem) = idempotency::request_id_problem(request_id) else {
+        return parsed;
+    };
+    let mut violations = vec![("request_id", problem.to_owned())];
+    if let Err(AccountError::InvalidArgument(more)) = parsed {
+        violations.extend(more);
+    }
+    Err(AccountError::InvalidArgument(violations))
+}
+
+fn decode_stored<T: Message + Default>(stored: &[u8]) -> Result<T, AccountError> {
+    T::decode(stored).map_err(|err| AccountError::Internal(format!("stored response: {err}")))
+}
+
+/// A UUID request field, normalised; INVALID_ARGUMENT naming `field` otherwise.
+fn parse_id(field: &'static str, text: &str) -> Result<Uuid, AccountError> {
+    Uuid::parse_str(text)
+        .ok()
+        .filter(|_| text.len() == 36)
+        .ok_or_else(|| AccountError::InvalidArgument(vec![(field, "must be a UUID".to_owned())]))
+}
+
+/// NOT_RESOURCE_OWNER unless the caller may read this customer.
+fn ensure_owner(caller: &Caller, customer_id: Uuid) -> Result<(), AccountError> {
+    match (caller.role, caller.customer_id.as_deref()) {
+        (Role::Customer, Some(own)) if Uuid::parse_str(own).ok() == Some(customer_id) => Ok(()),
+        (Role::Customer, _) => Err(AccountError::NotResourceOwner),
+        (Role::Operator | Role::Service, _) => Ok(()),
+    }
+}
+
+/// Business dates are in Asia/Shanghai, which has been UTC+8 all year since 1991.
+fn today_in_shanghai() -> NaiveDate {
+    const SHANGHAI_OFFSET_SECONDS: i32 = 8 * 60 * 60;
+    let offset = FixedOffset::east_opt(SHANGHAI_OFFSET_SECONDS).expect("valid offset");
+    Utc::now().with_timezone(&offset).date_naive()
+}
+
+fn timestamp(time: DateTime<Utc>) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: time.timestamp(),
+        nanos: i32::try_from(time.timestamp_subsec_nanos()).unwrap_or(0),
+    }
+}
+
+fn cny(minor_units: i64) -> common::Money {
+    common::Money {
+        currency_code: "CNY".into(),
+        minor_units,
+    }
+}
+
+fn customer_to_proto(row: &CustomerRow) -> Result<proto::Customer, AccountError> {
+    Ok(proto::Customer {
+        customer_id: row.customer_id.to_string(),
+        status: row.status()?.to_proto() as i32,
+        status_reason: row.status_reason.clone(),
+        name_masked: row.name_masked.clone(),
+        national_id_masked: row.national_id_masked.clone(),
+        phone_masked: row.phone_masked.clone(),
+        annual_income: Some(cny(row.annual_income_minor)),
+        locale: row.locale.clone(),
+        create_time: Some(timestamp(row.create_time)),
+        update_time: Some(timestamp(row.update_time)),
+    })
+}
+
+/// What the audit log keeps of a customer: the id, status and masked fields only.
+fn audit_view(row: &CustomerRow) -> serde_json::Value {
+    serde_json::json!({
+        "customer_id": row.customer_id,
+        "status": row.status,
+        "status_reason": row.status_reason,
+        "name_masked": row.name_masked,
+        "national_id_masked": row.national_id_masked,
+        "phone_masked": row.phone_masked,
+        "annual_income_minor": row.annual_income_minor,
+        "locale": row.locale,
+    })
+}
+
 #[tonic::async_trait]
-impl AccountService for AccountApi {}
+impl AccountService for AccountApi {
+    async fn create_customer(
+        &self,
+        request: Request<proto::CreateCustomerRequest>,
+    ) -> Result<Response<proto::CreateCustomerResponse>, Status> {
+        let caller = Caller::of(&request)?.clone();
+        Ok(Response::new(
+            self.create_customer(&caller, request.into_inner()).await?,
+        ))
+    }
+
+    async fn get_customer(
+        &self,
+        request: Request<proto::GetCustomerRequest>,
+    ) -> Result<Response<proto::GetCustomerResponse>, Status> {
+        let caller = Caller::of(&request)?.clone();
+        Ok(Response::new(
+            self.get_customer(&caller, request.into_inner()).await?,
+        ))
+    }
+}
 
 #[cfg(test)]
 mod tests {

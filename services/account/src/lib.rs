@@ -4,8 +4,12 @@
 #![forbid(unsafe_code)]
 
 pub mod config;
+pub mod customers;
+pub mod error;
 pub mod grpc;
 pub mod identity;
+pub mod pii;
+pub mod store;
 
 use std::future::Future;
 
@@ -55,7 +59,11 @@ pub async fn run(
             &options,
         )?),
     };
-    let api = grpc::AccountApi::new(pool, cache, peers);
+    let rules = grpc::Rules {
+        pii: config.pii.clone(),
+        age_band: config.age_band,
+    };
+    let api = grpc::AccountApi::new(pool, cache, peers, rules);
     let service = AccountServiceServer::new(api)
         .max_decoding_message_size(config.common.message_bytes_max)
         .max_encoding_message_size(config.common.message_bytes_max);
@@ -70,8 +78,10 @@ impl App for Account {
     const IDENTITY: microloan_platform::config::ServiceIdentity = config::IDENTITY;
     type Config = Config;
     const MIGRATOR: &'static sqlx::migrate::Migrator = &MIGRATOR;
-    const MIGRATORS_SHARED: &'static [&'static sqlx::migrate::Migrator] =
-        &[&microloan_events::MIGRATOR];
+    const MIGRATORS_SHARED: &'static [&'static sqlx::migrate::Migrator] = &[
+        &microloan_events::MIGRATOR,
+        &microloan_platform::idempotency::MIGRATOR,
+    ];
 
     fn config_from_env(env: &Env<'_>) -> Result<Config, microloan_platform::config::ConfigError> {
         Config::from_env(env)

@@ -33,8 +33,9 @@ async fn customers_pass_auth_on_their_rpcs_but_not_on_staff_ones() {
         let status = account
             .get_customer(testing::with_token(GetCustomerRequest::default(), token))
             .await
-            .expect_err("not implemented yet");
-        assert_eq!(status.code(), Code::Unimplemented, "{}", status.message());
+            .expect_err("an empty customer_id");
+        // Past auth: the handler itself refuses the empty id.
+        assert_eq!(status.code(), Code::InvalidArgument, "{}", status.message());
     }
     // Line adjustments come from scoring's policy or an operator, never a customer.
     let status = account
@@ -57,4 +58,38 @@ async fn a_bad_peer_url_stops_start_up_with_its_name() {
     };
     let err = testing::config_from::<Account>(&vars).expect_err("no scheme");
     assert_eq!(err.variable, "LEDGER_URL");
+}
+
+#[test]
+fn pii_keys_are_required_base64_of_32_bytes_and_the_lookup_key_is_its_own() {
+    let base = testing::test_env("account");
+    let cases: [(&str, Option<&str>, &str); 5] = [
+        ("PII_ENCRYPTION_KEY", None, "PII_ENCRYPTION_KEY"),
+        ("PII_LOOKUP_KEY", None, "PII_LOOKUP_KEY"),
+        ("PII_ENCRYPTION_KEY", Some("c2hvcnQ="), "PII_ENCRYPTION_KEY"),
+        (
+            "PII_DECRYPT_ONLY_KEY",
+            Some("not base64!"),
+            "PII_DECRYPT_ONLY_KEY",
+        ),
+        (
+            "PII_LOOKUP_KEY",
+            Some(testing::TEST_PII_ENCRYPTION_KEY),
+            "PII_LOOKUP_KEY",
+        ),
+    ];
+    for (variable, value, named) in cases {
+        let mut vars = base.clone();
+        match value {
+            Some(value) => vars.insert(variable.to_owned(), value.to_owned()),
+            None => vars.remove(variable),
+        };
+        let err = testing::config_from::<Account>(&vars).expect_err(variable);
+        assert_eq!(err.variable, named, "{variable}={value:?}");
+        assert!(
+            !err.reason.contains(testing::TEST_PII_ENCRYPTION_KEY),
+            "a key never appears in an error"
+        );
+    }
+    assert!(testing::config_from::<Account>(&base).is_ok());
 }
