@@ -96,14 +96,5 @@ CREATE INDEX pending_transfers_due ON pending_transfers (expires_at) WHERE statu
 CREATE INDEX pending_transfers_debit ON pending_transfers (debit_account_id) WHERE status = 1;
 CREATE INDEX pending_transfers_credit ON pending_transfers (credit_account_id) WHERE status = 1;
 
--- request_id idempotency of whole batches: the SHA-256 of the request (request_id
--- cleared) and the encoded response, scoped to caller and RPC (proto/README.md).
-CREATE TABLE request_idempotency (
-    caller       text NOT NULL,
-    rpc          text NOT NULL,
-    request_id   text NOT NULL,
-    request_hash bytea NOT NULL,
-    response     bytea,
-    create_time  timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (caller, rpc, request_id)
-);
+-- request_id idempotency of whole batches uses the platform's idempotency_keys table
+-- (libs/platform/migrations, applied through App::MIGRATORS_SHARED).

@@ -1,7 +1,7 @@
 //! The ledger's one error type, and its one mapping to a gRPC `Status` with rich
 //! details (errors.proto): handlers use `?`, none builds a `Status` by hand.
 
-use microloan_platform::status;
+use microloan_platform::{idempotency::IdempotencyError, status};
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
@@ -41,6 +41,16 @@ impl LedgerError {
         match self {
             Self::Database(sqlx::Error::Database(err)) => err.code().map(|code| code.into_owned()),
             _ => None,
+        }
+    }
+}
+
+impl From<IdempotencyError> for LedgerError {
+    fn from(error: IdempotencyError) -> Self {
+        match error {
+            IdempotencyError::KeyReused { request_id } => Self::IdempotencyKeyReused { request_id },
+            IdempotencyError::NoStoredResponse => Self::Internal(error.to_string()),
+            IdempotencyError::Database(error) => Self::Database(error),
         }
     }
 }

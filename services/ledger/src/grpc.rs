@@ -7,6 +7,7 @@ mod convert;
 use microloan_platform::{
     auth::{Caller, PermissionTable, Role},
     cache::Cache,
+    idempotency::RequestKey,
 };
 use microloan_proto::ledger::v1::{
     self as proto,
@@ -26,7 +27,7 @@ use crate::{
         requests::{self, PageToken},
         transfers::Poster,
     },
-    store::{self, idempotency::RequestKey, transfers::TransferFilter},
+    store::{self, transfers::TransferFilter},
 };
 
 /// Services only: money moves on a loan or credit line only through account's journeys

@@ -53,8 +53,10 @@ impl App for Ledger {
     const IDENTITY: microloan_platform::config::ServiceIdentity = config::IDENTITY;
     type Config = Config;
     const MIGRATOR: &'static sqlx::migrate::Migrator = &MIGRATOR;
-    const MIGRATORS_SHARED: &'static [&'static sqlx::migrate::Migrator] =
-        &[&microloan_events::MIGRATOR];
+    const MIGRATORS_SHARED: &'static [&'static sqlx::migrate::Migrator] = &[
+        &microloan_events::MIGRATOR,
+        &microloan_platform::idempotency::MIGRATOR,
+    ];
 
     fn config_from_env(env: &Env<'_>) -> Result<Config, microloan_platform::config::ConfigError> {
         Config::from_env(env)

@@ -3,8 +3,6 @@
 
 /// Items per batch.
 pub const BATCH_ITEMS_MAX: usize = 1000;
-/// request_id: 1..=64 characters of [A-Za-z0-9_-] (proto/README.md).
-pub const REQUEST_ID_CHARS_MAX: usize = 64;
 /// page_size 0 means this many.
 pub const PAGE_SIZE_DEFAULT: i64 = 50;
 /// Larger page sizes are treated as this.
@@ -20,8 +18,8 @@ pub type Violation = (&'static str, String);
 /// What is wrong with a batch request: request_id and the item count.
 pub fn check_batch(request_id: &str, items_field: &'static str, items: usize) -> Vec<Violation> {
     let mut violations = Vec::new();
-    if let Some(problem) = request_id_problem(request_id) {
-        violations.push(("request_id", problem));
+    if let Some(problem) = microloan_platform::idempotency::request_id_problem(request_id) {
+        violations.push(("request_id", problem.to_owned()));
     }
     if items == 0 {
         violations.push((items_field, "must hold at least one item".to_owned()));
@@ -32,14 +30,6 @@ pub fn check_batch(request_id: &str, items_field: &'static str, items: usize) ->
         ));
     }
     violations
-}
-
-fn request_id_problem(request_id: &str) -> Option<String> {
-    let well_formed = (1..=REQUEST_ID_CHARS_MAX).contains(&request_id.len())
-        && request_id
-            .bytes()
-            .all(|byte| byte.is_ascii_alphanumeric() || byte == b'-' || byte == b'_');
-    (!well_formed).then(|| format!("must be 1-{REQUEST_ID_CHARS_MAX} characters of [A-Za-z0-9_-]"))
 }
 
 /// page_size → rows per page: 0 = default, larger than the maximum = the maximum.

@@ -3,7 +3,6 @@
 use sqlx::{PgConnection, PgPool, Row, postgres::PgRow};
 use uuid::Uuid;
 
-use super::idempotency::{self, RequestKey};
 use crate::{
     error::LedgerError,
     gl::accounts::{
@@ -11,6 +10,7 @@ use crate::{
         KnownAccounts, plan_create_accounts,
     },
 };
+use microloan_platform::idempotency::RequestKey;
 
 /// The columns `account_from_row` reads.
 /// (of `accounts a`).
@@ -53,7 +53,7 @@ pub async fn create_accounts(
 ) -> Result<Vec<u8>, LedgerError> {
     let respond = &respond;
     super::in_transaction_with_retry(pool, |mut tx| async move {
-        if let Some(stored) = idempotency::claim_request_id(&mut tx, key).await? {
+        if let Some(stored) = super::claim_request_id(&mut tx, key).await? {
             return Ok((stored, tx));
         }
         let now: chrono::DateTime<chrono::Utc> = sqlx::query_scalar("SELECT now()")
@@ -63,7 +63,7 @@ pub async fn create_accounts(
         let plan = plan_create_accounts(items, known, now);
         insert_accounts(&mut tx, &plan.created).await?;
         let response = respond(&plan);
-        idempotency::record_response(&mut tx, key, &response).await?;
+        super::record_response(&mut tx, key, &response).await?;
         Ok((response, tx))
     })
     .await

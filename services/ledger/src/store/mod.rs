@@ -4,14 +4,14 @@
 
 pub mod accounts;
 pub mod business_date;
-pub mod idempotency;
 pub mod integrity;
 pub mod reports;
 pub mod transfers;
 
 use std::future::Future;
 
-use sqlx::{PgPool, Postgres, Transaction};
+use microloan_platform::idempotency::{self, RequestKey};
+use sqlx::{PgConnection, PgPool, Postgres, Transaction};
 
 use crate::error::LedgerError;
 
@@ -28,6 +28,24 @@ fn is_retryable(error: &LedgerError) -> bool {
         error.sql_state().as_deref(),
         Some("23505" | "40001" | "40P01")
     )
+}
+
+/// The stored response of an earlier request with the same request_id and body, or
+/// `None` once the key is claimed for this transaction.
+pub(crate) async fn claim_request_id(
+    conn: &mut PgConnection,
+    key: RequestKey<'_>,
+) -> Result<Option<Vec<u8>>, LedgerError> {
+    Ok(idempotency::claim(conn, key).await?)
+}
+
+/// Stores the response of the request that claimed `key`, in its transaction.
+pub(crate) async fn record_response(
+    conn: &mut PgConnection,
+    key: RequestKey<'_>,
+    response: &[u8],
+) -> Result<(), LedgerError> {
+    Ok(idempotency::record_response(conn, key, response).await?)
 }
 
 /// Runs `body` in a transaction, committing on success and retrying the whole

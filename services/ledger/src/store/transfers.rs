@@ -16,13 +16,13 @@
 use std::collections::BTreeSet;
 
 use chrono::{DateTime, NaiveDate, Utc};
+use microloan_platform::idempotency::RequestKey;
 use sqlx::{PgConnection, PgPool, Row, postgres::PgRow};
 use uuid::Uuid;
 
 use super::{
     accounts::{load_accounts, lock_accounts_in_id_order, update_balances},
     business_date,
-    idempotency::{self, RequestKey},
 };
 use crate::{
     error::LedgerError,
@@ -97,7 +97,7 @@ pub async fn create_transfers(
         if today.end_of_day_running {
             return Err(LedgerError::EndOfDayRunning);
         }
-        if let Some(stored) = idempotency::claim_request_id(&mut tx, key).await? {
+        if let Some(stored) = super::claim_request_id(&mut tx, key).await? {
             return Ok((stored, tx));
         }
         let named: BTreeSet<Uuid> = items
@@ -134,7 +134,7 @@ pub async fn create_transfers(
         resolve_reservations(&mut tx, &plan.resolutions).await?;
         update_balances(&mut tx, &plan.changed_accounts).await?;
         let response = respond(&plan);
-        idempotency::record_response(&mut tx, key, &response).await?;
+        super::record_response(&mut tx, key, &response).await?;
         Ok((response, tx))
     })
     .await
