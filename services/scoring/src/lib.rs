@@ -5,6 +5,7 @@
 
 pub mod config;
 pub mod grpc;
+pub mod model;
 
 use std::future::Future;
 
