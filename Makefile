@@ -38,3 +38,7 @@ deploy-check: ## render every kustomize overlay, validate it and run checkov
 
 token: ## mint a dev JWT: make token ROLE=operator|service|customer [CUSTOMER_ID=...]
 	@scripts/token.sh "$(ROLE)" "$(CUSTOMER_ID)"
+
+.PHONY: german-credit
+german-credit: ## cross-validate the scorecard on the German credit data
+	cargo run --release -p microloan-scoring -- cross-validate --data services/scoring/data/german_credit.csv --target creditability --bad-value bad --folds 5 --repeats 5
