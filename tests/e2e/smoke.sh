@@ -22,7 +22,7 @@ source scripts/dev-deps.sh
 
 SERVICES=(account scoring ledger notification)
 declare -A RPCS=(
-    [account]="CreateCustomer GetCustomer UpdateCustomerStatus ApplyForCreditLine GetCreditLine RequestLimitIncrease AdjustCreditLine QuoteLoan Borrow Repay ListLoans"
+    [account]="CreateCustomer GetCustomer UpdateCustomerStatus ApplyForCreditLine GetCreditLine RequestLimitIncrease AdjustCreditLine QuoteLoan Borrow Repay ListLoans GetContactPoint"
     [scoring]="IngestSignals Evaluate ExplainDecision GetModelInfo RunPortfolioReview"
     [ledger]="CreateAccounts CreateTransfers GetAccount ListTransfers GetTrialBalance OpenCreditLine ChangeCreditLimit Disburse Repay GetLoan ListLoans QuotePayoff WriteOff RunEndOfDay GetBusinessDate GetPortfolioReport VerifyIntegrity"
     [notification]="Send GetNotification ListNotifications Subscribe SetPreferences GetPreferences"

@@ -28,15 +28,17 @@ use crate::{
     customers::NewCustomer,
     error::AccountError,
     identity::AgeBand,
-    pii::PiiKeys,
+    pii::{PiiField, PiiKeys},
     store::{
         audit::{AuditEntry, insert_audit_entry},
-        customers::{CustomerRow, find_customer, insert_customer},
+        customers::{CustomerRow, find_customer, find_sealed_pii, insert_customer},
     },
 };
 
 const STAFF: &[Role] = &[Role::Operator, Role::Service];
 const OPERATOR: &[Role] = &[Role::Operator];
+/// Other microloan services only: the one RPC that returns PII unmasked (notification).
+const SERVICE: &[Role] = &[Role::Service];
 /// Customers call these for their own data only; the handler checks ownership.
 const ANYONE: &[Role] = &[Role::Operator, Role::Service, Role::Customer];
 
@@ -58,6 +60,7 @@ pub fn permissions() -> PermissionTable {
             ("Borrow", ANYONE),
             ("Repay", ANYONE),
             ("ListLoans", ANYONE),
+            ("GetContactPoint", SERVICE),
         ],
     )
 }
@@ -182,6 +185,63 @@ impl AccountApi {
     }
 }
 
+/// Longest `purpose` of a contact-point read.
+const PURPOSE_CHARS_MAX: usize = 128;
+
+impl AccountApi {
+    async fn get_contact_point(
+        &self,
+        caller: &Caller,
+        request: proto::GetContactPointRequest,
+    ) -> Result<proto::GetContactPointResponse, AccountError> {
+        let customer_id = parse_id("customer_id", &request.customer_id);
+        let purpose_chars = request.purpose.chars().count();
+        let purpose_problem = (purpose_chars == 0 || purpose_chars > PURPOSE_CHARS_MAX)
+            .then(|| ("purpose", "must be 1-128 characters".to_owned()));
+        let customer_id = match (customer_id, purpose_problem) {
+            (Ok(id), None) => id,
+            (Ok(_), Some(problem)) => return Err(AccountError::InvalidArgument(vec![problem])),
+            (Err(AccountError::InvalidArgument(mut violations)), problem) => {
+                violations.extend(problem);
+                return Err(AccountError::InvalidArgument(violations));
+            }
+            (Err(other), _) => return Err(other),
+        };
+        let mut tx = self.pool.begin().await?;
+        let row = find_customer(&mut tx, customer_id)
+            .await?
+            .ok_or_else(|| AccountError::not_found("customer", customer_id.to_string()))?;
+        let (_, _, phone_sealed) = find_sealed_pii(&mut tx, customer_id)
+            .await?
+            .ok_or_else(|| AccountError::not_found("customer", customer_id.to_string()))?;
+        let phone = self
+            .rules
+            .pii
+            .open(PiiField::Phone, &customer_id.to_string(), &phone_sealed)
+            .map_err(|err| AccountError::Internal(format!("customer {customer_id}: {err}")))?;
+        insert_audit_entry(
+            &mut tx,
+            AuditEntry {
+                actor: &caller.subject,
+                role: caller.role.as_str(),
+                rpc: "GetContactPoint",
+                request_id: "",
+                customer_id: Some(customer_id),
+                before: None,
+                after: Some(serde_json::json!({ "purpose": request.purpose })),
+            },
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(proto::GetContactPointResponse {
+            customer_id: customer_id.to_string(),
+            phone,
+            locale: row.locale.clone(),
+            status: row.status()?.to_proto() as i32,
+        })
+    }
+}
+
 /// The idempotency scope of a caller: role and subject, so two callers never collide.
 fn caller_key(caller: &Caller) -> String {
     format!("{}:{}", caller.role.as_str(), caller.subject)
@@ -282,6 +342,17 @@ impl AccountService for AccountApi {
         let caller = Caller::of(&request)?.clone();
         Ok(Response::new(
             self.create_customer(&caller, request.into_inner()).await?,
+        ))
+    }
+
+    async fn get_contact_point(
+        &self,
+        request: Request<proto::GetContactPointRequest>,
+    ) -> Result<Response<proto::GetContactPointResponse>, Status> {
+        let caller = Caller::of(&request)?.clone();
+        Ok(Response::new(
+            self.get_contact_point(&caller, request.into_inner())
+                .await?,
         ))
     }
 

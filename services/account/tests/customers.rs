@@ -9,7 +9,7 @@ use microloan_platform::{
 };
 use microloan_proto::{
     account::v1::{
-        CreateCustomerRequest, CustomerStatus, GetCustomerRequest,
+        CreateCustomerRequest, CustomerStatus, GetContactPointRequest, GetCustomerRequest,
         account_service_client::AccountServiceClient,
     },
     common::v1::Money,
@@ -369,6 +369,74 @@ async fn bad_input_names_every_field_and_creates_nothing() {
     let pool = pool(&app).await;
     assert_eq!(count(&pool, "SELECT count(*) FROM customers").await, 0);
     assert_eq!(count(&pool, "SELECT count(*) FROM outbox").await, 0);
+    pool.close().await;
+    app.stop().await.expect("clean stop");
+}
+
+#[tokio::test]
+async fn notification_reads_the_contact_point_unmasked_and_every_read_is_audited() {
+    let app = testing::spawn::<Account>(&[]).await;
+    let mut account = client(&app).await;
+    let created = account
+        .create_customer(as_role(Role::Service, new_customer("contact-1", 7)))
+        .await
+        .expect("created")
+        .into_inner()
+        .customer
+        .expect("customer");
+    let read = |purpose: &str| GetContactPointRequest {
+        customer_id: created.customer_id.clone(),
+        purpose: purpose.to_owned(),
+    };
+    let contact = account
+        .get_contact_point(as_role(Role::Service, read("notification n1 SMS")))
+        .await
+        .expect("contact point")
+        .into_inner();
+    assert_eq!(contact.phone, "+8613812345678");
+    assert_eq!(contact.locale, "en");
+    assert_eq!(contact.status, CustomerStatus::Active as i32);
+
+    // Only services: not the customer, not an operator.
+    for role in [Role::Operator] {
+        let status = account
+            .get_contact_point(as_role(role, read("curious")))
+            .await
+            .expect_err("staff other than services");
+        assert_eq!(status.code(), Code::PermissionDenied);
+    }
+    let own = testing::token(Role::Customer, Some(&created.customer_id));
+    let status = account
+        .get_contact_point(testing::with_token(read("mine"), &own))
+        .await
+        .expect_err("customer");
+    assert_eq!(status.code(), Code::PermissionDenied);
+
+    let status = account
+        .get_contact_point(as_role(Role::Service, read("")))
+        .await
+        .expect_err("no purpose");
+    assert_eq!(violated_fields(&status), ["purpose"]);
+    let status = account
+        .get_contact_point(as_role(
+            Role::Service,
+            GetContactPointRequest {
+                customer_id: "nope".into(),
+                purpose: "p".repeat(129),
+            },
+        ))
+        .await
+        .expect_err("both fields bad");
+    assert_eq!(violated_fields(&status), ["customer_id", "purpose"]);
+
+    let pool = pool(&app).await;
+    let purposes: Vec<String> = sqlx::query_scalar(
+        "SELECT after->>'purpose' FROM audit_log WHERE rpc = 'GetContactPoint' ORDER BY id",
+    )
+    .fetch_all(&pool)
+    .await
+    .expect("audit rows");
+    assert_eq!(purposes, ["notification n1 SMS"]);
     pool.close().await;
     app.stop().await.expect("clean stop");
 }
