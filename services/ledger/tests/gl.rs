@@ -1283,3 +1283,43 @@ async fn the_business_date_starts_today_in_shanghai_and_end_of_day_aborts_postin
     );
     book.app.stop().await.expect("clean stop");
 }
+
+#[tokio::test]
+async fn concurrent_retries_of_one_request_id_apply_it_once() {
+    let mut book = book().await;
+    let ids = book.open(vec![funding(0), funding(1)]).await;
+    let batch = vec![transfer(&ids[0], &ids[1], 25)];
+    let mut tasks = Vec::new();
+    for _ in 0..10 {
+        let mut client = book.client.clone();
+        let token = book.token.clone();
+        let batch = batch.clone();
+        tasks.push(tokio::spawn(async move {
+            client
+                .create_transfers(testing::with_token(
+                    CreateTransfersRequest {
+                        request_id: "retry-me".into(),
+                        transfers: batch,
+                    },
+                    &token,
+                ))
+                .await
+                .expect("CreateTransfers")
+                .into_inner()
+        }));
+    }
+    let mut responses = Vec::new();
+    for task in tasks {
+        responses.push(task.await.expect("task"));
+    }
+    assert!(
+        responses.windows(2).all(|pair| pair[0] == pair[1]),
+        "one response for all"
+    );
+    assert_eq!(
+        statuses(&responses[0].results),
+        [CreateTransferStatus::Created]
+    );
+    assert_eq!(book.balances(&ids[0]).await.0, 25, "applied once");
+    book.app.stop().await.expect("clean stop");
+}

@@ -474,3 +474,154 @@ fn a_balance_past_i64_is_refused() {
     let plan = plan_create_transfers(&[item], accounts, Vec::new(), context());
     assert_eq!(statuses(&plan), [S::Overflows]);
 }
+
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// One random item: accounts by index (0..3), an amount that may be bad, a phase
+    /// (0 single, 1 pending, 2 post, 3 void) and the earlier item a post or void names.
+    #[derive(Clone, Debug)]
+    struct Spec {
+        debit: u8,
+        credit: u8,
+        amount: i64,
+        phase: u8,
+        pending_of: usize,
+        linked: bool,
+    }
+
+    fn spec() -> impl Strategy<Value = Spec> {
+        (
+            0u8..3,
+            0u8..3,
+            -5i64..120,
+            0u8..4,
+            0usize..12,
+            proptest::bool::weighted(0.2),
+        )
+            .prop_map(|(debit, credit, amount, phase, pending_of, linked)| Spec {
+                debit,
+                credit,
+                amount,
+                phase,
+                pending_of,
+                linked,
+            })
+    }
+
+    /// Account 1 must not be overdrawn (100 credited), account 2 is plain, account 3 must
+    /// not be over-credited (100 debited).
+    fn accounts() -> Vec<Account> {
+        let mut accounts = book();
+        accounts.push(account(
+            3,
+            AccountFlags {
+                credits_must_not_exceed_debits: true,
+                ..AccountFlags::default()
+            },
+            Balances {
+                debits_posted: 100,
+                ..Balances::default()
+            },
+        ));
+        accounts[1].balances = Balances {
+            credits_posted: 100,
+            debits_posted: 100,
+            ..Balances::default()
+        };
+        accounts
+    }
+
+    fn items(specs: &[Spec]) -> Vec<TransferItem> {
+        specs
+            .iter()
+            .enumerate()
+            .map(|(n, spec)| {
+                let n = u8::try_from(n).expect("small batch");
+                let resolves = spec.phase >= 2;
+                let pending_of = u8::try_from(spec.pending_of).expect("small");
+                TransferItem {
+                    debit_account_id: IdField::Valid(uuid(spec.debit + 1)),
+                    credit_account_id: IdField::Valid(uuid(spec.credit + 1)),
+                    same_account_text: spec.debit == spec.credit,
+                    flags: TransferFlags {
+                        linked: spec.linked,
+                        pending: spec.phase == 1,
+                        post_pending: spec.phase == 2,
+                        void_pending: spec.phase == 3,
+                    },
+                    pending_id: if resolves {
+                        IdField::Valid(uuid(100 + pending_of))
+                    } else {
+                        IdField::Empty
+                    },
+                    ..transfer(
+                        n,
+                        if resolves {
+                            spec.amount.max(0) % 40
+                        } else {
+                            spec.amount
+                        },
+                    )
+                }
+            })
+            .collect()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
+
+        /// Any batch keeps debits = credits, never crosses a balance flag, resolves each
+        /// reservation at most once, and replayed changes nothing.
+        #[test]
+        fn a_random_batch_keeps_the_ledger_balanced_and_replays_as_exists(
+            specs in proptest::collection::vec(spec(), 1..12)
+        ) {
+            let items = items(&specs);
+            let start = accounts();
+            let plan = plan_create_transfers(&items, start.clone(), Vec::new(), context());
+            let mut after: HashMap<Uuid, Account> =
+                start.into_iter().map(|account| (account.id, account)).collect();
+            for account in &plan.changed_accounts {
+                after.insert(account.id, account.clone());
+            }
+            let total = |f: fn(&Balances) -> i64| after.values().map(|a| f(&a.balances)).sum::<i64>();
+            prop_assert_eq!(total(|b| b.debits_posted), total(|b| b.credits_posted));
+            prop_assert_eq!(total(|b| b.debits_pending), total(|b| b.credits_pending));
+            for account in after.values() {
+                let b = account.balances;
+                prop_assert!(b.debits_pending >= 0 && b.credits_pending >= 0);
+                if account.flags.debits_must_not_exceed_credits {
+                    prop_assert!(b.debits_posted + b.debits_pending <= b.credits_posted);
+                }
+                if account.flags.credits_must_not_exceed_debits {
+                    prop_assert!(b.credits_posted + b.credits_pending <= b.debits_posted);
+                }
+            }
+            let mut resolved: Vec<Uuid> = plan.resolutions.iter().map(|(id, _)| *id).collect();
+            resolved.sort();
+            resolved.dedup();
+            prop_assert_eq!(resolved.len(), plan.resolutions.len());
+
+            // Retrying what succeeded changes nothing (a failed item is no record: a retry
+            // of it is a new attempt, as in TigerBeetle).
+            let succeeded: Vec<TransferItem> = items
+                .iter()
+                .zip(&plan.results)
+                .filter(|(_, (status, _))| status.is_success())
+                .map(|(item, _)| item.clone())
+                .collect();
+            let replay = plan_create_transfers(
+                &succeeded,
+                after.into_values().collect(),
+                plan.created.clone(),
+                context(),
+            );
+            prop_assert!(replay.created.is_empty() && replay.changed_accounts.is_empty());
+            for (status, _) in &replay.results {
+                prop_assert_eq!(*status, S::Exists);
+            }
+        }
+    }
+}
