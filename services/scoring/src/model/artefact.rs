@@ -186,6 +186,10 @@ mod tests {
     }
 
     fn run(seed: u64) -> Artefact {
+        run_with_holdout(seed, validation::HOLDOUT_SHARE)
+    }
+
+    fn run_with_holdout(seed: u64, holdout_share: f64) -> Artefact {
         let text = csv();
         let data = Dataset::from_csv(
             text.as_bytes(),
@@ -200,7 +204,7 @@ mod tests {
         let source = DataSource::new("loans.csv", text.as_bytes());
         let run = TrainRun {
             options: TrainOptions::default(),
-            holdout_share: validation::HOLDOUT_SHARE,
+            holdout_share,
             seed,
             model_version: None,
             categorical: vec![],
@@ -234,5 +238,15 @@ mod tests {
         let holdout = json["created_from"]["holdout_rows"].as_u64().unwrap();
         let train = json["created_from"]["train_rows"].as_u64().unwrap();
         assert_eq!((holdout + train, holdout.abs_diff(90) <= 1), (300, true));
+    }
+
+    #[test]
+    fn without_a_holdout_the_model_sees_every_row_and_records_no_holdout_metrics() {
+        let artefact = run_with_holdout(3, 0.0);
+        assert_eq!(artefact.created_from.train_rows, 300);
+        assert_eq!(artefact.created_from.holdout_rows, 0);
+        assert_eq!(artefact.metrics.holdout, None);
+        assert_eq!(artefact.metrics.train.rows, 300);
+        assert!(artefact.verify());
     }
 }

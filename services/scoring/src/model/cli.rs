@@ -247,7 +247,7 @@ fn load(args: &DataArgs) -> Result<(Dataset, DataSource, TrainOptions), Failure>
         &LoadOptions {
             target: args.target.clone(),
             bad_value: args.bad_value.clone(),
-            categorical: args.categorical.clone(),
+            categorical: categorical_columns(args),
         },
     )?;
     if data.features.is_empty() {
@@ -273,6 +273,16 @@ fn load(args: &DataArgs) -> Result<(Dataset, DataSource, TrainOptions), Failure>
         ..TrainOptions::default()
     };
     Ok((data, DataSource::new(file_name, &bytes), options))
+}
+
+/// `--categorical` names, trimmed (`--categorical "a, b"` names `b`, as the header's
+/// trimmed cells do).
+fn categorical_columns(args: &DataArgs) -> Vec<String> {
+    args.categorical
+        .iter()
+        .map(|name| name.trim().to_owned())
+        .filter(|name| !name.is_empty())
+        .collect()
 }
 
 fn check(option: &'static str, ok: bool, message: &str) -> Result<(), InputError> {
@@ -321,7 +331,7 @@ fn train(args: &TrainArgs, out: &mut dyn Write) -> Result<(), Failure> {
         holdout_share: args.holdout,
         seed: args.data.seed,
         model_version: args.model_version.clone(),
-        categorical: args.data.categorical.clone(),
+        categorical: categorical_columns(&args.data),
     };
     let artefact = artefact::train_artefact(&data, &source, &run)?;
     std::fs::write(&args.out, artefact.to_pretty_json()).map_err(|err| Failure {
