@@ -1158,6 +1158,38 @@ async fn verify_integrity_passes_a_clean_book_and_finds_an_injected_fault() {
         (mismatch.expected.clone(), mismatch.actual.clone()),
         (cny(40), cny(45))
     );
+    // A reservation marked POSTED without its post_pending transfer.
+    let pending = Transfer {
+        flags: flags(false, true, false, false),
+        ..transfer(&ids[0], &ids[1], 3)
+    };
+    book.post(vec![pending.clone()]).await;
+    sqlx::query("UPDATE pending_transfers SET status = 2 WHERE transfer_id = $1")
+        .bind(Uuid::parse_str(&pending.transfer_id).expect("uuid"))
+        .execute(&book.database().await)
+        .await
+        .expect("inject");
+    let report = book.verify(0).await;
+    let inconsistent = report
+        .violations
+        .iter()
+        .find(|v| v.kind == IntegrityViolationKind::PendingTransferInconsistent as i32)
+        .expect("pending inconsistency");
+    assert_eq!(inconsistent.transfer_id, pending.transfer_id);
+    // Scoped to a customer, the platform accounts' faults are out of scope.
+    let scoped = book
+        .client
+        .verify_integrity(testing::with_token(
+            VerifyIntegrityRequest {
+                customer_id: new_id(),
+                max_violations: 0,
+            },
+            &book.token,
+        ))
+        .await
+        .expect("scoped")
+        .into_inner();
+    assert!(scoped.ok && scoped.accounts_checked == 0, "{scoped:?}");
     let cut = book.verify(1).await;
     assert_eq!((cut.violations.len(), cut.violations_truncated), (1, true));
     let status = book
