@@ -39,6 +39,22 @@ pub trait App {
             .collect()
     }
 
+    /// Maintenance subcommands of this service besides `migrate`: (name, one-line help).
+    /// They run with the service's configuration and telemetry, then exit.
+    const COMMANDS: &'static [(&'static str, &'static str)] = &[];
+
+    /// Runs the subcommand `name`, one of [`App::COMMANDS`].
+    fn run_command(
+        name: &str,
+        config: Self::Config,
+    ) -> impl Future<Output = anyhow::Result<()>> + Send + 'static {
+        let name = name.to_owned();
+        async move {
+            drop(config);
+            anyhow::bail!("no command `{name}`")
+        }
+    }
+
     /// Serves on `listener` until `shutdown` resolves, then drains and returns.
     fn run(
         config: Self::Config,
@@ -47,22 +63,40 @@ pub trait App {
     ) -> impl Future<Output = anyhow::Result<()>> + Send + 'static;
 }
 
-const USAGE: &str = "usage: <service> [migrate]\n  (no argument) serve gRPC until SIGTERM/SIGINT\n  migrate       apply database migrations and exit";
+const USAGE: &str = "usage: <service> [migrate | <command>]\n  (no argument) serve gRPC until SIGTERM/SIGINT\n  migrate       apply database migrations and exit";
+
+/// What the process was asked to do.
+enum Mode {
+    Serve,
+    Migrate,
+    Command(String),
+}
+
+fn usage<A: App>() -> String {
+    let mut usage = USAGE.to_owned();
+    for (command, help) in A::COMMANDS {
+        usage.push_str(&format!("\n  {command:<13} {help}"));
+    }
+    usage
+}
 
 /// Runs the service named by `A` as a process and returns its exit code.
 pub fn launch<A: App>() -> ExitCode {
     let name = A::IDENTITY.name;
     let mut args = std::env::args().skip(1);
     let command = args.next();
-    let migrate_only = match command.as_deref() {
-        None => false,
-        Some("migrate") => true,
+    let mode = match command.as_deref() {
+        None => Mode::Serve,
+        Some("migrate") => Mode::Migrate,
         Some("-h" | "--help") => {
-            eprintln!("{USAGE}");
+            eprintln!("{}", usage::<A>());
             return ExitCode::SUCCESS;
         }
+        Some(other) if A::COMMANDS.iter().any(|(command, _)| *command == other) => {
+            Mode::Command(other.to_owned())
+        }
         Some(other) => {
-            eprintln!("{name}: unknown command `{other}`\n{USAGE}");
+            eprintln!("{name}: unknown command `{other}`\n{}", usage::<A>());
             return ExitCode::from(EXIT_CODE_CONFIG);
         }
     };
@@ -91,13 +125,15 @@ pub fn launch<A: App>() -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        let outcome = if migrate_only {
-            A::migrate(config).await
-        } else {
-            let listen_addr = A::common(&config).listen_addr;
-            match TcpListener::bind(listen_addr).await {
-                Ok(listener) => A::run(config, listener, shutdown::signal()).await,
-                Err(err) => Err(anyhow::anyhow!("cannot listen on {listen_addr}: {err}")),
+        let outcome = match mode {
+            Mode::Migrate => A::migrate(config).await,
+            Mode::Command(command) => A::run_command(&command, config).await,
+            Mode::Serve => {
+                let listen_addr = A::common(&config).listen_addr;
+                match TcpListener::bind(listen_addr).await {
+                    Ok(listener) => A::run(config, listener, shutdown::signal()).await,
+                    Err(err) => Err(anyhow::anyhow!("cannot listen on {listen_addr}: {err}")),
+                }
             }
         };
         let code = match &outcome {

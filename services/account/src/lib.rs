@@ -9,6 +9,7 @@ pub mod error;
 pub mod grpc;
 pub mod identity;
 pub mod pii;
+pub mod reencrypt;
 pub mod store;
 
 use std::future::Future;
@@ -83,8 +84,32 @@ impl App for Account {
         &microloan_platform::idempotency::MIGRATOR,
     ];
 
+    const COMMANDS: &'static [(&'static str, &'static str)] = &[(
+        "reencrypt",
+        "reseal every customer's PII under PII_ENCRYPTION_KEY (key rotation step 3)",
+    )];
+
     fn config_from_env(env: &Env<'_>) -> Result<Config, microloan_platform::config::ConfigError> {
         Config::from_env(env)
+    }
+
+    fn run_command(
+        name: &str,
+        config: Config,
+    ) -> impl Future<Output = anyhow::Result<()>> + Send + 'static {
+        let name = name.to_owned();
+        async move {
+            anyhow::ensure!(name == "reencrypt", "no command `{name}`");
+            let pool = db::connect_and_migrate_all(&config.common, &Account::migrators()).await?;
+            let report = reencrypt::reencrypt_all(&pool, &config.pii).await?;
+            println!("{}", serde_json::to_string(&report)?);
+            anyhow::ensure!(
+                report.remaining_customers == 0,
+                "{} customers are still under another key; run it again",
+                report.remaining_customers
+            );
+            Ok(())
+        }
     }
 
     fn common(config: &Config) -> &microloan_platform::config::CommonConfig {

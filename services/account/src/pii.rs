@@ -143,6 +143,11 @@ impl PiiKeys {
         hex(&self.active.id)
     }
 
+    /// The active key's id as stored: bytes 2-9 of every value it sealed.
+    pub fn active_key_id_bytes(&self) -> [u8; KEY_ID_BYTES] {
+        self.active.id
+    }
+
     /// Seals `plaintext` of `field` for `customer_id` under the active key.
     pub fn seal(&self, field: PiiField, customer_id: &str, plaintext: &str) -> Vec<u8> {
         let nonce_bytes: [u8; NONCE_BYTES] = rand_nonce();
