@@ -251,7 +251,17 @@ impl LedgerApi {
             resource_type: "account",
             name: match &request.lookup {
                 Some(Lookup::AccountId(id)) => id.to_ascii_lowercase(),
-                _ => "by key".to_owned(),
+                _ => key.as_ref().map_or_else(String::new, |key| {
+                    let id = |id: Option<Uuid>| id.map(|id| id.to_string()).unwrap_or_default();
+                    format!(
+                        "code={} currency={} customer_id={} loan_id={} sub_account={}",
+                        key.code.as_i32(),
+                        key.currency,
+                        id(key.customer_id),
+                        id(key.loan_id),
+                        key.sub_account
+                    )
+                }),
             },
         };
         let mut account = found.ok_or_else(not_found)?;

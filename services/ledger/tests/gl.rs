@@ -1355,3 +1355,23 @@ async fn concurrent_retries_of_one_request_id_apply_it_once() {
     assert_eq!(book.balances(&ids[0]).await.0, 25, "applied once");
     book.app.stop().await.expect("clean stop");
 }
+
+#[tokio::test]
+async fn full_batches_of_1000_accounts_and_1000_transfers_apply_in_one_call_each() {
+    let mut book = book().await;
+    let lines: Vec<Account> = (0..1000)
+        .map(|_| Account {
+            code: AccountCode::CreditLineAvailable as i32,
+            customer_id: new_id(),
+            ..funding(0)
+        })
+        .collect();
+    book.open(lines).await;
+    let ids = book.open(vec![funding(0), funding(1)]).await;
+    let batch: Vec<Transfer> = (1..=1000).map(|n| transfer(&ids[0], &ids[1], n)).collect();
+    let got = book.post(batch).await;
+    assert!(got.iter().all(|s| *s == CreateTransferStatus::Created));
+    assert_eq!(book.balances(&ids[0]).await.0, 1000 * 1001 / 2);
+    assert!(book.verify(0).await.ok);
+    book.app.stop().await.expect("clean stop");
+}
