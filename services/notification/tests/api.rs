@@ -2,7 +2,8 @@
 
 use microloan_platform::{auth::Role, testing};
 use microloan_proto::notification::v1::{
-    SendRequest, SubscribeRequest, notification_service_client::NotificationServiceClient,
+    GetPreferencesRequest, SendRequest, SubscribeRequest,
+    notification_service_client::NotificationServiceClient,
     notification_service_server::SERVICE_NAME,
 };
 use notification::Notification;
@@ -29,7 +30,12 @@ async fn customers_may_subscribe_but_not_send() {
     let status = notification
         .subscribe(testing::with_token(SubscribeRequest::default(), &customer))
         .await
-        .expect_err("not implemented yet");
-    assert_eq!(status.code(), Code::Unimplemented);
+        .expect_err("no customer_id");
+    assert_eq!(status.code(), Code::InvalidArgument);
+    let status = notification
+        .get_preferences(GetPreferencesRequest::default())
+        .await
+        .expect_err("no token");
+    assert_eq!(status.code(), Code::Unauthenticated);
     app.stop().await.expect("clean stop");
 }
