@@ -36,6 +36,17 @@ impl LedgerError {
         Self::InvalidArgument(vec![(field, description.into())])
     }
 
+    /// A unique violation (another transaction committed the same id or key first), a
+    /// serialization failure or a deadlock: worth retrying the whole transaction
+    /// (`store::in_transaction_with_retry`); ABORTED CONCURRENT_MODIFICATION if it
+    /// persists.
+    pub fn lost_a_race(&self) -> bool {
+        matches!(
+            self.sql_state().as_deref(),
+            Some("23505" | "40001" | "40P01")
+        )
+    }
+
     /// The SQLSTATE of a database error, if it is one.
     pub fn sql_state(&self) -> Option<String> {
         match self {
@@ -97,6 +108,15 @@ impl From<LedgerError> for Status {
                     "the ledger database is unavailable; retry with the same request_id",
                     "DEPENDENCY_UNAVAILABLE",
                     &[("dependency", "postgres")],
+                )
+            }
+            error if error.lost_a_race() => {
+                tracing::warn!(%error, "gave up after repeated races");
+                status::with_reason(
+                    &domain(),
+                    Code::Aborted,
+                    "a concurrent change to the same records won; retry the call",
+                    "CONCURRENT_MODIFICATION",
                 )
             }
             LedgerError::Database(err) => {

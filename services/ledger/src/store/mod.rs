@@ -15,20 +15,10 @@ use sqlx::{PgConnection, PgPool, Postgres, Transaction};
 
 use crate::error::LedgerError;
 
-/// Attempts of a batch transaction that lost a race (a concurrent insert of the same
-/// id or key, a serialization failure) before the error is returned.
+/// Attempts of a batch transaction that lost a race ([`LedgerError::lost_a_race`]: a
+/// concurrent insert of the same id or key, whose retry then answers EXISTS or
+/// KEY_EXISTS) before the error is returned.
 const BATCH_ATTEMPTS_MAX: u32 = 5;
-
-/// SQLSTATEs worth one more attempt: unique_violation (another batch committed the same
-/// id or key first: the retry sees it and answers EXISTS or KEY_EXISTS),
-/// serialization_failure, deadlock_detected (never expected: accounts are locked in id
-/// order).
-fn is_retryable(error: &LedgerError) -> bool {
-    matches!(
-        error.sql_state().as_deref(),
-        Some("23505" | "40001" | "40P01")
-    )
-}
 
 /// The stored response of an earlier request with the same request_id and body, or
 /// `None` once the key is claimed for this transaction.
@@ -66,7 +56,7 @@ where
             Err(error) => Err(error),
         };
         match result {
-            Err(error) if attempt < BATCH_ATTEMPTS_MAX && is_retryable(&error) => {
+            Err(error) if attempt < BATCH_ATTEMPTS_MAX && error.lost_a_race() => {
                 tracing::debug!(%error, attempt, "batch lost a race; retrying");
                 attempt += 1;
             }
