@@ -56,17 +56,29 @@ pub async fn create_accounts(
         if let Some(stored) = super::claim_request_id(&mut tx, key).await? {
             return Ok((stored, tx));
         }
-        let now: chrono::DateTime<chrono::Utc> = sqlx::query_scalar("SELECT now()")
-            .fetch_one(&mut *tx)
-            .await?;
-        let known = load_accounts_colliding_with(&mut tx, items).await?;
-        let plan = plan_create_accounts(items, known, now);
-        insert_accounts(&mut tx, &plan.created).await?;
+        let plan = apply_accounts(&mut tx, items).await?;
         let response = respond(&plan);
         super::record_response(&mut tx, key, &response).await?;
         Ok((response, tx))
     })
     .await
+}
+
+/// Decides and inserts a batch of accounts inside the caller's transaction (the loan book
+/// opens its accounts through this, in the transaction of its own rows). A concurrent
+/// insert of the same id or key fails the transaction with a unique violation, which
+/// [`super::in_transaction_with_retry`] retries.
+pub async fn apply_accounts(
+    conn: &mut PgConnection,
+    items: &[AccountItem],
+) -> Result<AccountsPlan, LedgerError> {
+    let now: chrono::DateTime<chrono::Utc> = sqlx::query_scalar("SELECT now()")
+        .fetch_one(&mut *conn)
+        .await?;
+    let known = load_accounts_colliding_with(conn, items).await?;
+    let plan = plan_create_accounts(items, known, now);
+    insert_accounts(conn, &plan.created).await?;
+    Ok(plan)
 }
 
 /// The stored accounts that have an item's id or key.

@@ -100,44 +100,57 @@ pub async fn create_transfers(
         if let Some(stored) = super::claim_request_id(&mut tx, key).await? {
             return Ok((stored, tx));
         }
-        let named: BTreeSet<Uuid> = items
-            .iter()
-            .flat_map(|item| {
-                [
-                    item.debit_account_id.valid(),
-                    item.credit_account_id.valid(),
-                ]
-            })
-            .flatten()
-            .collect();
-        let named: Vec<Uuid> = named.into_iter().collect();
-        let mut to_lock = accounts_of_due_reservations(&mut tx, &named).await?;
-        to_lock.extend(named.iter().copied());
-        let to_lock: Vec<Uuid> = to_lock.into_iter().collect();
-        lock_accounts_in_id_order(&mut tx, &to_lock).await?;
-        release_expired_reservations(&mut tx, &to_lock).await?;
-        let accounts = load_accounts(&mut tx, &named).await?;
-        let referenced: Vec<Uuid> = items
-            .iter()
-            .flat_map(|item| [item.id.valid(), item.pending_id.valid()])
-            .flatten()
-            .collect();
-        let transfers = load_transfers(&mut tx, &referenced).await?;
         let context = BatchContext {
             now: today.now,
             business_date: today.business_date,
             poster,
         };
-        let plan = plan_create_transfers(items, accounts, transfers, context);
-        insert_transfers(&mut tx, &plan.created).await?;
-        insert_reservations(&mut tx, &plan.created).await?;
-        resolve_reservations(&mut tx, &plan.resolutions).await?;
-        update_balances(&mut tx, &plan.changed_accounts).await?;
+        let plan = apply_transfers(&mut tx, items, context).await?;
         let response = respond(&plan);
         super::record_response(&mut tx, key, &response).await?;
         Ok((response, tx))
     })
     .await
+}
+
+/// Steps 3-7 of a batch inside the caller's transaction (which holds the business date
+/// share-locked, see the module comment): locks the accounts the items name in id order,
+/// expires their due reservations, decides every item and writes the outcome. The loan
+/// book posts its transfers through this, in the transaction of its own rows.
+pub async fn apply_transfers(
+    conn: &mut PgConnection,
+    items: &[TransferItem],
+    context: BatchContext,
+) -> Result<TransfersPlan, LedgerError> {
+    let named: BTreeSet<Uuid> = items
+        .iter()
+        .flat_map(|item| {
+            [
+                item.debit_account_id.valid(),
+                item.credit_account_id.valid(),
+            ]
+        })
+        .flatten()
+        .collect();
+    let named: Vec<Uuid> = named.into_iter().collect();
+    let mut to_lock = accounts_of_due_reservations(conn, &named).await?;
+    to_lock.extend(named.iter().copied());
+    let to_lock: Vec<Uuid> = to_lock.into_iter().collect();
+    lock_accounts_in_id_order(conn, &to_lock).await?;
+    release_expired_reservations(conn, &to_lock).await?;
+    let accounts = load_accounts(conn, &named).await?;
+    let referenced: Vec<Uuid> = items
+        .iter()
+        .flat_map(|item| [item.id.valid(), item.pending_id.valid()])
+        .flatten()
+        .collect();
+    let transfers = load_transfers(conn, &referenced).await?;
+    let plan = plan_create_transfers(items, accounts, transfers, context);
+    insert_transfers(conn, &plan.created).await?;
+    insert_reservations(conn, &plan.created).await?;
+    resolve_reservations(conn, &plan.resolutions).await?;
+    update_balances(conn, &plan.changed_accounts).await?;
+    Ok(plan)
 }
 
 /// The accounts on both sides of reservations past their timeout that touch `accounts`.
