@@ -1313,6 +1313,11 @@ async fn the_business_date_starts_today_in_shanghai_and_end_of_day_aborts_postin
         (status.code(), reason(&status)),
         (Code::Aborted, "END_OF_DAY_RUNNING".to_owned())
     );
+    assert_eq!(
+        book.balances(&ids[0]).await,
+        (0, 0, 0, 0),
+        "nothing committed"
+    );
     book.app.stop().await.expect("clean stop");
 }
 

@@ -588,6 +588,36 @@ mod tests {
     }
 
     #[test]
+    fn a_key_lookup_names_each_bad_part() {
+        let key = AccountKey::parse(100, "", "", "", 5).expect("platform key");
+        assert_eq!((key.currency.as_str(), key.sub_account), ("CNY", 5));
+        let fields = |result: Result<AccountKey, Vec<KeyViolation>>| -> Vec<&str> {
+            result
+                .expect_err("bad key")
+                .into_iter()
+                .map(|(field, _)| field)
+                .collect()
+        };
+        assert_eq!(
+            fields(AccountKey::parse(0, "USD", "", "", 0)),
+            ["key.code", "key.currency_code"]
+        );
+        assert_eq!(
+            fields(AccountKey::parse(100, "", CUSTOMER, "", 64)),
+            ["key.customer_id", "key.sub_account"]
+        );
+        assert_eq!(
+            fields(AccountKey::parse(300, "", CUSTOMER, "", 0)),
+            ["key.loan_id"]
+        );
+        assert_eq!(
+            fields(AccountKey::parse(200, "", "x", LOAN, 1)),
+            ["key.customer_id", "key.loan_id", "key.sub_account"]
+        );
+        assert!(AccountKey::parse(310, "CNY", CUSTOMER, LOAN, 0).is_ok());
+    }
+
+    #[test]
     fn an_item_failing_two_checks_gets_the_first_listed() {
         // Bad code and bad currency: INVALID_CODE (7) precedes INVALID_CURRENCY (8).
         let item = AccountItem {
