@@ -67,20 +67,30 @@ pub struct EventsConfig {
 
 impl EventsConfig {
     pub fn from_env(env: &Env<'_>, common: &CommonConfig) -> Result<Self, ConfigError> {
+        Self::from_env_for(env, common.identity.name, &common.redis_key_prefix)
+    }
+
+    /// [`EventsConfig::from_env`] for a process that is not a service (a tool, the
+    /// load generator): `producer` names it, keys start with `redis_key_prefix`.
+    pub fn from_env_for(
+        env: &Env<'_>,
+        producer: &str,
+        redis_key_prefix: &str,
+    ) -> Result<Self, ConfigError> {
         let stream_name: String = env.or("EVENTS_STREAM", STREAM_DEFAULT.to_owned())?;
         let consumer_name = match env.optional::<String>("EVENTS_CONSUMER_NAME")? {
             Some(name) => name,
-            None => env.optional::<String>("HOSTNAME")?.unwrap_or_else(|| {
-                format!("{}-{}", common.identity.name, uuid::Uuid::new_v4().simple())
-            }),
+            None => env
+                .optional::<String>("HOSTNAME")?
+                .unwrap_or_else(|| format!("{producer}-{}", uuid::Uuid::new_v4().simple())),
         };
         let millis = |variable, default, min, max| {
             env.bounded(variable, default, min, max)
                 .map(Duration::from_millis)
         };
         Ok(Self {
-            producer: common.identity.name.to_owned(),
-            stream: format!("{}{{{stream_name}}}", common.redis_key_prefix),
+            producer: producer.to_owned(),
+            stream: format!("{redis_key_prefix}{{{stream_name}}}"),
             stream_length_max: env.bounded(
                 "EVENTS_STREAM_LENGTH_MAX",
                 STREAM_LENGTH_MAX_DEFAULT,

@@ -22,15 +22,7 @@
 //!   is acknowledged, and the group moves on. Attempts are Redis's delivery count of
 //!   the entry, so they survive restarts and take-overs.
 
-use std::{
-    collections::HashMap,
-    future::Future,
-    sync::{
-        Arc,
-        atomic::{AtomicBool, Ordering},
-    },
-    time::Duration,
-};
+use std::{collections::HashMap, future::Future, sync::Arc, time::Duration};
 
 use microloan_platform::cache::Cache;
 use microloan_proto::events::v1::{Event, EventType};
@@ -44,7 +36,11 @@ use redis::{
     },
 };
 use sqlx::{PgPool, Postgres, Transaction};
-use tokio::{sync::mpsc, task::JoinSet, time::Instant};
+use tokio::{
+    sync::{mpsc, watch},
+    task::JoinSet,
+    time::Instant,
+};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
@@ -74,7 +70,7 @@ pub trait Handler: Send + Sync + 'static {
     /// record commit together or not at all. Must not commit `tx` itself.
     fn handle(
         &self,
-        tx: &mut Transaction<'static, Postgres>,
+        tx: &mut Transaction<'_, Postgres>,
         event: &Event,
     ) -> impl Future<Output = Result<(), HandlerError>> + Send;
 }
@@ -177,12 +173,8 @@ impl<H: Handler> Consumer<H> {
                 sender
             })
             .collect();
-        let leader = Arc::new(AtomicBool::new(false));
-        workers.spawn(keep_lease(
-            Arc::clone(&shared),
-            Arc::clone(&leader),
-            stop.clone(),
-        ));
+        let (leadership, leader) = watch::channel(false);
+        workers.spawn(keep_lease(Arc::clone(&shared), leadership, stop.clone()));
         let mut reader = Reader {
             shared: Arc::clone(&shared),
             leader,
@@ -222,7 +214,7 @@ impl<H: Handler> Consumer<H> {
 struct Reader<H> {
     shared: Arc<Shared<H>>,
     /// Whether this process holds the group's lease (see the module docs).
-    leader: Arc<AtomicBool>,
+    leader: watch::Receiver<bool>,
     start: GroupStart,
     queues: Vec<mpsc::Sender<Delivery>>,
     /// Its own connection: `XREADGROUP ... BLOCK` would stall a shared one.
@@ -236,9 +228,17 @@ impl<H: Handler> Reader<H> {
     async fn round(&mut self) -> Result<(), RedisError> {
         let shared = Arc::clone(&self.shared);
         let config = &shared.config;
-        if !self.leader.load(Ordering::Acquire) {
-            // Standing by: another replica reads this group.
-            tokio::time::sleep(config.consumer_block.min(config.claim_idle / 3)).await;
+        if !*self.leader.borrow_and_update() {
+            // Standing by (another replica reads this group) until the lease is ours.
+            tokio::select! {
+                changed = self.leader.changed() => {
+                    if changed.is_err() {
+                        // The lease keeper stopped: shutdown is under way.
+                        tokio::time::sleep(config.claim_idle / 3).await;
+                    }
+                }
+                () = tokio::time::sleep(config.claim_idle / 3) => {}
+            }
             return Ok(());
         }
         let mut connection = match &self.connection {
@@ -384,7 +384,11 @@ impl<H: Handler> Reader<H> {
 
 /// Acquires and renews the group's lease every `claim_idle / 3` until `stop`, then
 /// releases it so a standby replica takes over at once.
-async fn keep_lease<H>(shared: Arc<Shared<H>>, leader: Arc<AtomicBool>, stop: CancellationToken) {
+async fn keep_lease<H>(
+    shared: Arc<Shared<H>>,
+    leader: watch::Sender<bool>,
+    stop: CancellationToken,
+) {
     // Renews the lease if we hold it, takes it if nobody does: 1 when ours afterwards.
     const ACQUIRE: &str = r"
         local holder = redis.call('GET', KEYS[1])
@@ -425,14 +429,14 @@ async fn keep_lease<H>(shared: Arc<Shared<H>>, leader: Arc<AtomicBool>, stop: Ca
                 false
             }
         };
-        if leader.swap(held, Ordering::AcqRel) != held {
+        if leader.send_replace(held) != held {
             tracing::info!(group = %shared.group, consumer = %config.consumer_name, leader = held, "events consumer: group lease changed hands");
         }
         if !sleep_or_stop(config.claim_idle / 3, &stop).await {
             break;
         }
     }
-    leader.store(false, Ordering::Release);
+    leader.send_replace(false);
     let released: Result<i64, RedisError> = async {
         let mut connection = shared.cache.connection().await?;
         redis::cmd("EVAL")
@@ -510,32 +514,113 @@ async fn work<H: Handler>(
     mut queue: mpsc::Receiver<Delivery>,
     stop: CancellationToken,
 ) {
+    let batch_size_max = shared.config.consumer_batch_size_max;
+    let mut batch = Vec::with_capacity(batch_size_max);
     loop {
-        let delivery = tokio::select! {
+        let first = tokio::select! {
             () = stop.cancelled() => return,
             delivery = queue.recv() => match delivery {
                 Some(delivery) => delivery,
                 None => return,
             },
         };
-        if !attempt_until_settled(&shared, delivery, &stop).await {
+        batch.push(first);
+        // Whatever else is queued already joins the batch: under load one commit and
+        // one XACK serve many events; when idle a batch is one event, at once.
+        while batch.len() < batch_size_max {
+            match queue.try_recv() {
+                Ok(delivery) => batch.push(delivery),
+                Err(_) => break,
+            }
+        }
+        let settled = settle(&shared, &batch, &stop).await;
+        batch.clear();
+        if !settled {
             return;
         }
     }
 }
 
-/// What became of one attempt.
-enum Outcome {
-    Applied,
-    /// Already processed by this group: acknowledged without running the handler.
-    Duplicate,
+/// Why a batch was not applied.
+enum BatchError {
+    /// The handler refused the event at this index of the batch.
+    Handler { index: usize, error: HandlerError },
+    /// Postgres failed around the handlers (begin, dedupe insert, commit, time-out).
+    Database(anyhow::Error),
 }
 
-/// Handles one delivery: attempts, retries and dead-lettering. Returns false when
-/// `stop` interrupted it (the entry stays pending).
+/// Handles `batch` in queue order: runs of first deliveries are applied in one
+/// transaction each and acknowledged with one `XACK`; redeliveries, poison and events
+/// after a failure are settled one at a time. Returns false when `stop` interrupted
+/// it (what is left stays pending).
+async fn settle<H: Handler>(
+    shared: &Shared<H>,
+    batch: &[Delivery],
+    stop: &CancellationToken,
+) -> bool {
+    let label = [shared.group.as_str()];
+    let mut start = 0;
+    // The first attempt at this event (by batch index) failed inside a batch.
+    let mut failed: Option<(usize, HandlerError)> = None;
+    while start < batch.len() {
+        if let Some((index, error)) = failed.take() {
+            if index == start {
+                if !attempt_until_settled(shared, &batch[start], Some(error), stop).await {
+                    return false;
+                }
+                start += 1;
+                continue;
+            }
+            failed = Some((index, error));
+        }
+        let end = failed.as_ref().map_or(batch.len(), |(index, _)| *index);
+        let plain = batch[start..end]
+            .iter()
+            .take_while(|delivery| delivery.event.is_ok() && delivery.deliveries == 1)
+            .count();
+        if plain == 0 {
+            if !attempt_until_settled(shared, &batch[start], None, stop).await {
+                return false;
+            }
+            start += 1;
+            continue;
+        }
+        let run = &batch[start..start + plain];
+        match apply(shared, run).await {
+            Ok(()) => {
+                let ids: Vec<&str> = run.iter().map(|d| d.stream_id.as_str()).collect();
+                acknowledge(shared, &ids).await;
+                shared
+                    .metrics
+                    .consumed_total
+                    .with_label_values(&label)
+                    .inc_by(plain as u64);
+                start += plain;
+            }
+            // The events before it are applied again as a batch; it then retries alone.
+            Err(BatchError::Handler { index, error }) => failed = Some((start + index, error)),
+            Err(BatchError::Database(err)) => {
+                tracing::warn!(group = %shared.group, error = %err, "events consumer: batch failed; handling its events one at a time");
+                for delivery in run {
+                    if !attempt_until_settled(shared, delivery, None, stop).await {
+                        return false;
+                    }
+                }
+                start += plain;
+            }
+        }
+    }
+    true
+}
+
+/// Settles one delivery: attempts with back-off, dead-lettering when it cannot be
+/// decoded, is rejected, or has failed `deliveries_max` times. `failure` is the error
+/// of an attempt already made (inside a batch). Returns false when `stop` interrupted
+/// it (the entry stays pending).
 async fn attempt_until_settled<H: Handler>(
     shared: &Shared<H>,
-    delivery: Delivery,
+    delivery: &Delivery,
+    mut failure: Option<HandlerError>,
     stop: &CancellationToken,
 ) -> bool {
     let config = &shared.config;
@@ -550,24 +635,30 @@ async fn attempt_until_settled<H: Handler>(
     }
     let event = match &delivery.event {
         Ok(event) => event,
-        Err(reason) => return dead_letter(shared, &delivery, deliveries, reason, stop).await,
+        Err(reason) => return dead_letter(shared, delivery, deliveries, reason, stop).await,
     };
     loop {
-        if deliveries > config.deliveries_max {
-            let reason = format!("failed {} times", config.deliveries_max);
-            return dead_letter(shared, &delivery, deliveries, &reason, stop).await;
-        }
-        let error = match apply(shared, event).await {
-            Ok(_) => {
-                acknowledge(shared, &delivery.stream_id).await;
-                shared
-                    .metrics
-                    .consumed_total
-                    .with_label_values(&label)
-                    .inc();
-                return true;
+        let error = match failure.take() {
+            Some(error) => error,
+            None => {
+                if deliveries > config.deliveries_max {
+                    let reason = format!("failed {} times", config.deliveries_max);
+                    return dead_letter(shared, delivery, deliveries, &reason, stop).await;
+                }
+                match apply(shared, std::slice::from_ref(delivery)).await {
+                    Ok(()) => {
+                        acknowledge(shared, &[delivery.stream_id.as_str()]).await;
+                        shared
+                            .metrics
+                            .consumed_total
+                            .with_label_values(&label)
+                            .inc();
+                        return true;
+                    }
+                    Err(BatchError::Handler { error, .. }) => error,
+                    Err(BatchError::Database(err)) => HandlerError::Retry(err),
+                }
             }
-            Err(error) => error,
         };
         shared
             .metrics
@@ -576,11 +667,11 @@ async fn attempt_until_settled<H: Handler>(
             .inc();
         tracing::warn!(group = %shared.group, event_id = %event.event_id, attempt = deliveries, error = %error, "events consumer: handler failed");
         if let HandlerError::Reject(_) = error {
-            return dead_letter(shared, &delivery, deliveries, &error.to_string(), stop).await;
+            return dead_letter(shared, delivery, deliveries, &error.to_string(), stop).await;
         }
         if deliveries >= config.deliveries_max {
             let reason = format!("failed {deliveries} times; last error: {error}");
-            return dead_letter(shared, &delivery, deliveries, &reason, stop).await;
+            return dead_letter(shared, delivery, deliveries, &reason, stop).await;
         }
         let delay = (RETRY_DELAY_MIN * 2u32.saturating_pow(deliveries - 1)).min(RETRY_DELAY_MAX);
         if !sleep_or_stop(delay, stop).await {
@@ -606,10 +697,81 @@ async fn attempt_until_settled<H: Handler>(
     }
 }
 
-/// One attempt: in one transaction, record the event id for the group and, if it was
-/// not there yet, run the handler; commit. The handler's span continues the
-/// producer's trace.
-async fn apply<H: Handler>(shared: &Shared<H>, event: &Event) -> Result<Outcome, HandlerError> {
+/// Applies decoded deliveries in one transaction: records their ids for the group
+/// (one statement), runs the handler, in order, for each id not recorded before, and
+/// commits. Each handler call gets a span that continues the producer's trace.
+async fn apply<H: Handler>(shared: &Shared<H>, run: &[Delivery]) -> Result<(), BatchError> {
+    let events: Vec<&Event> = run.iter().filter_map(|d| d.event.as_ref().ok()).collect();
+    debug_assert_eq!(
+        events.len(),
+        run.len(),
+        "only decoded deliveries are applied"
+    );
+    let mut customer_ids = Vec::with_capacity(events.len());
+    let mut event_ids = Vec::with_capacity(events.len());
+    for (index, event) in events.iter().enumerate() {
+        // `validate` checked both already; a failure here is the event's fault.
+        let parsed = Uuid::parse_str(&event.customer_id)
+            .and_then(|customer| Ok((customer, Uuid::parse_str(&event.event_id)?)));
+        match parsed {
+            Ok((customer, event_id)) => {
+                customer_ids.push(customer);
+                event_ids.push(event_id);
+            }
+            Err(err) => {
+                let error = HandlerError::Reject(err.into());
+                return Err(BatchError::Handler { index, error });
+            }
+        }
+    }
+    let attempt = async {
+        let mut tx = shared.pool.begin().await.map_err(database)?;
+        let fresh: Vec<Uuid> = sqlx::query_scalar(
+            "INSERT INTO processed_events (consumer_group, customer_id, event_id)
+             SELECT $1, customer_id, event_id FROM unnest($2::uuid[], $3::uuid[])
+                 AS fresh(customer_id, event_id)
+             ON CONFLICT DO NOTHING
+             RETURNING event_id",
+        )
+        .bind(&shared.group)
+        .bind(&customer_ids)
+        .bind(&event_ids)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(database)?;
+        let mut fresh: std::collections::HashSet<Uuid> = fresh.into_iter().collect();
+        for (index, event) in events.iter().enumerate() {
+            // Recorded before (a redelivery) or earlier in this batch: skip.
+            if !fresh.remove(&event_ids[index]) {
+                continue;
+            }
+            shared
+                .handler
+                .handle(&mut tx, event)
+                .instrument(handler_span(shared, event))
+                .await
+                .map_err(|error| BatchError::Handler { index, error })?;
+        }
+        tx.commit().await.map_err(database)?;
+        Ok(())
+    };
+    // A hung handler must not hold its worker forever: past claim_idle another
+    // consumer may take the entries over anyway.
+    match tokio::time::timeout(shared.config.claim_idle, attempt).await {
+        Ok(outcome) => outcome,
+        Err(_) => Err(BatchError::Database(anyhow::anyhow!(
+            "handlers did not finish within {} ms",
+            shared.config.claim_idle.as_millis()
+        ))),
+    }
+}
+
+fn database(err: sqlx::Error) -> BatchError {
+    BatchError::Database(err.into())
+}
+
+/// The span of one handler call, a child of the span that appended the event.
+fn handler_span<H>(shared: &Shared<H>, event: &Event) -> tracing::Span {
     let event_type = EventType::try_from(event.event_type).unwrap_or(EventType::Unspecified);
     let span = tracing::info_span!(
         "events.handle",
@@ -620,8 +782,8 @@ async fn apply<H: Handler>(shared: &Shared<H>, event: &Event) -> Result<Outcome,
         messaging.consumer.group.name = %shared.group,
         messaging.message.id = %event.event_id,
     );
-    let mut fields = TraceFields::default();
     if !event.traceparent.is_empty() {
+        let mut fields = TraceFields::default();
         fields
             .0
             .insert("traceparent".to_owned(), event.traceparent.clone());
@@ -634,52 +796,20 @@ async fn apply<H: Handler>(shared: &Shared<H>, event: &Event) -> Result<Outcome,
         // Fails only when the span is disabled by the filter; nothing to link then.
         let _ = span.set_parent(parent);
     }
-    let attempt = async {
-        let event_id =
-            Uuid::parse_str(&event.event_id).map_err(|err| HandlerError::Reject(err.into()))?;
-        let customer_id =
-            Uuid::parse_str(&event.customer_id).map_err(|err| HandlerError::Reject(err.into()))?;
-        let mut tx = shared.pool.begin().await?;
-        let recorded = sqlx::query(
-            "INSERT INTO processed_events (consumer_group, customer_id, event_id)
-             VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
-        )
-        .bind(&shared.group)
-        .bind(customer_id)
-        .bind(event_id)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        if recorded == 0 {
-            tx.rollback().await?;
-            return Ok(Outcome::Duplicate);
-        }
-        shared.handler.handle(&mut tx, event).await?;
-        tx.commit().await?;
-        Ok(Outcome::Applied)
-    };
-    // A hung handler must not hold its worker forever: past claim_idle another
-    // consumer may take the entry over anyway.
-    match tokio::time::timeout(shared.config.claim_idle, attempt.instrument(span)).await {
-        Ok(outcome) => outcome,
-        Err(_) => Err(HandlerError::Retry(anyhow::anyhow!(
-            "handler did not finish within {} ms",
-            shared.config.claim_idle.as_millis()
-        ))),
-    }
+    span
 }
 
-async fn acknowledge<H>(shared: &Shared<H>, stream_id: &str) {
+async fn acknowledge<H>(shared: &Shared<H>, stream_ids: &[&str]) {
     let acked: Result<(), RedisError> = async {
         let mut connection = shared.cache.connection().await?;
         connection
-            .xack::<_, _, _, ()>(&shared.config.stream, &shared.group, &[stream_id])
+            .xack::<_, _, _, ()>(&shared.config.stream, &shared.group, stream_ids)
             .await
     }
     .await;
     if let Err(err) = acked {
-        // The effects are committed; the entry will be redelivered and skipped.
-        tracing::warn!(group = %shared.group, %err, "events consumer: XACK failed; the entry will be redelivered and skipped");
+        // The effects are committed; the entries will be redelivered and skipped.
+        tracing::warn!(group = %shared.group, %err, "events consumer: XACK failed; the entries will be redelivered and skipped");
     }
 }
 

@@ -2,7 +2,7 @@
 //! transaction, so the event exists if and only if the state change it reports
 //! committed (DESIGN §3).
 
-use std::{collections::HashMap, time::SystemTime};
+use std::{collections::HashMap, sync::LazyLock, time::SystemTime};
 
 use microloan_proto::{
     events::v1::{Event, EventType, event::Payload},
@@ -11,6 +11,7 @@ use microloan_proto::{
 use opentelemetry::propagation::Injector;
 use prost::Message;
 use sqlx::PgConnection;
+use tokio::sync::watch;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 use uuid::Uuid;
 
@@ -20,8 +21,18 @@ use uuid::Uuid;
 /// count while rows wait would let two relays publish one customer's events at once.
 pub const PARTITIONS: u16 = 16;
 
-/// `NOTIFY` channel that wakes the relays of this database when an event commits.
+/// `NOTIFY` channel the relays of a database listen on; see [`wake_relays`].
 pub const NOTIFY_CHANNEL: &str = "microloan_events_outbox";
+
+/// Counts appends in this process, so the relays of this process wake at once (see
+/// [`append`] for why not `NOTIFY`). A watch channel: a relay busy when an append
+/// happens still sees the change when it next waits.
+static APPENDED: LazyLock<watch::Sender<u64>> = LazyLock::new(|| watch::channel(0).0);
+
+/// The relays' end of the in-process wake-up.
+pub(crate) fn appended() -> watch::Receiver<u64> {
+    APPENDED.subscribe()
+}
 
 /// First key of the advisory locks [`append`] takes per customer (the second is the
 /// customer's hash); the two-key lock space keeps them apart from other users'.
@@ -52,6 +63,13 @@ pub struct Appended {
 /// Assigns the event id (UUIDv7), the event type (from the payload, so the two always
 /// agree), `occurred_at`, `producer` and the current span's W3C trace context.
 ///
+/// Wake-up: `append` wakes the relays of this process, which then poll briefly until
+/// the caller's commit shows the row. It does not `NOTIFY`: Postgres serializes the
+/// commits of notifying transactions on one lock held through the WAL flush, which
+/// cut single-event commits from about 5,500/s to 600/s on the benchmark machine
+/// (docs/events.md). Other processes' relays find the row by polling; a producer in a
+/// process without a relay can call [`wake_relays`].
+///
 /// Ordering: takes a transaction-level advisory lock on the customer before the row
 /// gets its id, so a second transaction appending for the same customer waits until
 /// this one ends; a customer's ids are therefore in commit order, and the relay
@@ -80,17 +98,14 @@ pub async fn append(
     };
     let hash = customer_hash(&envelope.customer_id);
     // One round trip: the CTE takes the customer's lock before the INSERT draws the id
-    // from the sequence, and queues the NOTIFY that Postgres delivers on commit (and
-    // drops on rollback; repeated notifications in one transaction fold into one).
+    // from the sequence.
     sqlx::query(
-        "WITH locked AS (SELECT pg_advisory_xact_lock($1, $2)),
-              notified AS (SELECT pg_notify($3, ''))
+        "WITH locked AS (SELECT pg_advisory_xact_lock($1, $2))
          INSERT INTO outbox (event_id, customer_id, partition, event_type, payload)
-         SELECT $4, $5, $6, $7, $8 FROM locked, notified",
+         SELECT $3, $4, $5, $6, $7 FROM locked",
     )
     .bind(APPEND_LOCK_CLASS)
     .bind(hash as i32)
-    .bind(NOTIFY_CHANNEL)
     .bind(event_id)
     .bind(event.customer_id)
     .bind(partition_of(hash) as i16)
@@ -98,10 +113,22 @@ pub async fn append(
     .bind(envelope.encode_to_vec())
     .execute(connection)
     .await?;
+    APPENDED.send_modify(|count| *count = count.wrapping_add(1));
     Ok(Appended {
         event_id,
         event: envelope,
     })
+}
+
+/// Wakes the relays of every process on this database when the caller's transaction
+/// commits (`NOTIFY`; dropped on rollback). For producers that run no relay of their
+/// own; not for a hot path (see [`append`]).
+pub async fn wake_relays(connection: &mut PgConnection) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT pg_notify($1, '')")
+        .bind(NOTIFY_CHANNEL)
+        .execute(connection)
+        .await?;
+    Ok(())
 }
 
 /// The event type that goes with a payload: one place, so they cannot disagree.

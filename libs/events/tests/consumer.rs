@@ -28,7 +28,7 @@ const GROUP: &str = "test-group";
 
 /// Publishes everything committed so far (one relay round is enough in tests).
 async fn publish(world: &World) {
-    world.relay().publish_round(0).await.expect("publish");
+    world.publish_all().await;
     assert_eq!(world.unpublished().await, 0);
 }
 
@@ -85,7 +85,7 @@ struct Hang(Arc<Notify>);
 impl Handler for Hang {
     async fn handle(
         &self,
-        _tx: &mut Transaction<'static, Postgres>,
+        _tx: &mut Transaction<'_, Postgres>,
         _event: &Event,
     ) -> Result<(), HandlerError> {
         self.0.notify_one();
@@ -160,7 +160,7 @@ struct FailFor {
 impl Handler for FailFor {
     async fn handle(
         &self,
-        tx: &mut Transaction<'static, Postgres>,
+        tx: &mut Transaction<'_, Postgres>,
         event: &Event,
     ) -> Result<(), HandlerError> {
         if event.customer_id == self.customer.to_string() && sequence_of(event) == 0 {
@@ -298,7 +298,7 @@ struct Sequence(Arc<Mutex<HashMap<String, Vec<i32>>>>);
 impl Handler for Sequence {
     async fn handle(
         &self,
-        tx: &mut Transaction<'static, Postgres>,
+        tx: &mut Transaction<'_, Postgres>,
         event: &Event,
     ) -> Result<(), HandlerError> {
         tokio::time::sleep(Duration::from_millis(1)).await;
@@ -320,9 +320,7 @@ async fn several_workers_handle_each_customers_events_in_stream_order() {
     })
     .await;
     let customers = world.commit_many(8, 40).await;
-    while world.unpublished().await > 0 {
-        world.relay().publish_round(0).await.expect("publish");
-    }
+    world.publish_all().await;
     let seen = Sequence::default();
     let stop = CancellationToken::new();
     let consumer = tokio::spawn(
@@ -369,9 +367,7 @@ async fn two_replicas_of_a_group_keep_each_customers_order_and_a_standby_takes_o
     let b = replica("replica-b", &stop_b);
 
     let customers = world.commit_many(8, 40).await;
-    while world.unpublished().await > 0 {
-        world.relay().publish_round(0).await.expect("publish");
-    }
+    world.publish_all().await;
     eventually("every event is handled", || async {
         world.effects().await.len() == 320 && world.pending(GROUP).await == 0
     })
@@ -397,5 +393,43 @@ async fn two_replicas_of_a_group_keep_each_customers_order_and_a_standby_takes_o
     .await;
     stop_b.cancel();
     b.await.expect("replica b stops");
+    world.finish().await;
+}
+
+/// A consumer blocked in `XREADGROUP ... BLOCK` is woken by the relay's `XADD`: an
+/// event is handled in milliseconds, not after the block time.
+#[tokio::test]
+async fn a_waiting_consumer_handles_a_new_event_without_waiting_out_its_block_time() {
+    let world = World::new(&testing::redis_url(), |config| {
+        config.consumer_block = Duration::from_secs(5);
+    })
+    .await;
+    let stop = CancellationToken::new();
+    let consumer = tokio::spawn(
+        world
+            .consumer(GROUP, Record, &world.config)
+            .run(stop.clone()),
+    );
+    let relay = world.spawn_relay(&stop);
+    // Let the consumer take the lease, handle nothing and block.
+    let first = world.commit_event(Uuid::new_v4(), 0).await;
+    eventually("the first event is handled", || async {
+        world.effects().await.len() == 1
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let started = tokio::time::Instant::now();
+    let second = world.commit_event(Uuid::new_v4(), 1).await;
+    eventually("the second event is handled", || async {
+        world.effects().await.len() == 2
+    })
+    .await;
+    let waited = started.elapsed();
+    assert!(waited < Duration::from_secs(2), "handled after {waited:?}");
+    let ids: Vec<Uuid> = world.effects().await.iter().map(|e| e.0).collect();
+    assert_eq!(ids, [first, second]);
+    stop.cancel();
+    consumer.await.expect("consumer stops");
+    relay.await.expect("relay stops");
     world.finish().await;
 }

@@ -31,8 +31,7 @@ async fn a_rolled_back_transaction_leaves_no_event_and_a_committed_one_is_publis
     })
     .await;
     // More rounds publish nothing more.
-    world.relay().publish_round(0).await.expect("round");
-    world.relay().publish_round(7).await.expect("round");
+    assert_eq!(world.relay().publish_batch().await.expect("batch"), 0);
     let events = world.stream_events().await;
     assert_eq!(events.len(), 1, "exactly one entry: {events:?}");
     let event = &events[0];
@@ -237,7 +236,7 @@ async fn published_rows_past_retention_are_swept_and_the_backlog_is_measured() {
     let relay = world.relay();
     relay.refresh_gauges().await.expect("gauges");
     assert_eq!(world.metrics.outbox_backlog.get(), 3);
-    relay.publish_round(0).await.expect("publish");
+    world.publish_all().await;
     relay.refresh_gauges().await.expect("gauges");
     assert_eq!(world.metrics.outbox_backlog.get(), 0);
     assert_eq!(

@@ -16,7 +16,9 @@ async fn an_event_appended_in_a_ledger_transaction_is_relayed_and_counted() {
     let prefix = format!("test:{}:", Uuid::new_v4().simple());
     let app = testing::spawn::<Ledger>(&[("REDIS_KEY_PREFIX", &prefix)]).await;
 
-    let pool = sqlx::PgPool::connect(&app.database_url).await.expect("connect");
+    let pool = sqlx::PgPool::connect(&app.database_url)
+        .await
+        .expect("connect");
     let mut tx = pool.begin().await.expect("begin");
     let event = NewEvent {
         customer_id: Uuid::new_v4(),
@@ -45,7 +47,11 @@ async fn an_event_appended_in_a_ledger_transaction_is_relayed_and_counted() {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert!(published, "event {} never reached {stream}", appended.event_id);
+    assert!(
+        published,
+        "event {} never reached {stream}",
+        appended.event_id
+    );
 
     let metrics = testing::http_get(app.admin_addr, "/metrics").await;
     assert!(

@@ -14,6 +14,7 @@
 //! result is printed as a table (or JSON with `--format json`) and optionally written
 //! as JSON to `--json PATH`. The exit code is 1 when no measured call succeeded.
 
+mod events_relay;
 mod report;
 mod runner;
 mod scenario;
@@ -104,6 +105,29 @@ struct RunArgs {
     /// The service name the health scenario asks about ("" = the whole server).
     #[arg(long, default_value = "")]
     health_service: String,
+
+    /// events-relay: the Postgres server (a database `microloan_bench_events` is made
+    /// on it).
+    #[arg(
+        long,
+        env = "LOADGEN_DATABASE_URL",
+        hide_env_values = true,
+        default_value = "postgres://postgres@127.0.0.1:5432/postgres"
+    )]
+    database_url: String,
+
+    /// events-relay: the Redis server (keys under `bench:events-relay:<run>:`).
+    #[arg(
+        long,
+        env = "LOADGEN_REDIS_URL",
+        hide_env_values = true,
+        default_value = "redis://127.0.0.1:6379"
+    )]
+    redis_url: String,
+
+    /// events-relay: events each producer transaction appends.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=1000))]
+    events_per_transaction: u64,
 
     /// Tokio worker threads for the load generator [default: one per CPU].
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..=THREADS_MAX))]
@@ -209,6 +233,24 @@ fn run_load(args: RunArgs) -> anyhow::Result<ExitCode> {
 async fn run_scenario(args: &RunArgs) -> anyhow::Result<RunReport> {
     match args.scenario {
         ScenarioName::Health => run_with::<Health>(args).await,
+        // Not a gRPC call: the events pipeline in this process (see its module).
+        ScenarioName::EventsRelay => {
+            anyhow::ensure!(
+                args.requests.is_none(),
+                "events-relay runs for --duration-seconds, not --requests"
+            );
+            events_relay::run(events_relay::Options {
+                database_url: args.database_url.clone(),
+                redis_url: args.redis_url.clone(),
+                producers: args.concurrency as usize,
+                events_per_transaction: args.events_per_transaction as usize,
+                warmup: Duration::from_secs(args.warmup_seconds),
+                duration: Duration::from_secs(
+                    args.duration_seconds.unwrap_or(DEFAULT_DURATION_SECONDS),
+                ),
+            })
+            .await
+        }
     }
 }
 

@@ -22,12 +22,16 @@ use tonic_health::pb::health_client::HealthClient;
 pub enum ScenarioName {
     /// `grpc.health.v1.Health/Check`: no database, no auth; the gRPC ceiling.
     Health,
+    /// Outbox → relay → Redis Stream → consumer group, in process (no gRPC): events/s
+    /// and commit-to-handler latency.
+    EventsRelay,
 }
 
 impl ScenarioName {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Health => "health",
+            Self::EventsRelay => "events-relay",
         }
     }
 }

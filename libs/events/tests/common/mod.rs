@@ -117,6 +117,17 @@ impl World {
         )
     }
 
+    /// Publishes everything committed so far, batch by batch (bounded).
+    pub async fn publish_all(&self) {
+        let relay = self.relay();
+        for _ in 0..10_000 {
+            if relay.publish_batch().await.expect("publish") == 0 {
+                return;
+            }
+        }
+        panic!("the outbox never emptied");
+    }
+
     /// Starts a relay task; cancel `stop` or abort the handle to end it.
     pub fn spawn_relay(&self, stop: &CancellationToken) -> tokio::task::JoinHandle<()> {
         tokio::spawn(self.relay().run(stop.clone()))
@@ -288,7 +299,7 @@ pub struct Record;
 impl Handler for Record {
     async fn handle(
         &self,
-        tx: &mut Transaction<'static, Postgres>,
+        tx: &mut Transaction<'_, Postgres>,
         event: &Event,
     ) -> Result<(), HandlerError> {
         sqlx::query("INSERT INTO effects (event_id, customer_id, sequence) VALUES ($1, $2, $3)")
