@@ -26,12 +26,38 @@ pub enum LedgerError {
     /// UNAVAILABLE DEPENDENCY_UNAVAILABLE (Postgres unreachable) or INTERNAL.
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
+    /// FAILED_PRECONDITION with an ErrorReason and its metadata (the loan book's rules).
+    #[error("{message}")]
+    FailedPrecondition {
+        reason: &'static str,
+        message: String,
+        metadata: Vec<(&'static str, String)>,
+    },
+    /// ALREADY_EXISTS with an ErrorReason (CREDIT_LINE_EXISTS, LOAN_EXISTS).
+    #[error("{message}")]
+    AlreadyExists {
+        reason: &'static str,
+        message: String,
+        metadata: Vec<(&'static str, String)>,
+    },
     /// INTERNAL: a broken invariant or a sum past int64.
     #[error("internal: {0}")]
     Internal(String),
 }
 
 impl LedgerError {
+    pub fn precondition(
+        reason: &'static str,
+        message: impl Into<String>,
+        metadata: Vec<(&'static str, String)>,
+    ) -> Self {
+        Self::FailedPrecondition {
+            reason,
+            message: message.into(),
+            metadata,
+        }
+    }
+
     pub fn invalid(field: &'static str, description: impl Into<String>) -> Self {
         Self::InvalidArgument(vec![(field, description.into())])
     }
@@ -92,6 +118,16 @@ impl From<LedgerError> for Status {
                 "end of day is running; retry after it finishes",
                 "END_OF_DAY_RUNNING",
             ),
+            LedgerError::FailedPrecondition {
+                reason,
+                message,
+                metadata,
+            } => with_metadata(Code::FailedPrecondition, message, reason, &metadata),
+            LedgerError::AlreadyExists {
+                reason,
+                message,
+                metadata,
+            } => with_metadata(Code::AlreadyExists, message, reason, &metadata),
             LedgerError::NotFound {
                 resource_type,
                 name,
@@ -129,6 +165,19 @@ impl From<LedgerError> for Status {
             }
         }
     }
+}
+
+fn with_metadata(
+    code: Code,
+    message: String,
+    reason: &str,
+    metadata: &[(&'static str, String)],
+) -> Status {
+    let metadata: Vec<(&str, &str)> = metadata
+        .iter()
+        .map(|(key, value)| (*key, value.as_str()))
+        .collect();
+    status::with_reason_and_metadata(&domain(), code, message, reason, &metadata)
 }
 
 fn is_unavailable(err: &sqlx::Error) -> bool {

@@ -2,6 +2,7 @@
 //! else (rules live in `gl`, SQL in `store`). RPCs of the loan book not yet implemented
 //! answer UNIMPLEMENTED (generated default methods).
 
+mod book;
 mod convert;
 
 use microloan_platform::{
@@ -68,11 +69,12 @@ pub struct LedgerApi {
     pool: PgPool,
     #[allow(dead_code, reason = "used by the loan-book RPCs as they land")]
     cache: Cache,
+    rules: crate::book::BookRules,
 }
 
 impl LedgerApi {
-    pub fn new(pool: PgPool, cache: Cache) -> Self {
-        Self { pool, cache }
+    pub fn new(pool: PgPool, cache: Cache, rules: crate::book::BookRules) -> Self {
+        Self { pool, cache, rules }
     }
 }
 
@@ -498,6 +500,44 @@ impl LedgerService for LedgerApi {
         Ok(Response::new(
             self.verify_integrity(request.into_inner()).await?,
         ))
+    }
+
+    async fn open_credit_line(
+        &self,
+        request: Request<proto::OpenCreditLineRequest>,
+    ) -> Result<Response<proto::OpenCreditLineResponse>, Status> {
+        let (caller, _) = caller_scope(&request)?;
+        Ok(Response::new(
+            self.open_credit_line(&caller, request.into_inner()).await?,
+        ))
+    }
+
+    async fn change_credit_limit(
+        &self,
+        request: Request<proto::ChangeCreditLimitRequest>,
+    ) -> Result<Response<proto::ChangeCreditLimitResponse>, Status> {
+        let (caller, _) = caller_scope(&request)?;
+        Ok(Response::new(
+            self.change_credit_limit(&caller, request.into_inner())
+                .await?,
+        ))
+    }
+
+    async fn disburse(
+        &self,
+        request: Request<proto::DisburseRequest>,
+    ) -> Result<Response<proto::DisburseResponse>, Status> {
+        let (caller, _) = caller_scope(&request)?;
+        Ok(Response::new(
+            self.disburse(&caller, request.into_inner()).await?,
+        ))
+    }
+
+    async fn get_loan(
+        &self,
+        request: Request<proto::GetLoanRequest>,
+    ) -> Result<Response<proto::GetLoanResponse>, Status> {
+        Ok(Response::new(self.get_loan(request.into_inner()).await?))
     }
 
     async fn get_business_date(

@@ -3,6 +3,7 @@
 //! date and the outbox.
 #![forbid(unsafe_code)]
 
+pub mod book;
 pub mod config;
 pub mod error;
 pub mod gl;
@@ -38,7 +39,7 @@ pub async fn run(
         cache.clone(),
         server.metrics().registry(),
     )?;
-    let api = grpc::LedgerApi::new(pool, cache);
+    let api = grpc::LedgerApi::new(pool, cache, book::BookRules::default());
     let service = LedgerServiceServer::new(api)
         .max_decoding_message_size(config.common.message_bytes_max)
         .max_encoding_message_size(config.common.message_bytes_max);

@@ -3,6 +3,7 @@
 //! without a database or offline data.
 
 pub mod accounts;
+pub mod book;
 pub mod business_date;
 pub mod integrity;
 pub mod reports;

@@ -32,12 +32,12 @@ use crate::{
     },
 };
 
-const TRANSFER_COLUMNS: &str = "t.seq, t.id, t.debit_account_id, t.credit_account_id, t.amount, \
+pub(crate) const TRANSFER_COLUMNS: &str = "t.seq, t.id, t.debit_account_id, t.credit_account_id, t.amount, \
      t.requested_amount, t.currency, t.code, t.kind, t.linked, t.pending_id, t.timeout_seconds, \
      t.customer_id, t.loan_id, t.description, t.business_date, t.create_time, \
      p.status AS pending_status, p.expires_at";
 
-fn transfer_from_row(row: &PgRow) -> Result<Transfer, sqlx::Error> {
+pub(crate) fn transfer_from_row(row: &PgRow) -> Result<Transfer, sqlx::Error> {
     let code: i32 = row.try_get("code")?;
     let kind: i16 = row.try_get("kind")?;
     let pending_status: Option<i16> = row.try_get("pending_status")?;

@@ -1,0 +1,490 @@
+//! proto ⇄ domain for the loan book: requests parsed once, rows and schedules shown as
+//! `Loan`, `CreditLineBalance` and events.
+
+use chrono::NaiveDate;
+use microloan_domain::loan::RepaymentMethod;
+use microloan_platform::idempotency::RequestKey;
+use microloan_proto::{
+    common::v1 as common,
+    events::v1::{LoanDisbursed, event::Payload},
+    ledger::v1 as proto,
+};
+use prost::Message;
+use rust_decimal::Decimal;
+
+use super::{LedgerApi, convert, decode};
+use crate::{
+    book::{
+        self, Disbursement, DisbursementFields,
+        ops::{self, Disbursed, LimitChanged, LineOpened},
+        required_amount, required_id,
+    },
+    error::LedgerError,
+    gl::{CURRENCY_CNY, requests},
+    store::{
+        self,
+        book::{InstallmentRow, LineBalanceRow, LoanRow},
+    },
+};
+
+fn cny(minor_units: i64) -> Option<common::Money> {
+    convert::money(CURRENCY_CNY, minor_units)
+}
+
+fn rate_text(rate: Decimal) -> String {
+    rate.normalize().to_string()
+}
+
+pub(super) fn line_balance(line: &LineBalanceRow) -> proto::CreditLineBalance {
+    proto::CreditLineBalance {
+        customer_id: line.customer_id.to_string(),
+        credit_line_id: line.credit_line_id.to_string(),
+        account_id: line.account_id.to_string(),
+        limit: cny(line.limit_minor),
+        available: cny(line.available_minor),
+        utilised: cny(line.utilised_minor),
+        update_time: convert::timestamp(line.update_time),
+    }
+}
+
+fn loan_accounts(loan: &LoanRow) -> proto::LoanAccounts {
+    proto::LoanAccounts {
+        principal_receivable_account_id: loan.principal_account_id.to_string(),
+        interest_receivable_account_id: loan.interest_account_id.to_string(),
+        penalty_receivable_account_id: loan.penalty_account_id.to_string(),
+    }
+}
+
+/// Interest shown on a booked instalment: the projection until its period ends, the
+/// accrued amount after (loan.proto `Installment.interest`).
+fn interest_shown(item: &InstallmentRow, business_date: NaiveDate) -> i64 {
+    if item.due_date <= business_date {
+        item.interest_accrued
+    } else {
+        item.interest_minor.max(item.interest_accrued)
+    }
+}
+
+fn outstanding(item: &InstallmentRow, business_date: NaiveDate) -> i64 {
+    if item.settled_date.is_some() {
+        return 0;
+    }
+    (item.principal_minor - item.principal_paid)
+        + (interest_shown(item, business_date) - item.interest_paid)
+        + (item.penalty_charged - item.penalty_paid)
+}
+
+fn installment_status(
+    item: &InstallmentRow,
+    loan_status: common::LoanStatus,
+    business_date: NaiveDate,
+) -> common::InstallmentStatus {
+    use common::InstallmentStatus as S;
+    match (item.settled_date, loan_status) {
+        (Some(_), _) => S::Paid,
+        (None, common::LoanStatus::WrittenOff) => S::WrittenOff,
+        (None, _) if item.due_date > business_date => S::Scheduled,
+        (None, _) if item.due_date == business_date => S::Due,
+        (None, _) => S::Overdue,
+    }
+}
+
+fn loan_status(status: i16) -> common::LoanStatus {
+    common::LoanStatus::try_from(i32::from(status)).unwrap_or(common::LoanStatus::Unspecified)
+}
+
+fn bucket(days_past_due: i64) -> common::DelinquencyBucket {
+    use common::DelinquencyBucket as B;
+    match days_past_due {
+        ..=0 => B::Current,
+        1..=30 => B::Dpd1To30,
+        31..=60 => B::Dpd31To60,
+        61..=90 => B::Dpd61To90,
+        _ => B::DpdOver90,
+    }
+}
+
+/// A booked loan as the proto shows it, as of `business_date`.
+pub(super) fn loan(
+    loan: &LoanRow,
+    installments: &[InstallmentRow],
+    business_date: NaiveDate,
+) -> common::Loan {
+    let status = loan_status(loan.status);
+    let open = status == common::LoanStatus::Active;
+    let unpaid: Vec<&InstallmentRow> = installments
+        .iter()
+        .filter(|item| item.settled_date.is_none())
+        .collect();
+    let overdue: Vec<&&InstallmentRow> = unpaid
+        .iter()
+        .filter(|item| item.due_date < business_date)
+        .collect();
+    let days_past_due = overdue
+        .first()
+        .map_or(0, |item| (business_date - item.due_date).num_days());
+    let next = unpaid.first().filter(|_| open);
+    let principal_paid: i64 = installments.iter().map(|item| item.principal_paid).sum();
+    let interest_paid: i64 = installments.iter().map(|item| item.interest_paid).sum();
+    let penalty_paid: i64 = installments.iter().map(|item| item.penalty_paid).sum();
+    let total_interest: i64 = installments.iter().map(|item| item.interest_minor).sum();
+    let schedule_items = installments
+        .iter()
+        .map(|item| common::Installment {
+            sequence: item.sequence,
+            due_date: convert::date(item.due_date),
+            principal: cny(item.principal_minor),
+            interest: cny(interest_shown(item, business_date)),
+            total: cny(item.principal_minor + interest_shown(item, business_date)),
+            remaining_principal: cny(loan.principal_minor
+                - installments
+                    .iter()
+                    .filter(|other| other.sequence <= item.sequence)
+                    .map(|other| other.principal_minor)
+                    .sum::<i64>()),
+            period_days: item.period_days,
+            status: installment_status(item, status, business_date) as i32,
+            principal_paid: cny(item.principal_paid),
+            interest_paid: cny(item.interest_paid),
+            penalty_charged: cny(item.penalty_charged),
+            penalty_paid: cny(item.penalty_paid),
+            amount_outstanding: cny(outstanding(item, business_date)),
+            days_past_due: if item.settled_date.is_none() && item.due_date < business_date {
+                i32::try_from((business_date - item.due_date).num_days()).unwrap_or(i32::MAX)
+            } else {
+                0
+            },
+            settled_date: item.settled_date.and_then(convert::date),
+        })
+        .collect();
+    let outstanding_total = loan.principal_outstanding_minor
+        + loan.interest_outstanding_minor
+        + loan.penalty_outstanding_minor;
+    common::Loan {
+        loan_id: loan.loan_id.to_string(),
+        customer_id: loan.customer_id.to_string(),
+        credit_line_id: loan.credit_line_id.to_string(),
+        status: status as i32,
+        principal: cny(loan.principal_minor),
+        term_months: loan.term_months,
+        repayment_method: match loan.repayment_method {
+            2 => common::RepaymentMethod::EqualInstallment,
+            _ => common::RepaymentMethod::EqualPrincipal,
+        } as i32,
+        daily_rate: rate_text(loan.daily_rate),
+        penalty_daily_rate: rate_text(loan.penalty_daily_rate),
+        apr: rate_text(loan.apr),
+        disbursement_date: convert::date(loan.disbursement_date),
+        disburse_time: convert::timestamp(loan.disburse_time),
+        outstanding_principal: cny(loan.principal_outstanding_minor),
+        outstanding_interest: cny(loan.interest_outstanding_minor),
+        outstanding_penalty: cny(loan.penalty_outstanding_minor),
+        total_outstanding: cny(outstanding_total),
+        overdue_amount: cny(overdue
+            .iter()
+            .map(|item| outstanding(item, business_date))
+            .sum()),
+        days_past_due: i32::try_from(days_past_due).unwrap_or(i32::MAX),
+        delinquency_bucket: bucket(days_past_due) as i32,
+        next_due_date: next.and_then(|item| convert::date(item.due_date)),
+        next_due_amount: next.and_then(|item| cny(outstanding(item, business_date))),
+        schedule: Some(common::RepaymentSchedule {
+            installments: schedule_items,
+            total_principal: cny(loan.principal_minor),
+            total_interest: cny(total_interest),
+            total_repayable: cny(loan.principal_minor + total_interest),
+            first_due_date: installments
+                .first()
+                .and_then(|item| convert::date(item.due_date)),
+            maturity_date: installments
+                .last()
+                .and_then(|item| convert::date(item.due_date)),
+        }),
+        principal_paid: cny(principal_paid),
+        interest_paid: cny(interest_paid),
+        penalty_paid: cny(penalty_paid),
+        paid_off_date: loan.paid_off_date.and_then(convert::date),
+        written_off_date: loan.written_off_date.and_then(convert::date),
+        write_off_reason: i32::from(loan.write_off_reason),
+        written_off_amount: loan.written_off_minor.and_then(cny),
+        update_time: convert::timestamp(loan.update_time),
+    }
+}
+
+fn loan_disbursed_event(disbursed: &Disbursed) -> LoanDisbursed {
+    let first = disbursed.installments.first();
+    LoanDisbursed {
+        loan_id: disbursed.loan.loan_id.to_string(),
+        credit_line_id: disbursed.loan.credit_line_id.to_string(),
+        principal: cny(disbursed.loan.principal_minor),
+        term_months: disbursed.loan.term_months,
+        repayment_method: i32::from(disbursed.loan.repayment_method),
+        daily_rate: rate_text(disbursed.loan.daily_rate),
+        apr: rate_text(disbursed.loan.apr),
+        disbursement_date: convert::date(disbursed.loan.disbursement_date),
+        first_due_date: first.and_then(|item| convert::date(item.due_date)),
+        first_due_amount: first.and_then(|item| cny(item.principal_minor + item.interest_minor)),
+        maturity_date: disbursed
+            .installments
+            .last()
+            .and_then(|item| convert::date(item.due_date)),
+        total_interest: cny(disbursed
+            .installments
+            .iter()
+            .map(|item| item.interest_minor)
+            .sum()),
+        available_after: cny(disbursed.line.available_minor),
+    }
+}
+
+fn disburse_response(disbursed: &Disbursed) -> proto::DisburseResponse {
+    proto::DisburseResponse {
+        loan: Some(loan(
+            &disbursed.loan,
+            &disbursed.installments,
+            disbursed.business_date,
+        )),
+        accounts: Some(loan_accounts(&disbursed.loan)),
+        transfers: disbursed.transfers.iter().map(convert::transfer).collect(),
+        credit_line: Some(line_balance(&disbursed.line)),
+    }
+}
+
+fn request_id_violations(request_id: &str) -> Vec<requests::Violation> {
+    microloan_platform::idempotency::request_id_problem(request_id)
+        .map(|problem| vec![("request_id", problem.to_owned())])
+        .unwrap_or_default()
+}
+
+/// A line limit: CNY, within [min, max] (0 allowed only where `allow_zero`).
+fn line_limit(
+    violations: &mut Vec<requests::Violation>,
+    field: &'static str,
+    money: Option<&common::Money>,
+    rules: &book::BookRules,
+    allow_zero: bool,
+) -> Option<i64> {
+    let amount = required_amount(
+        violations,
+        field,
+        money.map(|money| (money.currency_code.as_str(), money.minor_units)),
+        allow_zero,
+    )?;
+    let min = if allow_zero {
+        0
+    } else {
+        rules.line_limit_min_minor
+    };
+    if amount < min || amount > rules.line_limit_max_minor {
+        violations.push((
+            field,
+            format!(
+                "must be {}{} to {} fen",
+                if allow_zero { "0 or " } else { "" },
+                rules.line_limit_min_minor,
+                rules.line_limit_max_minor
+            ),
+        ));
+        return None;
+    }
+    if allow_zero && amount != 0 && amount < rules.line_limit_min_minor {
+        violations.push((field, "must be 0 or at least the minimum line limit".into()));
+        return None;
+    }
+    Some(amount)
+}
+
+impl LedgerApi {
+    pub(super) async fn open_credit_line(
+        &self,
+        caller: &str,
+        request: proto::OpenCreditLineRequest,
+    ) -> Result<proto::OpenCreditLineResponse, LedgerError> {
+        let mut violations = request_id_violations(&request.request_id);
+        let customer_id = required_id(&mut violations, "customer_id", &request.customer_id);
+        let credit_line_id =
+            required_id(&mut violations, "credit_line_id", &request.credit_line_id);
+        let limit = line_limit(
+            &mut violations,
+            "limit",
+            request.limit.as_ref(),
+            &self.rules,
+            false,
+        );
+        book::finish(violations)?;
+        let (Some(customer_id), Some(credit_line_id), Some(limit)) =
+            (customer_id, credit_line_id, limit)
+        else {
+            return Err(LedgerError::Internal("parsed without a violation".into()));
+        };
+        let body = proto::OpenCreditLineRequest {
+            request_id: String::new(),
+            ..request.clone()
+        }
+        .encode_to_vec();
+        let key = RequestKey {
+            caller,
+            rpc: "OpenCreditLine",
+            request_id: &request.request_id,
+            body: &body,
+        };
+        let response = ops::open_credit_line(
+            &self.pool,
+            key,
+            customer_id,
+            credit_line_id,
+            limit,
+            |opened: &LineOpened| {
+                proto::OpenCreditLineResponse {
+                    credit_line: Some(line_balance(&opened.line)),
+                    transfer: Some(convert::transfer(&opened.transfer)),
+                }
+                .encode_to_vec()
+            },
+        )
+        .await?;
+        decode(&response)
+    }
+
+    pub(super) async fn change_credit_limit(
+        &self,
+        caller: &str,
+        request: proto::ChangeCreditLimitRequest,
+    ) -> Result<proto::ChangeCreditLimitResponse, LedgerError> {
+        let mut violations = request_id_violations(&request.request_id);
+        let customer_id = required_id(&mut violations, "customer_id", &request.customer_id);
+        let new_limit = line_limit(
+            &mut violations,
+            "new_limit",
+            request.new_limit.as_ref(),
+            &self.rules,
+            true,
+        );
+        book::finish(violations)?;
+        let (Some(customer_id), Some(new_limit)) = (customer_id, new_limit) else {
+            return Err(LedgerError::Internal("parsed without a violation".into()));
+        };
+        let body = proto::ChangeCreditLimitRequest {
+            request_id: String::new(),
+            ..request.clone()
+        }
+        .encode_to_vec();
+        let key = RequestKey {
+            caller,
+            rpc: "ChangeCreditLimit",
+            request_id: &request.request_id,
+            body: &body,
+        };
+        let response = ops::change_credit_limit(
+            &self.pool,
+            key,
+            customer_id,
+            new_limit,
+            request.clamp_to_utilisation,
+            |changed: &LimitChanged| {
+                proto::ChangeCreditLimitResponse {
+                    credit_line: Some(line_balance(&changed.line)),
+                    previous_limit: cny(changed.previous_limit_minor),
+                    transfer: changed.transfer.as_ref().map(convert::transfer),
+                }
+                .encode_to_vec()
+            },
+        )
+        .await?;
+        decode(&response)
+    }
+
+    pub(super) async fn disburse(
+        &self,
+        caller: &str,
+        request: proto::DisburseRequest,
+    ) -> Result<proto::DisburseResponse, LedgerError> {
+        let method = match common::RepaymentMethod::try_from(request.repayment_method) {
+            Ok(common::RepaymentMethod::Unspecified) => Some(None),
+            Ok(common::RepaymentMethod::EqualPrincipal) => {
+                Some(Some(RepaymentMethod::EqualPrincipal))
+            }
+            Ok(common::RepaymentMethod::EqualInstallment) => {
+                Some(Some(RepaymentMethod::EqualInstallment))
+            }
+            Err(_) => None,
+        };
+        let request_id_problems = request_id_violations(&request.request_id);
+        let parsed = Disbursement::parse(
+            DisbursementFields {
+                customer_id: &request.customer_id,
+                loan_id: &request.loan_id,
+                credit_line_id: &request.credit_line_id,
+                principal: request
+                    .principal
+                    .as_ref()
+                    .map(|money| (money.currency_code.as_str(), money.minor_units)),
+                term_months: request.term_months,
+                method: method.flatten(),
+                method_known: method.is_some(),
+                daily_rate: &request.daily_rate,
+                penalty_daily_rate: &request.penalty_daily_rate,
+            },
+            &self.rules,
+        );
+        let drawdown = match (request_id_problems.is_empty(), parsed) {
+            (true, parsed) => parsed?,
+            (false, Err(LedgerError::InvalidArgument(more))) => {
+                return Err(LedgerError::InvalidArgument(
+                    [request_id_problems, more].concat(),
+                ));
+            }
+            (false, _) => return Err(LedgerError::InvalidArgument(request_id_problems)),
+        };
+        let body = proto::DisburseRequest {
+            request_id: String::new(),
+            ..request.clone()
+        }
+        .encode_to_vec();
+        let key = RequestKey {
+            caller,
+            rpc: "Disburse",
+            request_id: &request.request_id,
+            body: &body,
+        };
+        let response = ops::disburse(
+            &self.pool,
+            key,
+            drawdown,
+            &self.rules,
+            |disbursed| {
+                (
+                    convert::date(disbursed.business_date),
+                    Payload::LoanDisbursed(loan_disbursed_event(disbursed)),
+                )
+            },
+            |disbursed| disburse_response(disbursed).encode_to_vec(),
+        )
+        .await?;
+        decode(&response)
+    }
+
+    pub(super) async fn get_loan(
+        &self,
+        request: proto::GetLoanRequest,
+    ) -> Result<proto::GetLoanResponse, LedgerError> {
+        let mut violations = Vec::new();
+        let loan_id = required_id(&mut violations, "loan_id", &request.loan_id);
+        book::finish(violations)?;
+        let loan_id =
+            loan_id.ok_or_else(|| LedgerError::Internal("parsed without a violation".into()))?;
+        let mut conn = self.pool.acquire().await?;
+        let row = store::book::find_loan(&mut conn, loan_id)
+            .await?
+            .ok_or_else(|| LedgerError::NotFound {
+                resource_type: "loan",
+                name: loan_id.to_string(),
+            })?;
+        let installments = store::book::load_installments(&mut conn, loan_id).await?;
+        let today = store::business_date::read_business_date_in(&mut conn).await?;
+        Ok(proto::GetLoanResponse {
+            loan: Some(loan(&row, &installments, today.business_date)),
+            accounts: Some(loan_accounts(&row)),
+        })
+    }
+}

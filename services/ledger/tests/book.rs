@@ -1,0 +1,460 @@
+//! The loan book through gRPC against real Postgres: credit lines as ledger balances,
+//! drawdowns as one atomic posting that never overdraws the line (under concurrency
+//! too), idempotency, and the documented refusals, each changing nothing.
+
+use ledger::Ledger;
+use microloan_platform::{
+    auth::Role,
+    testing::{self, TestApp},
+};
+use microloan_proto::{
+    common::v1::{InstallmentStatus, LoanStatus, Money, RepaymentMethod},
+    ledger::v1::{
+        ChangeCreditLimitRequest, DisburseRequest, DisburseResponse, GetLoanRequest,
+        OpenCreditLineRequest, TransferCode, VerifyIntegrityRequest,
+        ledger_service_client::LedgerServiceClient,
+    },
+};
+use sqlx::PgPool;
+use tonic::{Code, Status, transport::Channel};
+use tonic_types::StatusExt;
+use uuid::Uuid;
+
+type Client = LedgerServiceClient<Channel>;
+
+struct Book {
+    app: TestApp,
+    client: Client,
+    token: String,
+}
+
+async fn book() -> Book {
+    let app = testing::spawn::<Ledger>(&[]).await;
+    let client = LedgerServiceClient::new(app.channel().await);
+    Book {
+        app,
+        client,
+        token: testing::token(Role::Service, None),
+    }
+}
+
+fn new_id() -> String {
+    Uuid::now_v7().to_string()
+}
+
+fn cny(minor_units: i64) -> Option<Money> {
+    Some(Money {
+        currency_code: "CNY".into(),
+        minor_units,
+    })
+}
+
+fn minor(money: &Option<Money>) -> i64 {
+    money.as_ref().map_or(-1, |money| money.minor_units)
+}
+
+fn reason(status: &Status) -> String {
+    status
+        .get_error_details()
+        .error_info()
+        .map(|info| {
+            assert_eq!(info.domain, "microloan.ledger");
+            info.reason.clone()
+        })
+        .unwrap_or_default()
+}
+
+fn fields(status: &Status) -> Vec<String> {
+    status
+        .get_error_details()
+        .bad_request()
+        .map(|bad| {
+            bad.field_violations
+                .iter()
+                .map(|v| v.field.clone())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+impl Book {
+    fn request<T>(&self, message: T) -> tonic::Request<T> {
+        testing::with_token(message, &self.token)
+    }
+
+    async fn open_line(&mut self, customer_id: &str, limit_minor: i64) -> String {
+        let credit_line_id = new_id();
+        let request = self.request(OpenCreditLineRequest {
+            request_id: new_id(),
+            customer_id: customer_id.to_owned(),
+            credit_line_id: credit_line_id.clone(),
+            limit: cny(limit_minor),
+        });
+        let opened = self
+            .client
+            .open_credit_line(request)
+            .await
+            .expect("opened")
+            .into_inner();
+        let line = opened.credit_line.expect("line");
+        assert_eq!(minor(&line.limit), limit_minor);
+        assert_eq!(minor(&line.available), limit_minor);
+        assert_eq!(minor(&line.utilised), 0);
+        credit_line_id
+    }
+
+    fn drawdown(
+        &self,
+        customer_id: &str,
+        credit_line_id: &str,
+        principal_minor: i64,
+    ) -> DisburseRequest {
+        DisburseRequest {
+            request_id: new_id(),
+            customer_id: customer_id.to_owned(),
+            loan_id: new_id(),
+            credit_line_id: credit_line_id.to_owned(),
+            principal: cny(principal_minor),
+            term_months: 10,
+            repayment_method: RepaymentMethod::EqualPrincipal as i32,
+            daily_rate: "0.0005".into(),
+            penalty_daily_rate: String::new(),
+        }
+    }
+
+    async fn disburse(&mut self, request: DisburseRequest) -> Result<DisburseResponse, Status> {
+        let request = self.request(request);
+        self.client
+            .disburse(request)
+            .await
+            .map(tonic::Response::into_inner)
+    }
+
+    async fn verify(&mut self) {
+        let request = self.request(VerifyIntegrityRequest::default());
+        let report = self
+            .client
+            .verify_integrity(request)
+            .await
+            .expect("verify")
+            .into_inner();
+        assert!(report.ok, "{:?}", report.violations);
+    }
+
+    async fn pool(&self) -> PgPool {
+        PgPool::connect(&self.app.database_url)
+            .await
+            .expect("connect")
+    }
+}
+
+async fn count(pool: &PgPool, sql: &str) -> i64 {
+    sqlx::query_scalar(sql).fetch_one(pool).await.expect(sql)
+}
+
+#[tokio::test]
+async fn a_drawdown_books_the_loan_its_schedule_and_two_linked_transfers() {
+    let mut book = book().await;
+    let customer = new_id();
+    let line = book.open_line(&customer, 1_000_000).await;
+    let request = book.drawdown(&customer, &line, 300_000);
+    let loan_id = request.loan_id.clone();
+    let booked = book.disburse(request.clone()).await.expect("booked");
+
+    let loan = booked.loan.as_ref().expect("loan");
+    assert_eq!(loan.loan_id, loan_id);
+    assert_eq!(loan.status, LoanStatus::Active as i32);
+    assert_eq!(minor(&loan.outstanding_principal), 300_000);
+    assert_eq!(loan.penalty_daily_rate, "0.00075");
+    let apr: f64 = loan.apr.parse().expect("decimal");
+    assert!((apr - 0.1825).abs() < 0.005, "{}", loan.apr);
+    let schedule = loan.schedule.as_ref().expect("schedule");
+    assert_eq!(schedule.installments.len(), 10);
+    assert_eq!(
+        schedule
+            .installments
+            .iter()
+            .map(|item| minor(&item.principal))
+            .sum::<i64>(),
+        300_000
+    );
+    assert!(
+        schedule
+            .installments
+            .iter()
+            .all(|item| item.status == InstallmentStatus::Scheduled as i32)
+    );
+    let codes: Vec<i32> = booked
+        .transfers
+        .iter()
+        .map(|transfer| transfer.code)
+        .collect();
+    assert_eq!(
+        codes,
+        [
+            TransferCode::DisbursementHeadroom as i32,
+            TransferCode::DisbursementPrincipal as i32
+        ]
+    );
+    let line_after = booked.credit_line.as_ref().expect("line");
+    assert_eq!(minor(&line_after.available), 700_000);
+    assert_eq!(minor(&line_after.utilised), 300_000);
+    assert_eq!(minor(&line_after.limit), 1_000_000);
+
+    // The same request again replays; the same loan under another request_id returns it.
+    assert_eq!(
+        book.disburse(request.clone()).await.expect("replay"),
+        booked
+    );
+    let again = book
+        .disburse(DisburseRequest {
+            request_id: new_id(),
+            ..request.clone()
+        })
+        .await
+        .expect("same loan, same terms");
+    assert_eq!(
+        again.loan.as_ref().map(|loan| &loan.loan_id),
+        Some(&loan_id)
+    );
+    let other_terms = book
+        .disburse(DisburseRequest {
+            request_id: new_id(),
+            term_months: 5,
+            ..request
+        })
+        .await
+        .expect_err("other terms");
+    assert_eq!(other_terms.code(), Code::AlreadyExists);
+    assert_eq!(reason(&other_terms), "LOAN_EXISTS");
+
+    let got = book
+        .client
+        .get_loan(book.request(GetLoanRequest {
+            loan_id: loan_id.clone(),
+        }))
+        .await
+        .expect("get")
+        .into_inner();
+    assert_eq!(got.loan.as_ref(), booked.loan.as_ref());
+
+    let pool = book.pool().await;
+    assert_eq!(count(&pool, "SELECT count(*) FROM loans").await, 1);
+    assert_eq!(
+        count(
+            &pool,
+            "SELECT count(*) FROM outbox WHERE event_type = 'EVENT_TYPE_LOAN_DISBURSED'"
+        )
+        .await,
+        1
+    );
+    pool.close().await;
+    book.verify().await;
+    book.app.stop().await.expect("clean stop");
+}
+
+#[tokio::test]
+async fn concurrent_drawdowns_never_take_a_line_past_its_limit() {
+    let mut book = book().await;
+    let customer = new_id();
+    let limit = 1_000_000;
+    let line = book.open_line(&customer, limit).await;
+    // 40 drawdowns of 300 CNY race for 10,000 CNY of headroom: 33 fit, 7 are refused.
+    let principal = 30_000;
+    let attempts = 40;
+    let calls = (0..attempts).map(|_| {
+        let mut client = book.client.clone();
+        let request = book.request(book.drawdown(&customer, &line, principal));
+        async move { client.disburse(request).await }
+    });
+    let results = futures::future::join_all(calls).await;
+    let booked = results.iter().filter(|result| result.is_ok()).count() as i64;
+    for refused in results.iter().filter_map(|result| result.as_ref().err()) {
+        assert_eq!(refused.code(), Code::FailedPrecondition, "{refused:?}");
+        assert_eq!(reason(refused), "CREDIT_LIMIT_EXCEEDED");
+    }
+    assert_eq!(booked, limit / principal);
+    let pool = book.pool().await;
+    let disbursed: i64 =
+        sqlx::query_scalar("SELECT COALESCE(sum(principal_minor), 0)::bigint FROM loans")
+            .fetch_one(&pool)
+            .await
+            .expect("sum");
+    assert_eq!(disbursed, booked * principal);
+    assert!(disbursed <= limit);
+    pool.close().await;
+    book.verify().await;
+    book.app.stop().await.expect("clean stop");
+}
+
+#[tokio::test]
+async fn refused_drawdowns_say_why_and_book_nothing() {
+    let mut book = book().await;
+    let customer = new_id();
+    let line = book.open_line(&customer, 500_000).await;
+
+    let too_big = book
+        .disburse(book.drawdown(&customer, &line, 500_001))
+        .await
+        .expect_err("over the line");
+    assert_eq!(reason(&too_big), "CREDIT_LIMIT_EXCEEDED");
+    let metadata = too_big
+        .get_error_details()
+        .error_info()
+        .map(|info| info.metadata.clone())
+        .unwrap_or_default();
+    assert_eq!(
+        metadata.get("available_minor_units").map(String::as_str),
+        Some("500000")
+    );
+
+    for (principal, want) in [
+        (9_999, "DRAWDOWN_BELOW_MINIMUM"),
+        (4_000_001, "DRAWDOWN_LIMIT_EXCEEDED"),
+    ] {
+        let status = book
+            .disburse(book.drawdown(&customer, &line, principal))
+            .await
+            .expect_err(want);
+        assert_eq!(status.code(), Code::FailedPrecondition);
+        assert_eq!(reason(&status), want);
+    }
+
+    let malformed = DisburseRequest {
+        request_id: "bad request id".into(),
+        principal: cny(0),
+        term_months: 7,
+        daily_rate: "0.01".into(),
+        ..book.drawdown(&customer, &line, 1)
+    };
+    let status = book.disburse(malformed).await.expect_err("malformed");
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert_eq!(
+        fields(&status),
+        ["request_id", "principal", "term_months", "daily_rate"]
+    );
+
+    let stranger = book
+        .disburse(book.drawdown(&new_id(), &line, 50_000))
+        .await
+        .expect_err("no line");
+    assert_eq!(stranger.code(), Code::NotFound);
+
+    // A line closed in the ledger (limit 0) refuses drawdowns with CREDIT_LINE_NOT_OPEN.
+    let closed = book
+        .client
+        .change_credit_limit(book.request(ChangeCreditLimitRequest {
+            request_id: new_id(),
+            customer_id: customer.clone(),
+            new_limit: cny(0),
+            clamp_to_utilisation: false,
+        }))
+        .await
+        .expect("closed")
+        .into_inner();
+    assert_eq!(minor(&closed.credit_line.as_ref().expect("line").limit), 0);
+    let status = book
+        .disburse(book.drawdown(&customer, &line, 50_000))
+        .await
+        .expect_err("closed");
+    assert_eq!(status.code(), Code::FailedPrecondition);
+    assert_eq!(reason(&status), "CREDIT_LINE_NOT_OPEN");
+
+    let pool = book.pool().await;
+    assert_eq!(count(&pool, "SELECT count(*) FROM loans").await, 0);
+    assert_eq!(
+        count(
+            &pool,
+            "SELECT count(*) FROM transfers WHERE code IN (20, 21)"
+        )
+        .await,
+        0
+    );
+    pool.close().await;
+    book.verify().await;
+    book.app.stop().await.expect("clean stop");
+}
+
+#[tokio::test]
+async fn limits_change_by_one_transfer_and_never_below_what_is_drawn() {
+    let mut book = book().await;
+    let customer = new_id();
+    let line = book.open_line(&customer, 1_000_000).await;
+    book.disburse(book.drawdown(&customer, &line, 400_000))
+        .await
+        .expect("drawn");
+    let change = |new_limit: i64, clamp: bool| ChangeCreditLimitRequest {
+        request_id: new_id(),
+        customer_id: customer.clone(),
+        new_limit: cny(new_limit),
+        clamp_to_utilisation: clamp,
+    };
+
+    let raised = book
+        .client
+        .change_credit_limit(book.request(change(2_000_000, false)))
+        .await
+        .expect("raised")
+        .into_inner();
+    assert_eq!(minor(&raised.previous_limit), 1_000_000);
+    assert_eq!(
+        raised.transfer.as_ref().map(|t| t.code),
+        Some(TransferCode::CreditLimitIncrease as i32)
+    );
+    assert_eq!(
+        minor(&raised.credit_line.as_ref().expect("line").available),
+        1_600_000
+    );
+
+    let refused = book
+        .client
+        .change_credit_limit(book.request(change(300_000, false)))
+        .await
+        .expect_err("below drawn");
+    assert_eq!(reason(&refused), "LIMIT_BELOW_UTILISATION");
+    let clamped = book
+        .client
+        .change_credit_limit(book.request(change(300_000, true)))
+        .await
+        .expect("clamped")
+        .into_inner();
+    let line_after = clamped.credit_line.expect("line");
+    assert_eq!(minor(&line_after.limit), 400_000);
+    assert_eq!(minor(&line_after.available), 0);
+    let unchanged = book
+        .client
+        .change_credit_limit(book.request(change(400_000, false)))
+        .await
+        .expect("same")
+        .into_inner();
+    assert!(unchanged.transfer.is_none());
+
+    let second_open = book
+        .client
+        .open_credit_line(book.request(OpenCreditLineRequest {
+            request_id: new_id(),
+            customer_id: customer.clone(),
+            credit_line_id: new_id(),
+            limit: cny(600_000),
+        }))
+        .await
+        .expect_err("already open");
+    assert_eq!(second_open.code(), Code::AlreadyExists);
+    assert_eq!(reason(&second_open), "CREDIT_LINE_EXISTS");
+
+    for (limit, field) in [(49_999, "limit"), (20_000_001, "limit")] {
+        let status = book
+            .client
+            .open_credit_line(book.request(OpenCreditLineRequest {
+                request_id: new_id(),
+                customer_id: new_id(),
+                credit_line_id: new_id(),
+                limit: cny(limit),
+            }))
+            .await
+            .expect_err("out of range");
+        assert_eq!(fields(&status), [field]);
+    }
+    book.verify().await;
+    book.app.stop().await.expect("clean stop");
+}
