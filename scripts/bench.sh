@@ -11,6 +11,9 @@
 #   BENCH_CONNECTIONS       HTTP/2 connections per run, at most one per worker (default 4)
 #   BENCH_READY_SECONDS     how long the service may take to answer health (default 90)
 #   BENCH_OUTPUT            where the report goes (default docs/benchmarks.md)
+#   BENCH_EVENTS_PRODUCERS  events-relay: producer tasks (default 8, 1..1024)
+#   BENCH_EVENTS_PER_TX     events-relay: events per producer transaction, space-separated,
+#                           one run each (default "1 10")
 # Postgres/Redis: scripts/dev-deps.sh when present (MICROLOAN_PG_URL, REDIS_URL), else
 # DATABASE_URL / REDIS_URL, else the local servers on 5432 and 6379.
 set -euo pipefail
@@ -40,6 +43,11 @@ for i in "${!levels[@]}"; do
   levels[i]=$(bounded BENCH_CONCURRENCY "${levels[i]}" 1 1024)
 done
 output=${BENCH_OUTPUT:-docs/benchmarks.md}
+events_producers=$(bounded BENCH_EVENTS_PRODUCERS "${BENCH_EVENTS_PRODUCERS:-8}" 1 1024)
+read -r -a events_per_tx <<<"${BENCH_EVENTS_PER_TX:-1 10}"
+for i in "${!events_per_tx[@]}"; do
+  events_per_tx[i]=$(bounded BENCH_EVENTS_PER_TX "${events_per_tx[i]}" 1 1000)
+done
 # Scenarios that need nothing but a running service; later ones are added here.
 scenarios=(health)
 
@@ -182,6 +190,37 @@ done
 stop_ledger
 [[ $ledger_status == 0 ]] || echo "bench: warning: ledger exited with status $ledger_status after SIGTERM" >&2
 
+# events-relay: the outbox -> relay -> stream -> consumer pipeline, run by loadgen in its
+# own process (no service needed), after the ledger stopped so it has the machine.
+for per_tx in "${events_per_tx[@]}"; do
+  file=$results/events-relay-x$per_tx.json
+  args=(--scenario events-relay --concurrency "$events_producers" --events-per-transaction "$per_tx"
+    --warmup-seconds "$warmup" --duration-seconds "$duration")
+  LOADGEN_DATABASE_URL="$pg_url" LOADGEN_REDIS_URL="$redis_url" RUST_LOG=warn \
+    "$loadgen_bin" "${args[@]}" --json "$file"
+  files+=("$file")
+  commands+=("loadgen ${args[*]}")
+done
+
+# Redis alone, from the same run, when redis-benchmark is installed: what one XADD (the
+# relay's command, same MAXLEN) and one SET cost on this machine, for scale.
+redis_baseline=
+if command -v redis-benchmark >/dev/null 2>&1 &&
+  [[ $redis_url =~ ^redis://([^:/@]+)(:([0-9]+))?/?$ ]]; then
+  redis_host=${BASH_REMATCH[1]}
+  redis_port=${BASH_REMATCH[3]:-6379}
+  rb_key="bench:redis-benchmark:{events}"
+  rb=(redis-benchmark -h "$redis_host" -p "$redis_port" -c 16 -n 200000 -q)
+  set_line=$("${rb[@]}" -t set 2>/dev/null | tr '\r' '\n' | grep -E '^SET:' | tail -n 1) || true
+  xadd_line=$("${rb[@]}" XADD "$rb_key" MAXLEN '~' 1000000 '*' event 0123456789abcdef0123456789abcdef 2>/dev/null |
+    tr '\r' '\n' | grep -E '^XADD' | tail -n 1) || true
+  redis-cli -h "$redis_host" -p "$redis_port" DEL "$rb_key" >/dev/null 2>&1 || true
+  if [[ -n $set_line || -n $xadd_line ]]; then
+    redis_baseline=$(printf -- '- `%s`\n' "${xadd_line:-XADD: not measured}" "${set_line:-SET: not measured}")
+  fi
+fi
+[[ -n $redis_baseline ]] || redis_baseline="- not measured: redis-benchmark is not installed, or REDIS_URL carries credentials or a database number"
+
 # The report.
 cpu_model=$(grep -m1 '^model name' /proc/cpuinfo 2>/dev/null | cut -d: -f2- | sed 's/^ *//') || true
 memory=$(awk '/^MemTotal:/ {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo 2>/dev/null) || true
@@ -210,9 +249,11 @@ page; edits by hand are overwritten.
 | scenario | call | what it tells |
 | :--- | :--- | :--- |
 | \`health\` | \`grpc.health.v1.Health/Check\` | The gRPC ceiling: the full server stack every RPC goes through (HTTP/2, tonic, the auth and metrics/tracing layers, concurrency limits) with no database or Redis work. No RPC of a service is faster than this on the same machine; compare every later scenario with it. |
+| \`events-relay\` | outbox → relay → Redis Stream → consumer group (libs/events, docs/events.md) | Not an RPC: \`concurrency\` producer tasks in the loadgen process each commit transactions of \`N/tx\` events (\`append\`; Postgres database \`microloan_bench_events\`, made afresh) while the relay and one consumer group run beside them as every service runs them (default \`EVENTS_*\` knobs, group \`loadgen\`). \`requests\` and throughput count events handled in the measured window; the latencies run from a producer's \`COMMIT\` returning to the handler starting on that event, for every event committed in the window. The handler does nothing itself, so this is the pipeline's own cost: the relay's batch transaction and \`XADD\`, \`XREADGROUP\`, the consumer's dedupe insert and commit, \`XACK\`. |
 
 Each row is one run: \`concurrency\` workers spread over \`connections\` HTTP/2
-connections, ${warmup} s of unmeasured warm-up, then ${duration} s measured.
+connections (for \`events-relay\`: producers, each with its own Postgres connection),
+${warmup} s of unmeasured warm-up, then ${duration} s measured.
 
 ## Machine
 
@@ -246,6 +287,11 @@ second over the measured window.
 
 $table_md
 
+Redis alone on the same machine in the same run (\`redis-benchmark -c 16 -n 200000\`:
+one \`XADD\` per request to one stream with the relay's \`MAXLEN ~\`, and \`SET\`):
+
+$redis_baseline
+
 ## How to read it
 
 - **Closed loop.** Each worker sends its next call only when the previous one has
@@ -263,6 +309,12 @@ $table_md
   production capacity.
 - **Errors** are counted by gRPC code and kept out of the latency columns; a run with
   errors is listed under the table. p99.9 rests on few samples when throughput is low.
+- **events-relay** rows are events, not calls: with 1 event per transaction the
+  producers' commit rate is the limit (each commit waits for its WAL flush), and the
+  relay and consumer keep up with it; with 10 per transaction the pipeline itself is
+  measured. The loadgen process holds producers, relay and consumer together and
+  competes with Postgres and Redis for the same cores. Target (issue 7): at least
+  5,000 events/s with p99 under 50 ms.
 - Loopback only: no network latency, no TLS.
 EOF
 } >"$tmp"

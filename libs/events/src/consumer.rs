@@ -196,8 +196,10 @@ impl<H: Handler> Consumer<H> {
                 Err(err) => {
                     let delay = backoff.next_delay();
                     tracing::warn!(group = %shared.group, error = %err, retry_ms = delay.as_millis() as u64, "events consumer: reading failed");
-                    // A failed connection is rebuilt on the next round.
+                    // A failed connection is rebuilt, and the group made again (the
+                    // stream may have been deleted: NOGROUP), on the next round.
                     reader.connection = None;
+                    reader.group_ready = false;
                     if !sleep_or_stop(delay, &stop).await {
                         break;
                     }
