@@ -17,7 +17,7 @@ use crate::{
             NewAttempt, NewNotification, NotificationRow, find_by_event, insert_attempt,
             insert_notification,
         },
-        preferences::{find_customer_locale, find_preferences, upsert_customer_locale},
+        preferences::{find_preferences_and_customer_locale, upsert_customer_locale},
     },
     templates::{self, Params, RenderError, Rendered},
 };
@@ -51,7 +51,7 @@ pub async fn preferences_and_locale(
     directory: &Directory,
     customer_id: Uuid,
 ) -> Result<(Preferences, Option<DateTime<Utc>>, Locale), ComposeError> {
-    let stored = find_preferences(conn, customer_id).await?;
+    let (stored, recorded_locale) = find_preferences_and_customer_locale(conn, customer_id).await?;
     let (preferences, update_time) = match stored {
         Some((preferences, update_time)) => (preferences, Some(update_time)),
         None => (Preferences::default(), None),
@@ -59,7 +59,7 @@ pub async fn preferences_and_locale(
     if let Some(locale) = preferences.locale {
         return Ok((preferences, update_time, locale));
     }
-    let locale = match find_customer_locale(conn, customer_id).await? {
+    let locale = match recorded_locale {
         Some(locale) => locale,
         None => match directory.customer_locale(customer_id).await? {
             Some(locale) => {
@@ -100,12 +100,6 @@ pub async fn create_notifications(
     let now = Utc::now();
     let mut rows = Vec::with_capacity(notice.channels.len());
     for &channel in &notice.channels {
-        if let Some(event_id) = notice.event_id
-            && let Some(existing) = find_by_event(conn, event_id, channel).await?
-        {
-            rows.push(existing);
-            continue;
-        }
         let disposition = dispose(&preferences, notice.class, channel, now, notice.not_before);
         let (rendered_locale, title, body, render_error) = match &rendered {
             Ok((text, used)) => (*used, text.title.as_str(), text.body.as_str(), None),
@@ -140,7 +134,8 @@ pub async fn create_notifications(
             sent: status == Status::Sent,
         };
         let Some(mut row) = insert_notification(conn, &new).await? else {
-            // A concurrent insert for the same (event_id, channel) won.
+            // This (event_id, channel) has its notification already (a redelivery, a
+            // second Send naming the event, or a concurrent insert that won).
             if let Some(event_id) = notice.event_id
                 && let Some(existing) = find_by_event(conn, event_id, channel).await?
             {

@@ -298,8 +298,9 @@ pub struct Settled {
     pub destination_masked: Option<String>,
 }
 
-/// Records `attempt` (if any) and the new state of a claimed notification, in one
-/// transaction; false (nothing written) when the claim was lost to another worker.
+/// Records `attempt` (if any) and the new state of a claimed notification in one
+/// statement (so atomically, in one round trip); false (nothing written) when the
+/// claim was lost to another worker.
 pub async fn settle_claimed(
     pool: &PgPool,
     claimed: &Claimed,
@@ -307,15 +308,22 @@ pub async fn settle_claimed(
     attempt: Option<&NewAttempt>,
     settled: &Settled,
 ) -> Result<bool, sqlx::Error> {
-    let mut tx = pool.begin().await?;
     let attempt_count = claimed.attempt_count + i32::from(attempt.is_some());
-    let updated = sqlx::query(
-        "UPDATE notifications SET status = $3, suppression_reason = $4, \
-             next_attempt_time = $5, attempt_count = $6, \
-             destination_masked = COALESCE($7, destination_masked), \
-             sent_time = CASE WHEN $3 = $8 THEN now() END, \
-             claim_token = NULL, claimed_until = NULL, update_time = now() \
-         WHERE notification_id = $1 AND claim_token = $2",
+    let settled_rows: i64 = sqlx::query_scalar(
+        "WITH settled AS ( \
+             UPDATE notifications SET status = $3, suppression_reason = $4, \
+                 next_attempt_time = $5, attempt_count = $6, \
+                 destination_masked = COALESCE($7, destination_masked), \
+                 sent_time = CASE WHEN $3 = $8 THEN now() END, \
+                 claim_token = NULL, claimed_until = NULL, update_time = now() \
+             WHERE notification_id = $1 AND claim_token = $2 \
+             RETURNING notification_id), \
+         attempt AS ( \
+             INSERT INTO delivery_attempts (notification_id, attempt_number, start_time, \
+                 latency_ms, outcome, http_status, error_message, provider_message_id) \
+             SELECT notification_id, $6, $10, $11, $12, $13, $14, $15 FROM settled \
+             WHERE $9) \
+         SELECT count(*) FROM settled",
     )
     .bind(claimed.notification_id)
     .bind(claim_token)
@@ -325,16 +333,16 @@ pub async fn settle_claimed(
     .bind(attempt_count)
     .bind(settled.destination_masked.as_deref())
     .bind(Status::Sent.as_i16())
-    .execute(&mut *tx)
-    .await?
-    .rows_affected();
-    if updated != 1 {
-        tx.rollback().await?;
-        return Ok(false);
-    }
-    if let Some(attempt) = attempt {
-        insert_attempt(&mut tx, claimed.notification_id, attempt_count, attempt).await?;
-    }
-    tx.commit().await?;
-    Ok(true)
+    .bind(attempt.is_some())
+    .bind(attempt.map(|a| a.start_time))
+    .bind(attempt.map_or(0, |a| a.latency_ms))
+    .bind(attempt.and_then(|a| a.outcome).map_or(0, Outcome::as_i16))
+    .bind(attempt.map_or(0, |a| a.http_status))
+    .bind(attempt.map_or(String::new(), |a| {
+        crate::templates::truncate(&a.error_message, 512)
+    }))
+    .bind(attempt.map_or("", |a| a.provider_message_id.as_str()))
+    .fetch_one(pool)
+    .await?;
+    Ok(settled_rows == 1)
 }

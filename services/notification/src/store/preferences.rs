@@ -69,21 +69,6 @@ impl PreferencesRow {
     }
 }
 
-/// The stored preferences with their update time, if ever set.
-pub async fn find_preferences(
-    conn: &mut PgConnection,
-    customer_id: Uuid,
-) -> Result<Option<(Preferences, DateTime<Utc>)>, sqlx::Error> {
-    let row: Option<PreferencesRow> = sqlx::query_as(
-        "SELECT locale, channels, quiet_start_minute, quiet_end_minute, quiet_time_zone, \
-             update_time FROM preferences WHERE customer_id = $1",
-    )
-    .bind(customer_id)
-    .fetch_optional(conn)
-    .await?;
-    Ok(row.map(PreferencesRow::into_preferences))
-}
-
 /// Replaces a customer's preferences; returns the update time.
 pub async fn upsert_preferences(
     conn: &mut PgConnection,
@@ -109,17 +94,54 @@ pub async fn upsert_preferences(
     .await
 }
 
-/// The customer's locale as account last reported it, if known.
-pub async fn find_customer_locale(
+/// The stored preferences (with their update time) and the recorded customer locale,
+/// in one round trip.
+pub async fn find_preferences_and_customer_locale(
     conn: &mut PgConnection,
     customer_id: Uuid,
-) -> Result<Option<Locale>, sqlx::Error> {
-    let locale: Option<String> =
-        sqlx::query_scalar("SELECT locale FROM customer_locales WHERE customer_id = $1")
-            .bind(customer_id)
-            .fetch_optional(conn)
-            .await?;
-    Ok(locale.as_deref().and_then(Locale::parse))
+) -> Result<(Option<(Preferences, DateTime<Utc>)>, Option<Locale>), sqlx::Error> {
+    #[derive(sqlx::FromRow)]
+    struct Joined {
+        locale: Option<String>,
+        channels: Option<serde_json::Value>,
+        quiet_start_minute: Option<i32>,
+        quiet_end_minute: Option<i32>,
+        quiet_time_zone: Option<String>,
+        update_time: Option<DateTime<Utc>>,
+        customer_locale: Option<String>,
+    }
+    let joined: Joined = sqlx::query_as(
+        "SELECT p.locale, p.channels, p.quiet_start_minute, p.quiet_end_minute, \
+             p.quiet_time_zone, p.update_time, c.locale AS customer_locale \
+         FROM (SELECT $1::uuid AS customer_id) k \
+         LEFT JOIN preferences p ON p.customer_id = k.customer_id \
+         LEFT JOIN customer_locales c ON c.customer_id = k.customer_id",
+    )
+    .bind(customer_id)
+    .fetch_one(conn)
+    .await?;
+    let customer_locale = joined.customer_locale.as_deref().and_then(Locale::parse);
+    let stored = match (
+        joined.channels,
+        joined.quiet_start_minute,
+        joined.quiet_end_minute,
+        joined.quiet_time_zone,
+        joined.update_time,
+    ) {
+        (Some(channels), Some(start), Some(end), Some(zone), Some(update_time)) => Some(
+            PreferencesRow {
+                locale: joined.locale,
+                channels,
+                quiet_start_minute: start,
+                quiet_end_minute: end,
+                quiet_time_zone: zone,
+                update_time,
+            }
+            .into_preferences(),
+        ),
+        _ => None,
+    };
+    Ok((stored, customer_locale))
 }
 
 /// Records the customer's locale as account reports it.
