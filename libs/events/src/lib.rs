@@ -38,8 +38,11 @@ pub use relay::Relay;
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 /// How long [`Events::stop`] waits for the background tasks before abandoning them
-/// (an abandoned relay batch rolls back and is published again later).
-const STOP_GRACE: Duration = Duration::from_secs(10);
+/// (an abandoned relay batch rolls back and is published again later; an abandoned
+/// consumer batch rolls back and its entries, still pending, are handled again). Small
+/// enough to fit the pod's termination budget beside the gRPC drain (docs/deploy.md:
+/// preStop 10 s + drain 20 s + 10 s for the rest).
+const STOP_GRACE: Duration = Duration::from_secs(5);
 
 /// The events machinery of one service process: the relay and housekeeping, started
 /// for every service (an empty outbox costs one idle `LISTEN`), plus the consumer

@@ -98,8 +98,8 @@ impl Relay {
                     backoff.reset();
                     busy = published > 0;
                     if busy {
-                        // More may be waiting: go again at once.
-                        linger_until = Instant::now() + LINGER;
+                        // More may be waiting: go again at once. (No new linger: an
+                        // append since the last wait shows as a change below.)
                         continue;
                     }
                 }

@@ -69,7 +69,14 @@ async fn the_span_that_appended_an_event_is_the_parent_of_the_handler_span() {
     assert_eq!(handler.span_kind, SpanKind::Consumer);
     assert_eq!(handler.span_context.trace_id(), trace_id);
     assert_eq!(handler.parent_span_id, span_id);
-    assert_eq!(world.effects().await.len(), 1);
+    // The span ends when the handler returns; the commit and XACK follow.
+    eventually("the event is applied and acknowledged", || async {
+        world.effects().await.len() == 1
+            && server_metrics
+                .render()
+                .contains("events_consumed_total{group=\"trace-test\"} 1")
+    })
+    .await;
 
     // The metrics are on the server's registry, so /metrics serves them.
     let rendered = server_metrics.render();

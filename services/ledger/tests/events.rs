@@ -53,7 +53,15 @@ async fn an_event_appended_in_a_ledger_transaction_is_relayed_and_counted() {
         appended.event_id
     );
 
-    let metrics = testing::http_get(app.admin_addr, "/metrics").await;
+    // The relay counts a batch once its commit returns, just after the XADD.
+    let mut metrics = String::new();
+    for _ in 0..250 {
+        metrics = testing::http_get(app.admin_addr, "/metrics").await;
+        if metrics.contains("events_published_total 1") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     assert!(
         metrics.contains("events_published_total 1"),
         "events metrics missing:\n{metrics}"

@@ -25,7 +25,7 @@ use crate::{
     config::StreamConfig,
     metrics::Metrics,
     signals::Signals,
-    store::notifications::{AttemptRow, NotificationRow, in_app_sent_since},
+    store::notifications::{AttemptRow, NotificationRow, attempts_of, in_app_sent_since},
 };
 
 /// How far back each look-up reaches for notices that committed late.
@@ -130,6 +130,7 @@ pub async fn run(
         let from = (cursor - chrono::Duration::from_std(LOOKBACK).unwrap_or_default()).max(floor);
         match in_app_sent_since(&context.pool, customer_id, from, limit).await {
             Ok(rows) => {
+                let attempts = attempts_for(&context.pool, &rows).await;
                 for row in rows {
                     let Some(sent_time) = row.sent_time else {
                         continue;
@@ -137,7 +138,7 @@ pub async fn run(
                     if streamed.contains_key(&row.notification_id) {
                         continue;
                     }
-                    let item = Item::Notification(to_proto(&row, &[]));
+                    let item = Item::Notification(to_proto(&row, &attempts));
                     if sender
                         .send(Ok(SubscribeResponse { item: Some(item) }))
                         .await
@@ -174,4 +175,20 @@ pub async fn run(
             }
         }
     }
+}
+
+/// The attempts of `rows` (empty if the look-up fails: the notices still stream).
+async fn attempts_for(pool: &PgPool, rows: &[NotificationRow]) -> Vec<AttemptRow> {
+    if rows.is_empty() {
+        return Vec::new();
+    }
+    let ids: Vec<Uuid> = rows.iter().map(|row| row.notification_id).collect();
+    let found = match pool.acquire().await {
+        Ok(mut conn) => attempts_of(&mut conn, &ids).await,
+        Err(err) => Err(err),
+    };
+    found.unwrap_or_else(|err| {
+        tracing::warn!(error = %err, "subscribe: cannot read attempts; streaming without them");
+        Vec::new()
+    })
 }

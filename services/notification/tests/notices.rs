@@ -324,6 +324,7 @@ async fn subscribe_streams_new_notices_and_resumes_after_a_reconnect_without_a_g
     .await;
     let got = next_notification(&mut stream).await;
     assert_eq!(got.notification_id, n1[0].notification_id);
+    assert_eq!(got.attempts.len(), 1, "stored: one DELIVERED attempt");
     drop(stream);
 
     // Disconnected while two more arrive.
