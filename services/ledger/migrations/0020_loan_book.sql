@@ -19,6 +19,8 @@ CREATE TABLE credit_lines (
 -- Loans. status: 1 ACTIVE, 2 PAID_OFF, 3 WRITTEN_OFF (LoanStatus numbers);
 -- repayment_method: RepaymentMethod numbers. Rates are exact decimals.
 CREATE TABLE loans (
+    -- Listing order (newest first) and the page-token key.
+    seq                     bigint GENERATED ALWAYS AS IDENTITY UNIQUE,
     loan_id                 uuid PRIMARY KEY,
     customer_id             uuid NOT NULL,
     credit_line_id          uuid NOT NULL,
@@ -40,8 +42,7 @@ CREATE TABLE loans (
     written_off_minor       bigint,
     update_time             timestamptz NOT NULL DEFAULT now()
 );
-CREATE INDEX loans_customer ON loans (customer_id, disburse_time DESC, loan_id DESC);
-CREATE INDEX loans_book ON loans (disburse_time DESC, loan_id DESC);
+CREATE INDEX loans_customer ON loans (customer_id, seq DESC);
 CREATE INDEX loans_active ON loans (loan_id) WHERE status = 1;
 
 -- The schedule and each instalment's progress (fen). interest_minor is the planned

@@ -540,6 +540,32 @@ impl LedgerService for LedgerApi {
         Ok(Response::new(self.get_loan(request.into_inner()).await?))
     }
 
+    async fn repay(
+        &self,
+        request: Request<proto::RepayRequest>,
+    ) -> Result<Response<proto::RepayResponse>, Status> {
+        let (caller, _) = caller_scope(&request)?;
+        Ok(Response::new(
+            self.repay(&caller, request.into_inner()).await?,
+        ))
+    }
+
+    async fn list_loans(
+        &self,
+        request: Request<proto::ListLoansRequest>,
+    ) -> Result<Response<proto::ListLoansResponse>, Status> {
+        Ok(Response::new(self.list_loans(request.into_inner()).await?))
+    }
+
+    async fn quote_payoff(
+        &self,
+        request: Request<proto::QuotePayoffRequest>,
+    ) -> Result<Response<proto::QuotePayoffResponse>, Status> {
+        Ok(Response::new(
+            self.quote_payoff(request.into_inner()).await?,
+        ))
+    }
+
     async fn get_business_date(
         &self,
         _request: Request<proto::GetBusinessDateRequest>,

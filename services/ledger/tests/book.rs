@@ -11,8 +11,8 @@ use microloan_proto::{
     common::v1::{InstallmentStatus, LoanStatus, Money, RepaymentMethod},
     ledger::v1::{
         ChangeCreditLimitRequest, DisburseRequest, DisburseResponse, GetLoanRequest,
-        OpenCreditLineRequest, TransferCode, VerifyIntegrityRequest,
-        ledger_service_client::LedgerServiceClient,
+        ListLoansRequest, OpenCreditLineRequest, QuotePayoffRequest, RepayRequest, TransferCode,
+        VerifyIntegrityRequest, ledger_service_client::LedgerServiceClient,
     },
 };
 use sqlx::PgPool;
@@ -456,5 +456,220 @@ async fn limits_change_by_one_transfer_and_never_below_what_is_drawn() {
         assert_eq!(fields(&status), [field]);
     }
     book.verify().await;
+    book.app.stop().await.expect("clean stop");
+}
+
+#[tokio::test]
+async fn repayments_allocate_restore_headroom_and_settle_the_loan() {
+    let mut book = book().await;
+    let customer = new_id();
+    let line = book.open_line(&customer, 1_000_000).await;
+    let drawdown = book.drawdown(&customer, &line, 300_000);
+    let loan_id = drawdown.loan_id.clone();
+    book.disburse(drawdown).await.expect("booked");
+    let repay = |amount: Option<i64>, pay_off: bool| RepayRequest {
+        request_id: new_id(),
+        customer_id: customer.clone(),
+        loan_id: loan_id.clone(),
+        amount: amount.and_then(cny),
+        pay_off,
+        external_reference: "wx-1".into(),
+    };
+
+    // On the disbursement day nothing has accrued: the current instalment's principal,
+    // then prepayment from the last instalment backwards.
+    let first = book
+        .client
+        .repay(book.request(repay(Some(50_000), false)))
+        .await
+        .expect("repaid")
+        .into_inner();
+    let repayment = first.repayment.expect("repayment");
+    let sequences: Vec<i32> = repayment.allocations.iter().map(|a| a.sequence).collect();
+    assert_eq!(sequences, [1, 10]);
+    assert_eq!(minor(&repayment.principal_paid), 50_000);
+    assert_eq!(minor(&repayment.prepaid_principal), 20_000);
+    assert_eq!(minor(&repayment.interest_paid), 0);
+    assert!(!repayment.paid_off);
+    let codes: Vec<i32> = first.transfers.iter().map(|t| t.code).collect();
+    assert_eq!(
+        codes,
+        [
+            TransferCode::RepaymentPrincipal as i32,
+            TransferCode::HeadroomRestore as i32
+        ]
+    );
+    let line_after = first.credit_line.expect("line");
+    assert_eq!(
+        (minor(&line_after.available), minor(&line_after.utilised)),
+        (750_000, 250_000)
+    );
+
+    let quote = book
+        .client
+        .quote_payoff(book.request(QuotePayoffRequest {
+            loan_id: loan_id.clone(),
+            payoff_date: None,
+        }))
+        .await
+        .expect("quote")
+        .into_inner()
+        .quote
+        .expect("quote");
+    assert_eq!(minor(&quote.total), 250_000);
+    assert_eq!(minor(&quote.per_diem), 125);
+
+    let too_much = book
+        .client
+        .repay(book.request(repay(Some(250_001), false)))
+        .await
+        .expect_err("too much");
+    assert_eq!(reason(&too_much), "REPAYMENT_EXCEEDS_BALANCE");
+    let both = book
+        .client
+        .repay(book.request(repay(Some(1), true)))
+        .await
+        .expect_err("both");
+    assert_eq!(fields(&both), ["amount"]);
+    let stranger = RepayRequest {
+        customer_id: new_id(),
+        ..repay(Some(100), false)
+    };
+    let status = book
+        .client
+        .repay(book.request(stranger))
+        .await
+        .expect_err("not theirs");
+    assert_eq!(status.code(), Code::NotFound);
+
+    let settled = book
+        .client
+        .repay(book.request(repay(None, true)))
+        .await
+        .expect("paid off")
+        .into_inner();
+    assert!(settled.repayment.expect("repayment").paid_off);
+    let loan = settled.loan.expect("loan");
+    assert_eq!(loan.status, LoanStatus::PaidOff as i32);
+    assert_eq!(minor(&loan.total_outstanding), 0);
+    let line_after = settled.credit_line.expect("line");
+    assert_eq!(
+        (minor(&line_after.available), minor(&line_after.utilised)),
+        (1_000_000, 0)
+    );
+    let again = book
+        .client
+        .repay(book.request(repay(Some(100), false)))
+        .await
+        .expect_err("settled");
+    assert_eq!(reason(&again), "LOAN_NOT_ACTIVE");
+
+    let pool = book.pool().await;
+    let events: Vec<String> = sqlx::query_scalar("SELECT event_type FROM outbox ORDER BY id")
+        .fetch_all(&pool)
+        .await
+        .expect("events");
+    assert_eq!(
+        events,
+        [
+            "EVENT_TYPE_LOAN_DISBURSED",
+            "EVENT_TYPE_REPAYMENT_RECEIVED",
+            "EVENT_TYPE_REPAYMENT_RECEIVED",
+            "EVENT_TYPE_LOAN_PAID_OFF"
+        ]
+    );
+    assert_eq!(count(&pool, "SELECT count(*) FROM repayments").await, 2);
+    pool.close().await;
+    book.verify().await;
+    book.app.stop().await.expect("clean stop");
+}
+
+#[tokio::test]
+async fn loans_list_newest_first_by_customer_and_status_a_page_at_a_time() {
+    let mut book = book().await;
+    let customer = new_id();
+    let line = book.open_line(&customer, 2_000_000).await;
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        let request = book.drawdown(&customer, &line, 100_000);
+        ids.push(request.loan_id.clone());
+        book.disburse(request).await.expect("booked");
+    }
+    let other = new_id();
+    let other_line = book.open_line(&other, 500_000).await;
+    book.disburse(book.drawdown(&other, &other_line, 100_000))
+        .await
+        .expect("booked");
+
+    let mut seen = Vec::new();
+    let mut token = String::new();
+    for _ in 0..5 {
+        let page = book
+            .client
+            .list_loans(book.request(ListLoansRequest {
+                customer_id: customer.clone(),
+                page_size: 2,
+                page_token: token.clone(),
+                ..ListLoansRequest::default()
+            }))
+            .await
+            .expect("page")
+            .into_inner();
+        seen.extend(page.loans.iter().map(|loan| loan.loan_id.clone()));
+        token = page.next_page_token;
+        if token.is_empty() {
+            break;
+        }
+    }
+    ids.reverse();
+    assert_eq!(seen, ids, "newest first, every loan once");
+
+    let whole_book = book
+        .client
+        .list_loans(book.request(ListLoansRequest::default()))
+        .await
+        .expect("book")
+        .into_inner();
+    assert_eq!(whole_book.loans.len(), 4);
+    let paid_off = book
+        .client
+        .list_loans(book.request(ListLoansRequest {
+            statuses: vec![LoanStatus::PaidOff as i32],
+            ..ListLoansRequest::default()
+        }))
+        .await
+        .expect("none")
+        .into_inner();
+    assert!(paid_off.loans.is_empty());
+    for (request, field) in [
+        (
+            ListLoansRequest {
+                page_token: "forged".into(),
+                ..ListLoansRequest::default()
+            },
+            "page_token",
+        ),
+        (
+            ListLoansRequest {
+                page_size: -1,
+                ..ListLoansRequest::default()
+            },
+            "page_size",
+        ),
+        (
+            ListLoansRequest {
+                customer_id: "nope".into(),
+                ..ListLoansRequest::default()
+            },
+            "customer_id",
+        ),
+    ] {
+        let status = book
+            .client
+            .list_loans(book.request(request))
+            .await
+            .expect_err(field);
+        assert_eq!(fields(&status), [field]);
+    }
     book.app.stop().await.expect("clean stop");
 }

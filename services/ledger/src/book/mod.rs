@@ -425,3 +425,130 @@ mod tests {
         assert!(!items[1].flags.linked);
     }
 }
+
+/// What settles a loan on `payoff_date` (ledger.proto `PayoffQuote`), in fen.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PayoffQuote {
+    pub principal_minor: i64,
+    pub interest_minor: i64,
+    pub penalty_minor: i64,
+    pub per_diem_minor: i64,
+}
+
+impl PayoffQuote {
+    pub fn total_minor(&self) -> i64 {
+        self.principal_minor + self.interest_minor + self.penalty_minor
+    }
+}
+
+/// One instalment's unpaid principal and due date, for the payoff projection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UnpaidPrincipal {
+    pub due_date: chrono::NaiveDate,
+    pub principal_minor: i64,
+}
+
+/// The payoff on `payoff_date` (business date .. +30 days): what is owed today plus the
+/// interest and penalty that end of day would accrue for each day from the business
+/// date up to the day before `payoff_date` (end of day of date d accrues day d, rounded
+/// per day, loan.proto), so early repayment pays only the days used. `per_diem` is one
+/// more day at `payoff_date`.
+#[allow(clippy::too_many_arguments)]
+pub fn payoff_quote(
+    principal_outstanding_minor: i64,
+    interest_owed_minor: i64,
+    penalty_owed_minor: i64,
+    unpaid: &[UnpaidPrincipal],
+    daily_rate: Decimal,
+    penalty_rate: Decimal,
+    business_date: chrono::NaiveDate,
+    payoff_date: chrono::NaiveDate,
+) -> Result<PayoffQuote, LedgerError> {
+    use microloan_domain::loan::interest_minor;
+    let overflow = || LedgerError::Internal("payoff arithmetic overflowed".into());
+    let day_accrual = |day: chrono::NaiveDate| -> Result<(i64, i64), LedgerError> {
+        let overdue: i64 = unpaid
+            .iter()
+            .filter(|item| item.due_date < day)
+            .map(|item| item.principal_minor)
+            .sum();
+        Ok((
+            interest_minor(principal_outstanding_minor, daily_rate, 1).ok_or_else(overflow)?,
+            interest_minor(overdue, penalty_rate, 1).ok_or_else(overflow)?,
+        ))
+    };
+    let mut interest = interest_owed_minor;
+    let mut penalty = penalty_owed_minor;
+    let mut day = business_date;
+    // At most 30 iterations: the payoff date is checked to be within 30 days.
+    while day < payoff_date {
+        let (day_interest, day_penalty) = day_accrual(day)?;
+        interest += day_interest;
+        penalty += day_penalty;
+        day = day.succ_opt().ok_or_else(overflow)?;
+    }
+    let (next_interest, next_penalty) = day_accrual(payoff_date)?;
+    Ok(PayoffQuote {
+        principal_minor: principal_outstanding_minor,
+        interest_minor: interest,
+        penalty_minor: penalty,
+        per_diem_minor: next_interest + next_penalty,
+    })
+}
+
+#[cfg(test)]
+mod payoff_tests {
+    use super::*;
+    use chrono::NaiveDate;
+
+    fn date(day: u32) -> NaiveDate {
+        NaiveDate::from_ymd_opt(2026, 3, day).expect("date")
+    }
+
+    #[test]
+    fn paying_off_on_the_disbursement_day_costs_the_principal_only() {
+        let rate = Decimal::new(5, 4);
+        let quote = payoff_quote(
+            1_000_000,
+            0,
+            0,
+            &[],
+            rate,
+            rate * Decimal::new(15, 1),
+            date(10),
+            date(10),
+        )
+        .expect("quote");
+        assert_eq!(quote.total_minor(), 1_000_000);
+        assert_eq!(quote.per_diem_minor, 500);
+        // Three days later: three days of 5 CNY.
+        let later =
+            payoff_quote(1_000_000, 0, 0, &[], rate, rate, date(10), date(13)).expect("quote");
+        assert_eq!(later.interest_minor, 1_500);
+    }
+
+    #[test]
+    fn overdue_principal_adds_penalty_per_day() {
+        let rate = Decimal::new(5, 4);
+        let penalty_rate = Decimal::new(75, 5);
+        let unpaid = [UnpaidPrincipal {
+            due_date: date(9),
+            principal_minor: 100_000,
+        }];
+        let quote = payoff_quote(
+            400_000,
+            300,
+            10,
+            &unpaid,
+            rate,
+            penalty_rate,
+            date(10),
+            date(12),
+        )
+        .expect("quote");
+        // Two days of 200 interest and 75 penalty on top of what is owed today.
+        assert_eq!(quote.interest_minor, 300 + 2 * 200);
+        assert_eq!(quote.penalty_minor, 10 + 2 * 75);
+        assert_eq!(quote.per_diem_minor, 275);
+    }
+}

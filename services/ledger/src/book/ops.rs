@@ -3,7 +3,10 @@
 //! general ledger (`store::transfers::apply_transfers`) and write the book's own rows
 //! and the outbox event, so money, loan and event commit together or not at all.
 
-use microloan_domain::loan::{Schedule, apr_of_schedule, build_schedule};
+use microloan_domain::loan::{
+    AllocationError, InstallmentOwed, RepaymentAllocation, Schedule, allocate_repayment,
+    apr_of_schedule, build_schedule, payoff_amount_minor,
+};
 use microloan_events::NewEvent;
 use microloan_platform::idempotency::RequestKey;
 use microloan_proto::{events::v1::event::Payload, google::r#type::Date};
@@ -462,6 +465,236 @@ pub async fn disburse(
         )
         .await?;
         Ok(respond(&disbursed))
+    })
+    .await
+}
+
+/// A repayment as asked: an amount, or everything owed (`pay_off`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RepaymentOrder {
+    pub customer_id: Uuid,
+    pub loan_id: Uuid,
+    /// `None` with `pay_off`.
+    pub amount_minor: Option<i64>,
+    pub external_reference: String,
+}
+
+/// What a repayment did.
+#[derive(Debug, Clone)]
+pub struct Repaid {
+    pub repayment_id: Uuid,
+    pub amount_minor: i64,
+    pub allocation: RepaymentAllocation,
+    pub loan: LoanRow,
+    pub installments: Vec<rows::InstallmentRow>,
+    pub transfers: Vec<Transfer>,
+    pub line: LineBalanceRow,
+    pub business_date: chrono::NaiveDate,
+    pub paid_off: bool,
+    pub external_reference: String,
+    pub create_time: chrono::DateTime<chrono::Utc>,
+}
+
+/// What each instalment still owes on `business_date`: penalty charged and interest
+/// accrued but unpaid, principal unpaid.
+pub fn owed(installments: &[rows::InstallmentRow]) -> Vec<InstallmentOwed> {
+    installments
+        .iter()
+        .filter(|item| item.settled_date.is_none())
+        .map(|item| InstallmentOwed {
+            sequence: u32::try_from(item.sequence).unwrap_or(0),
+            due_date: item.due_date,
+            penalty_minor: item.penalty_charged - item.penalty_paid,
+            interest_minor: item.interest_accrued - item.interest_paid,
+            principal_minor: item.principal_minor - item.principal_paid,
+        })
+        .collect()
+}
+
+fn loan_not_found(loan_id: Uuid) -> LedgerError {
+    LedgerError::NotFound {
+        resource_type: "loan",
+        name: loan_id.to_string(),
+    }
+}
+
+/// Repay: funding ← receivables in allocation order, headroom restored for the
+/// principal (and the limit cut by as much while the line is closed), linked; settles
+/// the loan when nothing is left.
+pub async fn repay(
+    pool: &PgPool,
+    key: RequestKey<'_>,
+    order: RepaymentOrder,
+    encode_repayment: impl FnOnce(&Repaid) -> Vec<u8>,
+    events_of: impl FnOnce(&Repaid) -> Vec<(Option<Date>, Payload)>,
+    respond: impl FnOnce(&Repaid) -> Vec<u8>,
+) -> Result<Vec<u8>, LedgerError> {
+    idempotent(pool, key, true, async move |conn, today| {
+        let customer_id = order.customer_id;
+        let line = rows::lock_line(conn, customer_id).await?;
+        let loan = rows::find_loan(conn, order.loan_id)
+            .await?
+            .filter(|loan| loan.customer_id == customer_id)
+            .ok_or_else(|| loan_not_found(order.loan_id))?;
+        if loan.status != 1 {
+            return Err(LedgerError::precondition(
+                "LOAN_NOT_ACTIVE",
+                "the loan is paid off or written off",
+                vec![(
+                    "status",
+                    if loan.status == 2 {
+                        "PAID_OFF"
+                    } else {
+                        "WRITTEN_OFF"
+                    }
+                    .to_owned(),
+                )],
+            ));
+        }
+        let line = line.ok_or_else(|| LedgerError::Internal("a loan without its line".into()))?;
+        let installments = rows::load_installments(conn, loan.loan_id).await?;
+        let owed = owed(&installments);
+        let payoff = payoff_amount_minor(&owed)
+            .map_err(|err| LedgerError::Internal(format!("loan {}: {err}", loan.loan_id)))?;
+        let amount_minor = order.amount_minor.unwrap_or(payoff);
+        let allocation = match allocate_repayment(amount_minor, &owed, today.business_date) {
+            Ok(allocation) => allocation,
+            Err(AllocationError::ExceedsBalance { payoff_minor }) => {
+                return Err(LedgerError::precondition(
+                    "REPAYMENT_EXCEEDS_BALANCE",
+                    "the repayment is larger than everything owed",
+                    vec![("payoff_minor_units", payoff_minor.to_string())],
+                ));
+            }
+            Err(err) => return Err(LedgerError::Internal(format!("allocation: {err}"))),
+        };
+        let [control, funding] = platform_accounts(
+            conn,
+            customer_id,
+            [AccountCode::CreditLineControl, AccountCode::Funding],
+        )
+        .await?;
+        let loan_posting = |code, debit, credit, amount_minor| Posting {
+            code,
+            debit_account_id: debit,
+            credit_account_id: credit,
+            amount_minor,
+            customer_id,
+            loan_id: Some(loan.loan_id),
+        };
+        let mut postings = vec![
+            loan_posting(
+                TransferCode::RepaymentPenalty,
+                funding,
+                loan.penalty_account_id,
+                allocation.penalty_minor,
+            ),
+            loan_posting(
+                TransferCode::RepaymentInterest,
+                funding,
+                loan.interest_account_id,
+                allocation.interest_minor,
+            ),
+            loan_posting(
+                TransferCode::RepaymentPrincipal,
+                funding,
+                loan.principal_account_id,
+                allocation.principal_minor,
+            ),
+            loan_posting(
+                TransferCode::HeadroomRestore,
+                control,
+                line.account_id,
+                allocation.principal_minor,
+            ),
+        ];
+        if line.closed {
+            // A closed line never regains headroom: the limit falls with the principal.
+            postings.push(loan_posting(
+                TransferCode::CreditLimitDecrease,
+                line.account_id,
+                control,
+                allocation.principal_minor,
+            ));
+        }
+        let transfers = post(conn, &today, &postings, "repayment")
+            .await?
+            .map_err(|failed| unexpected("Repay", failed))?;
+        let allocations: Vec<(i32, i64, i64, i64)> = allocation
+            .allocations
+            .iter()
+            .map(|a| {
+                (
+                    a.sequence as i32,
+                    a.penalty_minor,
+                    a.interest_minor,
+                    a.principal_minor,
+                )
+            })
+            .collect();
+        rows::apply_allocations(conn, loan.loan_id, &allocations, today.business_date).await?;
+        let new_limit = if line.closed {
+            line.limit_minor - allocation.principal_minor
+        } else {
+            line.limit_minor
+        };
+        rows::update_line(
+            conn,
+            customer_id,
+            line.credit_line_id,
+            new_limit,
+            line.closed,
+        )
+        .await?;
+        let paid_off = amount_minor == payoff;
+        if paid_off {
+            rows::mark_paid_off(conn, loan.loan_id, today.business_date).await?;
+        } else {
+            rows::touch_loan(conn, loan.loan_id).await?;
+        }
+        let loan = rows::find_loan(conn, loan.loan_id)
+            .await?
+            .ok_or_else(|| LedgerError::Internal("the loan vanished".into()))?;
+        debug_assert!(!paid_off || loan.principal_outstanding_minor == 0);
+        let installments = rows::load_installments(conn, loan.loan_id).await?;
+        let line = balance(conn, customer_id).await?;
+        debug_assert_eq!(line.limit_minor, line.available_minor + line.utilised_minor);
+        let repaid = Repaid {
+            repayment_id: Uuid::now_v7(),
+            amount_minor,
+            allocation,
+            loan,
+            installments,
+            transfers,
+            line,
+            business_date: today.business_date,
+            paid_off,
+            external_reference: order.external_reference,
+            create_time: today.now,
+        };
+        rows::insert_repayment(
+            conn,
+            repaid.repayment_id,
+            repaid.loan.loan_id,
+            customer_id,
+            amount_minor,
+            today.business_date,
+            &encode_repayment(&repaid),
+        )
+        .await?;
+        for (business_date, payload) in events_of(&repaid) {
+            microloan_events::append(
+                conn,
+                PRODUCER,
+                NewEvent {
+                    customer_id,
+                    business_date,
+                    payload,
+                },
+            )
+            .await?;
+        }
+        Ok(respond(&repaid))
     })
     .await
 }

@@ -6,7 +6,7 @@ use microloan_domain::loan::RepaymentMethod;
 use microloan_platform::idempotency::RequestKey;
 use microloan_proto::{
     common::v1 as common,
-    events::v1::{LoanDisbursed, event::Payload},
+    events::v1::{LoanDisbursed, LoanPaidOff, RepaymentReceived, event::Payload},
     ledger::v1 as proto,
 };
 use prost::Message;
@@ -15,12 +15,15 @@ use rust_decimal::Decimal;
 use super::{LedgerApi, convert, decode};
 use crate::{
     book::{
-        self, Disbursement, DisbursementFields,
-        ops::{self, Disbursed, LimitChanged, LineOpened},
+        self, Disbursement, DisbursementFields, UnpaidPrincipal,
+        ops::{self, Disbursed, LimitChanged, LineOpened, Repaid, RepaymentOrder},
         required_amount, required_id,
     },
     error::LedgerError,
-    gl::{CURRENCY_CNY, requests},
+    gl::{
+        CURRENCY_CNY,
+        requests::{self, PageToken},
+    },
     store::{
         self,
         book::{InstallmentRow, LineBalanceRow, LoanRow},
@@ -249,6 +252,82 @@ fn disburse_response(disbursed: &Disbursed) -> proto::DisburseResponse {
         credit_line: Some(line_balance(&disbursed.line)),
     }
 }
+
+/// The Repayment message of a repayment (loan.proto), as stored, sent and returned.
+fn repayment(repaid: &Repaid) -> common::Repayment {
+    let allocation = &repaid.allocation;
+    common::Repayment {
+        repayment_id: repaid.repayment_id.to_string(),
+        loan_id: repaid.loan.loan_id.to_string(),
+        customer_id: repaid.loan.customer_id.to_string(),
+        amount: cny(repaid.amount_minor),
+        penalty_paid: cny(allocation.penalty_minor),
+        interest_paid: cny(allocation.interest_minor),
+        principal_paid: cny(allocation.principal_minor),
+        prepaid_principal: cny(allocation.prepaid_principal_minor),
+        allocations: allocation
+            .allocations
+            .iter()
+            .map(|item| common::InstallmentAllocation {
+                sequence: i32::try_from(item.sequence).unwrap_or(i32::MAX),
+                penalty: cny(item.penalty_minor),
+                interest: cny(item.interest_minor),
+                principal: cny(item.principal_minor),
+            })
+            .collect(),
+        value_date: convert::date(repaid.business_date),
+        create_time: convert::timestamp(repaid.create_time),
+        external_reference: repaid.external_reference.clone(),
+        paid_off: repaid.paid_off,
+    }
+}
+
+fn repayment_events(
+    repaid: &Repaid,
+) -> Vec<(Option<microloan_proto::google::r#type::Date>, Payload)> {
+    let shown = loan(&repaid.loan, &repaid.installments, repaid.business_date);
+    let mut events = vec![(
+        convert::date(repaid.business_date),
+        Payload::RepaymentReceived(RepaymentReceived {
+            repayment: Some(repayment(repaid)),
+            outstanding_after: shown.total_outstanding.clone(),
+            days_past_due_after: shown.days_past_due,
+            available_after: cny(repaid.line.available_minor),
+        }),
+    )];
+    if repaid.paid_off {
+        events.push((
+            convert::date(repaid.business_date),
+            Payload::LoanPaidOff(LoanPaidOff {
+                loan_id: repaid.loan.loan_id.to_string(),
+                paid_off_date: convert::date(repaid.business_date),
+                principal_paid: shown.principal_paid.clone(),
+                interest_paid: shown.interest_paid.clone(),
+                penalty_paid: shown.penalty_paid.clone(),
+                early: repaid
+                    .installments
+                    .last()
+                    .is_some_and(|last| repaid.business_date < last.due_date),
+                max_days_past_due: repaid
+                    .installments
+                    .iter()
+                    .map(|item| {
+                        let settled = item.settled_date.unwrap_or(repaid.business_date);
+                        (settled - item.due_date).num_days().max(0)
+                    })
+                    .max()
+                    .and_then(|days| i32::try_from(days).ok())
+                    .unwrap_or(0),
+            }),
+        ));
+    }
+    events
+}
+
+/// Longest external_reference of a repayment.
+const EXTERNAL_REFERENCE_CHARS_MAX: usize = 128;
+/// QuotePayoff looks at most this many days past the business date.
+const PAYOFF_DAYS_AHEAD_MAX: i64 = 30;
 
 fn request_id_violations(request_id: &str) -> Vec<requests::Violation> {
     microloan_platform::idempotency::request_id_problem(request_id)
@@ -485,6 +564,255 @@ impl LedgerApi {
         Ok(proto::GetLoanResponse {
             loan: Some(loan(&row, &installments, today.business_date)),
             accounts: Some(loan_accounts(&row)),
+        })
+    }
+
+    pub(super) async fn repay(
+        &self,
+        caller: &str,
+        request: proto::RepayRequest,
+    ) -> Result<proto::RepayResponse, LedgerError> {
+        let mut violations = request_id_violations(&request.request_id);
+        let customer_id = required_id(&mut violations, "customer_id", &request.customer_id);
+        let loan_id = required_id(&mut violations, "loan_id", &request.loan_id);
+        let amount = match (&request.amount, request.pay_off) {
+            (Some(_), true) | (None, false) => {
+                violations.push(("amount", "set exactly one of amount and pay_off".into()));
+                None
+            }
+            (Some(money), false) => required_amount(
+                &mut violations,
+                "amount",
+                Some((money.currency_code.as_str(), money.minor_units)),
+                false,
+            )
+            .map(Some),
+            (None, true) => Some(None),
+        };
+        if request.external_reference.chars().count() > EXTERNAL_REFERENCE_CHARS_MAX {
+            violations.push((
+                "external_reference",
+                "must be at most 128 characters".into(),
+            ));
+        }
+        book::finish(violations)?;
+        let (Some(customer_id), Some(loan_id), Some(amount_minor)) = (customer_id, loan_id, amount)
+        else {
+            return Err(LedgerError::Internal("parsed without a violation".into()));
+        };
+        let body = proto::RepayRequest {
+            request_id: String::new(),
+            ..request.clone()
+        }
+        .encode_to_vec();
+        let key = RequestKey {
+            caller,
+            rpc: "Repay",
+            request_id: &request.request_id,
+            body: &body,
+        };
+        let order = RepaymentOrder {
+            customer_id,
+            loan_id,
+            amount_minor,
+            external_reference: request.external_reference.clone(),
+        };
+        let response = ops::repay(
+            &self.pool,
+            key,
+            order,
+            |repaid| repayment(repaid).encode_to_vec(),
+            repayment_events,
+            |repaid| {
+                proto::RepayResponse {
+                    repayment: Some(repayment(repaid)),
+                    loan: Some(loan(
+                        &repaid.loan,
+                        &repaid.installments,
+                        repaid.business_date,
+                    )),
+                    transfers: repaid.transfers.iter().map(convert::transfer).collect(),
+                    credit_line: Some(line_balance(&repaid.line)),
+                }
+                .encode_to_vec()
+            },
+        )
+        .await?;
+        decode(&response)
+    }
+
+    pub(super) async fn list_loans(
+        &self,
+        request: proto::ListLoansRequest,
+    ) -> Result<proto::ListLoansResponse, LedgerError> {
+        let mut violations = Vec::new();
+        let customer_id = match crate::gl::ids::IdField::parse(&request.customer_id) {
+            crate::gl::ids::IdField::Empty => None,
+            crate::gl::ids::IdField::Valid(id) => Some(id),
+            crate::gl::ids::IdField::Malformed => {
+                violations.push(("customer_id", "must be a UUID".to_owned()));
+                None
+            }
+        };
+        let statuses: Vec<i16> = request
+            .statuses
+            .iter()
+            .filter(|s| **s != 0)
+            .map(|s| *s as i16)
+            .collect();
+        if request
+            .statuses
+            .iter()
+            .any(|status| common::LoanStatus::try_from(*status).is_err())
+        {
+            violations.push(("statuses", "must be LoanStatus values".to_owned()));
+        }
+        let buckets: Vec<i16> = request
+            .delinquency_buckets
+            .iter()
+            .filter(|b| **b != 0)
+            .map(|b| *b as i16)
+            .collect();
+        if request
+            .delinquency_buckets
+            .iter()
+            .any(|bucket| common::DelinquencyBucket::try_from(*bucket).is_err())
+        {
+            violations.push((
+                "delinquency_buckets",
+                "must be DelinquencyBucket values".to_owned(),
+            ));
+        }
+        let page_size = requests::page_size(request.page_size)
+            .map_err(|v| violations.push(v))
+            .ok();
+        let status_text: Vec<String> = statuses.iter().map(ToString::to_string).collect();
+        let bucket_text: Vec<String> = buckets.iter().map(ToString::to_string).collect();
+        let fingerprint = requests::fingerprint(&[
+            &request.customer_id,
+            &status_text.join(","),
+            &bucket_text.join(","),
+        ]);
+        let token = PageToken::decode(&request.page_token, fingerprint)
+            .map_err(|v| violations.push(v))
+            .ok();
+        book::finish(violations)?;
+        let page_size = page_size.unwrap_or(requests::PAGE_SIZE_DEFAULT);
+        let mut conn = self.pool.acquire().await?;
+        let today = store::business_date::read_business_date_in(&mut conn).await?;
+        let mut rows = store::book::list_loans(
+            &mut conn,
+            customer_id,
+            &statuses,
+            &buckets,
+            today.business_date,
+            token.flatten().map(|token| token.after_seq),
+            page_size + 1,
+        )
+        .await?;
+        let more = i64::try_from(rows.len()).unwrap_or(i64::MAX) > page_size;
+        rows.truncate(usize::try_from(page_size).unwrap_or(usize::MAX));
+        let mut loans = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let installments = store::book::load_installments(&mut conn, row.loan_id).await?;
+            loans.push(loan(row, &installments, today.business_date));
+        }
+        Ok(proto::ListLoansResponse {
+            loans,
+            next_page_token: match (more, rows.last()) {
+                (true, Some(last)) => PageToken {
+                    after_seq: last.seq,
+                    filters: fingerprint,
+                }
+                .encode(),
+                _ => String::new(),
+            },
+        })
+    }
+
+    pub(super) async fn quote_payoff(
+        &self,
+        request: proto::QuotePayoffRequest,
+    ) -> Result<proto::QuotePayoffResponse, LedgerError> {
+        let mut violations = Vec::new();
+        let loan_id = required_id(&mut violations, "loan_id", &request.loan_id);
+        let asked = request.payoff_date.as_ref().map(|date| {
+            convert::naive_date(date).ok_or((
+                "payoff_date",
+                "must be a full, existing calendar date".to_owned(),
+            ))
+        });
+        let asked = match asked {
+            Some(Err(violation)) => {
+                violations.push(violation);
+                None
+            }
+            Some(Ok(date)) => Some(date),
+            None => None,
+        };
+        book::finish(violations)?;
+        let loan_id =
+            loan_id.ok_or_else(|| LedgerError::Internal("parsed without a violation".into()))?;
+        let mut conn = self.pool.acquire().await?;
+        let today = store::business_date::read_business_date_in(&mut conn).await?;
+        let payoff_date = asked.unwrap_or(today.business_date);
+        let days_ahead = (payoff_date - today.business_date).num_days();
+        if !(0..=PAYOFF_DAYS_AHEAD_MAX).contains(&days_ahead) {
+            return Err(LedgerError::invalid(
+                "payoff_date",
+                "must be from the business date to 30 days after it",
+            ));
+        }
+        let row = store::book::find_loan(&mut conn, loan_id)
+            .await?
+            .ok_or_else(|| LedgerError::NotFound {
+                resource_type: "loan",
+                name: loan_id.to_string(),
+            })?;
+        if row.status != 1 {
+            return Err(LedgerError::precondition(
+                "LOAN_NOT_ACTIVE",
+                "the loan is paid off or written off",
+                vec![(
+                    "status",
+                    if row.status == 2 {
+                        "PAID_OFF"
+                    } else {
+                        "WRITTEN_OFF"
+                    }
+                    .to_owned(),
+                )],
+            ));
+        }
+        let installments = store::book::load_installments(&mut conn, loan_id).await?;
+        let unpaid: Vec<UnpaidPrincipal> = installments
+            .iter()
+            .filter(|item| item.settled_date.is_none())
+            .map(|item| UnpaidPrincipal {
+                due_date: item.due_date,
+                principal_minor: item.principal_minor - item.principal_paid,
+            })
+            .collect();
+        let quote = book::payoff_quote(
+            row.principal_outstanding_minor,
+            row.interest_outstanding_minor,
+            row.penalty_outstanding_minor,
+            &unpaid,
+            row.daily_rate,
+            row.penalty_daily_rate,
+            today.business_date,
+            payoff_date,
+        )?;
+        Ok(proto::QuotePayoffResponse {
+            quote: Some(proto::PayoffQuote {
+                loan_id: loan_id.to_string(),
+                payoff_date: convert::date(payoff_date),
+                principal: cny(quote.principal_minor),
+                interest: cny(quote.interest_minor),
+                penalty: cny(quote.penalty_minor),
+                total: cny(quote.total_minor()),
+                per_diem: cny(quote.per_diem_minor),
+            }),
         })
     }
 }

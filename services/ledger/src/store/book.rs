@@ -207,6 +207,7 @@ pub async fn insert_loan_accounts(
 /// A loan as stored, with its receivable balances.
 #[derive(Clone, Debug, PartialEq, Eq, FromRow)]
 pub struct LoanRow {
+    pub seq: i64,
     pub loan_id: Uuid,
     pub customer_id: Uuid,
     pub credit_line_id: Uuid,
@@ -233,7 +234,7 @@ pub struct LoanRow {
     pub penalty_outstanding_minor: i64,
 }
 
-const LOAN_SELECT: &str = "SELECT l.loan_id, l.customer_id, l.credit_line_id, l.status, \
+const LOAN_SELECT: &str = "SELECT l.seq, l.loan_id, l.customer_id, l.credit_line_id, l.status, \
      l.principal_minor, l.term_months, l.repayment_method, l.daily_rate, l.penalty_daily_rate, \
      l.apr, l.disbursement_date, l.disburse_time, l.principal_account_id, \
      l.interest_account_id, l.penalty_account_id, l.paid_off_date, l.written_off_date, \
@@ -258,25 +259,34 @@ pub async fn find_loan(
 }
 
 /// One page of loans, newest first: of one customer or the whole book, optionally by
-/// status; `after` is the (disburse_time, loan_id) of the last loan of the previous page.
+/// status and by delinquency bucket (DelinquencyBucket numbers, from days past due on
+/// `business_date`); `after_seq` is the last loan of the previous page.
 pub async fn list_loans(
     conn: &mut PgConnection,
     customer_id: Option<Uuid>,
     statuses: &[i16],
-    after: Option<(DateTime<Utc>, Uuid)>,
+    buckets: &[i16],
+    business_date: NaiveDate,
+    after_seq: Option<i64>,
     limit: i64,
 ) -> Result<Vec<LoanRow>, LedgerError> {
-    let (after_time, after_id) = after.unzip();
     Ok(sqlx::query_as(&format!(
         "{LOAN_SELECT} WHERE ($1::uuid IS NULL OR l.customer_id = $1) \
            AND (cardinality($2::int2[]) = 0 OR l.status = ANY($2)) \
-           AND ($3::timestamptz IS NULL OR (l.disburse_time, l.loan_id) < ($3, $4)) \
-         ORDER BY l.disburse_time DESC, l.loan_id DESC LIMIT $5"
+           AND ($3::int8 IS NULL OR l.seq < $3) \
+           AND (cardinality($4::int2[]) = 0 OR (SELECT CASE \
+                 WHEN dpd IS NULL OR dpd <= 0 THEN 1 WHEN dpd <= 30 THEN 2 \
+                 WHEN dpd <= 60 THEN 3 WHEN dpd <= 90 THEN 4 ELSE 5 END \
+               FROM (SELECT $5::date - min(i.due_date) AS dpd FROM installments i \
+                     WHERE i.loan_id = l.loan_id AND i.settled_date IS NULL \
+                       AND i.due_date < $5::date) d)::int2 = ANY($4)) \
+         ORDER BY l.seq DESC LIMIT $6"
     ))
     .bind(customer_id)
     .bind(statuses)
-    .bind(after_time)
-    .bind(after_id)
+    .bind(after_seq)
+    .bind(buckets)
+    .bind(business_date)
     .bind(limit)
     .fetch_all(conn)
     .await?)
@@ -410,4 +420,84 @@ pub async fn transfers_of_loan(
         .iter()
         .map(transfer_from_row)
         .collect::<Result<_, _>>()?)
+}
+
+/// Adds a repayment's allocation to its instalments and settles the ones it clears:
+/// one statement. `allocations` are (sequence, penalty, interest, principal).
+pub async fn apply_allocations(
+    conn: &mut PgConnection,
+    loan_id: Uuid,
+    allocations: &[(i32, i64, i64, i64)],
+    business_date: NaiveDate,
+) -> Result<(), LedgerError> {
+    sqlx::query(
+        "UPDATE installments i SET penalty_paid = i.penalty_paid + a.penalty, \
+             interest_paid = i.interest_paid + a.interest, \
+             principal_paid = i.principal_paid + a.principal, \
+             settled_date = CASE WHEN i.principal_paid + a.principal = i.principal_minor \
+                 AND i.interest_paid + a.interest = i.interest_accrued \
+                 AND i.penalty_paid + a.penalty = i.penalty_charged THEN $6 END \
+         FROM unnest($2::int4[], $3::int8[], $4::int8[], $5::int8[]) \
+              AS a(sequence, penalty, interest, principal) \
+         WHERE i.loan_id = $1 AND i.sequence = a.sequence",
+    )
+    .bind(loan_id)
+    .bind(allocations.iter().map(|a| a.0).collect::<Vec<_>>())
+    .bind(allocations.iter().map(|a| a.1).collect::<Vec<_>>())
+    .bind(allocations.iter().map(|a| a.2).collect::<Vec<_>>())
+    .bind(allocations.iter().map(|a| a.3).collect::<Vec<_>>())
+    .bind(business_date)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Marks a loan PAID_OFF on `business_date`.
+pub async fn mark_paid_off(
+    conn: &mut PgConnection,
+    loan_id: Uuid,
+    business_date: NaiveDate,
+) -> Result<(), LedgerError> {
+    sqlx::query(
+        "UPDATE loans SET status = 2, paid_off_date = $2, update_time = now() WHERE loan_id = $1",
+    )
+    .bind(loan_id)
+    .bind(business_date)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Touches a loan's update_time (after a repayment that did not settle it).
+pub async fn touch_loan(conn: &mut PgConnection, loan_id: Uuid) -> Result<(), LedgerError> {
+    sqlx::query("UPDATE loans SET update_time = now() WHERE loan_id = $1")
+        .bind(loan_id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Records a repayment with its encoded `Repayment` message.
+pub async fn insert_repayment(
+    conn: &mut PgConnection,
+    repayment_id: Uuid,
+    loan_id: Uuid,
+    customer_id: Uuid,
+    amount_minor: i64,
+    value_date: NaiveDate,
+    encoded: &[u8],
+) -> Result<(), LedgerError> {
+    sqlx::query(
+        "INSERT INTO repayments (repayment_id, loan_id, customer_id, amount_minor, value_date, \
+             repayment) VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(repayment_id)
+    .bind(loan_id)
+    .bind(customer_id)
+    .bind(amount_minor)
+    .bind(value_date)
+    .bind(encoded)
+    .execute(conn)
+    .await?;
+    Ok(())
 }
