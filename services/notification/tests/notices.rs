@@ -589,3 +589,99 @@ async fn send_is_idempotent_on_request_id_and_checks_its_customer() {
     assert_eq!(channels, [Channel::InApp as i32, Channel::Push as i32]);
     stack.stop().await;
 }
+
+#[tokio::test]
+async fn lists_page_newest_first_and_customers_reach_only_their_own_in_app_notices() {
+    let stack = Stack::start(vec![], &[]).await;
+    let customer_id = stack.create_customer("en").await;
+    let mut ids = Vec::new();
+    for index in 0..5 {
+        let sent = send(
+            &stack,
+            raw(
+                &format!("page-{index}"),
+                &customer_id,
+                MessageClass::Service,
+                &[Channel::InApp],
+            ),
+        )
+        .await;
+        ids.push(sent[0].notification_id.clone());
+    }
+    let push = send(
+        &stack,
+        raw(
+            "page-push",
+            &customer_id,
+            MessageClass::Regulatory,
+            &[Channel::Push],
+        ),
+    )
+    .await;
+    let mut client = stack.client().await;
+    let mut seen = Vec::new();
+    let mut page_token = String::new();
+    loop {
+        let page = client
+            .list_notifications(testing::with_token(
+                ListNotificationsRequest {
+                    customer_id: customer_id.clone(),
+                    channels: vec![Channel::InApp as i32],
+                    page_size: 2,
+                    page_token: page_token.clone(),
+                    ..ListNotificationsRequest::default()
+                },
+                &service(),
+            ))
+            .await
+            .expect("page")
+            .into_inner();
+        assert!(page.notifications.len() <= 2);
+        seen.extend(page.notifications.into_iter().map(|n| n.notification_id));
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        page_token = page.next_page_token;
+    }
+    ids.reverse();
+    assert_eq!(seen, ids, "newest first, each once");
+
+    // Own IN_APP notice: readable; own PUSH notice: not found; another's: not the owner.
+    let own = customer(&customer_id);
+    let get = |id: &str, token: &str| {
+        testing::with_token(
+            microloan_proto::notification::v1::GetNotificationRequest {
+                notification_id: id.to_owned(),
+            },
+            token,
+        )
+    };
+    client
+        .get_notification(get(&ids[0], &own))
+        .await
+        .expect("own in-app");
+    let hidden = client
+        .get_notification(get(&push[0].notification_id, &own))
+        .await
+        .expect_err("push is not the customer's to read");
+    assert_eq!(hidden.code(), Code::NotFound);
+    let other = customer(&uuid::Uuid::now_v7().to_string());
+    let refused = client
+        .get_notification(get(&ids[0], &other))
+        .await
+        .expect_err("another customer");
+    assert_eq!(refused.code(), Code::PermissionDenied);
+    let bad = client
+        .list_notifications(testing::with_token(
+            ListNotificationsRequest {
+                customer_id: customer_id.clone(),
+                page_token: "not-a-token".into(),
+                ..ListNotificationsRequest::default()
+            },
+            &service(),
+        ))
+        .await
+        .expect_err("bad token");
+    assert_eq!(bad.code(), Code::InvalidArgument);
+    stack.stop().await;
+}
