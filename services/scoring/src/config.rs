@@ -1,5 +1,7 @@
 //! The scoring service's configuration: the shared settings plus its peers' URLs.
 
+use std::time::Duration;
+
 use microloan_events::EventsConfig;
 use microloan_platform::config::{CommonConfig, ConfigError, Env, ServiceIdentity};
 
@@ -18,7 +20,13 @@ pub struct Config {
     pub account_url: String,
     /// `LEDGER_URL`: the ledger service.
     pub ledger_url: String,
+    /// `SCORING_PAGERANK_REFRESH_SECONDS`: how often the defaulter-seeded PageRank is
+    /// recomputed over the stored graph (default 900; 0 = only on demand; at most a day).
+    pub pagerank_refresh: Duration,
 }
+
+pub const PAGERANK_REFRESH_DEFAULT: Duration = Duration::from_secs(900);
+const PAGERANK_REFRESH_MAX: Duration = Duration::from_secs(86_400);
 
 impl Config {
     pub fn from_env(env: &Env<'_>) -> Result<Self, ConfigError> {
@@ -28,6 +36,11 @@ impl Config {
             common,
             account_url: env.peer_url("ACCOUNT_URL", "http://127.0.0.1:50051")?,
             ledger_url: env.peer_url("LEDGER_URL", "http://127.0.0.1:50053")?,
+            pagerank_refresh: env.seconds(
+                "SCORING_PAGERANK_REFRESH_SECONDS",
+                PAGERANK_REFRESH_DEFAULT,
+                PAGERANK_REFRESH_MAX,
+            )?,
         })
     }
 }

@@ -3,15 +3,27 @@
 
 use microloan_platform::client::PeerChannel;
 use microloan_platform::{
-    auth::{PermissionTable, Role},
+    auth::{Caller, PermissionTable, Role},
     cache::Cache,
 };
-use microloan_proto::scoring::v1::scoring_service_server::{SERVICE_NAME, ScoringService};
+use microloan_proto::scoring::v1::{
+    IngestSignalsRequest, IngestSignalsResponse, SignalRejection,
+    scoring_service_server::{SERVICE_NAME, ScoringService},
+};
 use microloan_proto::{
     account::v1::account_service_client::AccountServiceClient,
     ledger::v1::ledger_service_client::LedgerServiceClient,
 };
 use sqlx::PgPool;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::{
+    error::ScoringError,
+    ingest::{BatchOutcome, apply_batch},
+};
+
+/// Rejections detailed in an IngestSignals summary (the rest are only counted).
+const REJECTIONS_LISTED_MAX: usize = 100;
 
 const STAFF: &[Role] = &[Role::Operator, Role::Service];
 
@@ -32,7 +44,6 @@ pub fn permissions() -> PermissionTable {
 
 #[derive(Debug, Clone)]
 pub struct ScoringApi {
-    #[allow(dead_code, reason = "used by the scoring RPCs as they land")]
     pool: PgPool,
     #[allow(dead_code, reason = "used by the scoring RPCs as they land")]
     cache: Cache,
@@ -51,10 +62,69 @@ impl ScoringApi {
     pub fn new(pool: PgPool, cache: Cache, peers: Peers) -> Self {
         Self { pool, cache, peers }
     }
+
+    /// Applies the stream batch by batch, each in its own transaction, and sums them up.
+    /// A stream-aborting error leaves the batches before it applied.
+    async fn ingest_signals(
+        &self,
+        caller: &Caller,
+        mut stream: Streaming<IngestSignalsRequest>,
+    ) -> Result<IngestSignalsResponse, ScoringError> {
+        let caller = caller_key(caller);
+        let mut summary = IngestSignalsResponse::default();
+        let mut batch_index: i32 = 0;
+        while let Some(batch) = stream.message().await.map_err(ScoringError::Stream)? {
+            summary.batches_received += 1;
+            match apply_batch(&self.pool, &caller, &batch).await? {
+                BatchOutcome::Duplicate => summary.duplicate_batches += 1,
+                BatchOutcome::Applied {
+                    counts, rejected, ..
+                } => {
+                    summary.signals_accepted += counts.total();
+                    summary.social_edges += counts.social_edges;
+                    summary.behaviour_events += counts.behaviour_events;
+                    summary.identity_sightings += counts.identity_sightings;
+                    summary.repayment_outcomes += counts.repayment_outcomes;
+                    summary.signals_rejected += rejected.len() as i64;
+                    let room = REJECTIONS_LISTED_MAX.saturating_sub(summary.rejections.len());
+                    summary
+                        .rejections
+                        .extend(
+                            rejected
+                                .into_iter()
+                                .take(room)
+                                .map(|(signal_index, problem)| SignalRejection {
+                                    batch_index,
+                                    signal_index: i32::try_from(signal_index).unwrap_or(i32::MAX),
+                                    field: problem.field,
+                                    description: problem.description,
+                                }),
+                        );
+                }
+            }
+            batch_index = batch_index.saturating_add(1);
+        }
+        Ok(summary)
+    }
+}
+
+/// The idempotency scope of a caller: role and subject, so two callers never collide.
+fn caller_key(caller: &Caller) -> String {
+    format!("{}:{}", caller.role.as_str(), caller.subject)
 }
 
 #[tonic::async_trait]
-impl ScoringService for ScoringApi {}
+impl ScoringService for ScoringApi {
+    async fn ingest_signals(
+        &self,
+        request: Request<Streaming<IngestSignalsRequest>>,
+    ) -> Result<Response<IngestSignalsResponse>, Status> {
+        let caller = Caller::of(&request)?.clone();
+        Ok(Response::new(
+            self.ingest_signals(&caller, request.into_inner()).await?,
+        ))
+    }
+}
 
 #[cfg(test)]
 mod tests {

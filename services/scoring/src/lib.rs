@@ -4,12 +4,18 @@
 #![forbid(unsafe_code)]
 
 pub mod config;
+pub mod consumer;
+pub mod error;
+pub mod features;
 pub mod grpc;
+pub mod ingest;
 pub mod model;
+pub mod signals;
+pub mod store;
 
 use std::future::Future;
 
-use microloan_events::Events;
+use microloan_events::{Events, GroupStart};
 use microloan_platform::{
     App,
     cache::Cache,
@@ -39,12 +45,23 @@ pub async fn run(
     let cache = Cache::connect(&config.common).await?;
     let server = GrpcServer::new(&config.common, grpc::permissions(), FILE_DESCRIPTOR_SET);
     // Every service relays its own outbox; consumers are registered with `events.consume`.
-    let events = Events::start(
+    let mut events = Events::start(
         config.events.clone(),
         pool.clone(),
         cache.clone(),
         server.metrics().registry(),
     )?;
+    // History features are built from the ledger's events: a first deployment reads the
+    // retained history (each event applies once, deduplicated on its id).
+    events.consume(
+        consumer::GROUP,
+        consumer::SignalsFromEvents,
+        GroupStart::Beginning,
+    );
+    let pagerank = tokio::spawn(refresh_pagerank_periodically(
+        pool.clone(),
+        config.pagerank_refresh,
+    ));
     let options = ClientOptions::for_service(&config.common);
     let peers = grpc::Peers {
         account: AccountServiceClient::new(client::connect(&config.account_url, &options)?),
@@ -54,7 +71,39 @@ pub async fn run(
     let service = ScoringServiceServer::new(api)
         .max_decoding_message_size(config.common.message_bytes_max)
         .max_encoding_message_size(config.common.message_bytes_max);
-    microloan_events::serve_with(events, server.serve(service, listener, shutdown)).await
+    let outcome =
+        microloan_events::serve_with(events, server.serve(service, listener, shutdown)).await;
+    pagerank.abort();
+    outcome
+}
+
+/// Refreshes the personalised PageRank every `interval` (docs/scoring-features.md); a
+/// zero interval leaves it to on-demand calls of [`store::pagerank::refresh_pagerank`].
+async fn refresh_pagerank_periodically(pool: sqlx::PgPool, interval: std::time::Duration) {
+    if interval.is_zero() {
+        return;
+    }
+    let mut ticks = tokio::time::interval(interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        let started = std::time::Instant::now();
+        match store::pagerank::refresh_pagerank(&pool, features::graph::PageRankOptions::default())
+            .await
+        {
+            Ok(Some(run)) => tracing::info!(
+                parties = run.parties,
+                arcs = run.arcs,
+                seeds = run.seeds,
+                iterations = run.iterations,
+                residual = run.residual,
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "pagerank refreshed"
+            ),
+            Ok(None) => tracing::debug!("pagerank refresh running elsewhere"),
+            Err(err) => tracing::warn!(error = %err, "pagerank refresh failed"),
+        }
+    }
 }
 
 /// Ties the scoring service into the shared process lifecycle ([`microloan_platform::launch`]).
@@ -65,8 +114,10 @@ impl App for Scoring {
     const IDENTITY: microloan_platform::config::ServiceIdentity = config::IDENTITY;
     type Config = Config;
     const MIGRATOR: &'static sqlx::migrate::Migrator = &MIGRATOR;
-    const MIGRATORS_SHARED: &'static [&'static sqlx::migrate::Migrator] =
-        &[&microloan_events::MIGRATOR];
+    const MIGRATORS_SHARED: &'static [&'static sqlx::migrate::Migrator] = &[
+        &microloan_events::MIGRATOR,
+        &microloan_platform::idempotency::MIGRATOR,
+    ];
 
     fn config_from_env(env: &Env<'_>) -> Result<Config, microloan_platform::config::ConfigError> {
         Config::from_env(env)

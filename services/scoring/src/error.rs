@@ -1,0 +1,111 @@
+//! The scoring service's one error type and its one mapping to a gRPC `Status` with
+//! rich details (errors.proto), all in the domain `microloan.scoring`: handlers use `?`,
+//! none builds a `Status` by hand.
+
+use microloan_platform::{idempotency::IdempotencyError, status};
+use tonic::{Code, Status};
+
+/// Everything an RPC of scoring can fail with, past authentication.
+#[derive(Debug, thiserror::Error)]
+pub enum ScoringError {
+    /// INVALID_ARGUMENT: one (field path, description) per bad request field.
+    #[error("invalid argument: {0:?}")]
+    InvalidArgument(Vec<(String, String)>),
+    /// ALREADY_EXISTS with an ErrorReason (IDEMPOTENCY_KEY_REUSED).
+    #[error("{message}")]
+    AlreadyExists {
+        reason: &'static str,
+        message: String,
+        metadata: Vec<(&'static str, String)>,
+    },
+    /// UNAVAILABLE DEPENDENCY_UNAVAILABLE (Postgres unreachable) or INTERNAL.
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    /// The client's stream broke (cancelled, reset, undecodable): its status as is.
+    #[error("stream: {0}")]
+    Stream(Status),
+    /// INTERNAL: a broken invariant (never a client's fault).
+    #[error("internal: {0}")]
+    Internal(String),
+}
+
+impl ScoringError {
+    pub fn invalid(field: impl Into<String>, description: impl Into<String>) -> Self {
+        Self::InvalidArgument(vec![(field.into(), description.into())])
+    }
+}
+
+impl From<IdempotencyError> for ScoringError {
+    fn from(error: IdempotencyError) -> Self {
+        match error {
+            IdempotencyError::KeyReused { request_id } => Self::AlreadyExists {
+                reason: "IDEMPOTENCY_KEY_REUSED",
+                message: "request_id was already used with a different request".into(),
+                metadata: vec![("request_id", request_id)],
+            },
+            IdempotencyError::NoStoredResponse => Self::Internal(error.to_string()),
+            IdempotencyError::Database(err) => Self::Database(err),
+        }
+    }
+}
+
+fn domain() -> String {
+    status::error_domain("scoring")
+}
+
+impl From<ScoringError> for Status {
+    fn from(error: ScoringError) -> Self {
+        match error {
+            ScoringError::InvalidArgument(violations) => status::invalid_argument(
+                violations
+                    .into_iter()
+                    .map(|(field, description)| status::violation(&field, description))
+                    .collect(),
+            ),
+            ScoringError::AlreadyExists {
+                reason,
+                message,
+                metadata,
+            } => {
+                let metadata: Vec<(&str, &str)> = metadata
+                    .iter()
+                    .map(|(key, value)| (*key, value.as_str()))
+                    .collect();
+                status::with_reason_and_metadata(
+                    &domain(),
+                    Code::AlreadyExists,
+                    message,
+                    reason,
+                    &metadata,
+                )
+            }
+            ScoringError::Database(err) => database_status(&err),
+            ScoringError::Stream(status) => status,
+            ScoringError::Internal(message) => {
+                tracing::error!(%message, "scoring invariant broken");
+                Status::internal("internal error")
+            }
+        }
+    }
+}
+
+/// A database that cannot be reached is UNAVAILABLE (retry with the same request_id);
+/// anything else is INTERNAL, logged here and never echoed to the client.
+fn database_status(err: &sqlx::Error) -> Status {
+    let unreachable = matches!(
+        err,
+        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed
+    );
+    if unreachable {
+        status::with_reason_and_metadata(
+            &domain(),
+            Code::Unavailable,
+            "the scoring database is unavailable; retry with the same request_id",
+            "DEPENDENCY_UNAVAILABLE",
+            &[("dependency", "postgres")],
+        )
+    } else {
+        tracing::error!(error = %err, "scoring database error");
+        Status::internal("internal error")
+    }
+}
