@@ -673,3 +673,52 @@ async fn loans_list_newest_first_by_customer_and_status_a_page_at_a_time() {
     }
     book.app.stop().await.expect("clean stop");
 }
+
+#[tokio::test]
+async fn verify_integrity_finds_a_line_or_loan_out_of_balance() {
+    use microloan_proto::ledger::v1::IntegrityViolationKind;
+    let mut book = book().await;
+    let customer = new_id();
+    let line = book.open_line(&customer, 1_000_000).await;
+    book.disburse(book.drawdown(&customer, &line, 200_000))
+        .await
+        .expect("booked");
+    let request = book.request(VerifyIntegrityRequest::default());
+    let clean = book
+        .client
+        .verify_integrity(request)
+        .await
+        .expect("verify")
+        .into_inner();
+    assert!(clean.ok, "{:?}", clean.violations);
+    assert_eq!(clean.loans_checked, 1);
+
+    let pool = book.pool().await;
+    sqlx::query("UPDATE credit_lines SET limit_minor = limit_minor + 1")
+        .execute(&pool)
+        .await
+        .expect("corrupt the line");
+    sqlx::query("UPDATE installments SET principal_paid = 1 WHERE sequence = 2")
+        .execute(&pool)
+        .await
+        .expect("corrupt an instalment");
+    pool.close().await;
+    let request = book.request(VerifyIntegrityRequest::default());
+    let report = book
+        .client
+        .verify_integrity(request)
+        .await
+        .expect("verify")
+        .into_inner();
+    assert!(!report.ok);
+    let kinds: Vec<i32> = report.violations.iter().map(|v| v.kind).collect();
+    assert!(
+        kinds.contains(&(IntegrityViolationKind::CreditLineMismatch as i32)),
+        "{kinds:?}"
+    );
+    assert!(
+        kinds.contains(&(IntegrityViolationKind::LoanBalanceMismatch as i32)),
+        "{kinds:?}"
+    );
+    book.app.stop().await.expect("clean stop");
+}

@@ -23,14 +23,20 @@ pub enum Check {
     PendingTransfers,
     /// Each transfer names existing accounts of its currency.
     TransferAccounts,
+    /// Each credit line's limit = available + utilised principal.
+    CreditLines,
+    /// Each loan's receivable balances = what its instalments say is owed.
+    LoanBalances,
 }
 
 impl Check {
-    pub const ALL: [Check; 4] = [
+    pub const ALL: [Check; 6] = [
         Self::AccountBalances,
         Self::BalanceFlags,
         Self::PendingTransfers,
         Self::TransferAccounts,
+        Self::CreditLines,
+        Self::LoanBalances,
     ];
 
     /// Up to `limit` violations in the scope (one customer, or the whole ledger).
@@ -47,6 +53,8 @@ impl Check {
             Self::BalanceFlags => accounts_breaking_their_flags(conn, customer, limit).await,
             Self::PendingTransfers => inconsistent_pending_transfers(conn, customer, limit).await,
             Self::TransferAccounts => transfers_with_invalid_accounts(conn, customer, limit).await,
+            Self::CreditLines => credit_lines_out_of_balance(conn, customer, limit).await,
+            Self::LoanBalances => loans_differing_from_their_accounts(conn, customer, limit).await,
         }
     }
 }
@@ -63,6 +71,11 @@ pub async fn verify_integrity(
         .await?;
     let today = business_date::read_business_date_in(&mut tx).await?;
     let (accounts_checked, transfers_checked, totals) = count_and_sum(&mut tx, customer).await?;
+    let loans_checked: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM loans WHERE $1::uuid IS NULL OR customer_id = $1")
+            .bind(customer)
+            .fetch_one(&mut *tx)
+            .await?;
     let mut violations = if customer.is_none() {
         totals.mismatches()
     } else {
@@ -77,7 +90,7 @@ pub async fn verify_integrity(
     Ok(Report {
         accounts_checked,
         transfers_checked,
-        loans_checked: 0,
+        loans_checked,
         totals,
         violations,
         violations_truncated,
@@ -316,5 +329,94 @@ async fn transfers_with_invalid_accounts(
                 "transfer names a missing account or mixes currencies",
             )
         })
+        .collect())
+}
+
+/// CREDIT_LINE_MISMATCH: a line whose stored limit is not available + utilised (the
+/// balance of its credit_line_available account plus its customer's principal
+/// receivables), open or closed.
+async fn credit_lines_out_of_balance(
+    conn: &mut PgConnection,
+    customer: Option<Uuid>,
+    limit: i64,
+) -> Result<Vec<Violation>, LedgerError> {
+    let rows: Vec<(Uuid, Uuid, i64, i64)> = sqlx::query_as(
+        "SELECT l.customer_id, l.account_id, l.limit_minor, \
+                (a.credits_posted - a.debits_posted - a.debits_pending \
+                 + COALESCE((SELECT sum(p.debits_posted - p.credits_posted) FROM loans lo \
+                             JOIN accounts p ON p.id = lo.principal_account_id \
+                             WHERE lo.customer_id = l.customer_id), 0))::int8 \
+         FROM credit_lines l JOIN accounts a ON a.id = l.account_id \
+         WHERE ($1::uuid IS NULL OR l.customer_id = $1) \
+           AND l.limit_minor <> a.credits_posted - a.debits_posted - a.debits_pending \
+                 + COALESCE((SELECT sum(p.debits_posted - p.credits_posted) FROM loans lo \
+                             JOIN accounts p ON p.id = lo.principal_account_id \
+                             WHERE lo.customer_id = l.customer_id), 0) \
+         ORDER BY l.customer_id LIMIT $2",
+    )
+    .bind(customer)
+    .bind(limit)
+    .fetch_all(conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(customer_id, account_id, stored, derived)| Violation {
+            account_id: Some(account_id),
+            customer_id: Some(customer_id),
+            ..Violation::new(
+                ViolationKind::CreditLineMismatch,
+                "the line's limit is not available + utilised",
+            )
+            .amounts(derived, stored)
+        })
+        .collect())
+}
+
+/// LOAN_BALANCE_MISMATCH: an active or paid-off loan whose principal, interest or penalty
+/// receivable balance differs from what its instalments still owe.
+async fn loans_differing_from_their_accounts(
+    conn: &mut PgConnection,
+    customer: Option<Uuid>,
+    limit: i64,
+) -> Result<Vec<Violation>, LedgerError> {
+    let rows: Vec<(Uuid, Uuid, String, Uuid, i64, i64)> = sqlx::query_as(
+        "WITH owed AS ( \
+             SELECT loan_id, sum(principal_minor - principal_paid) AS principal, \
+                    sum(interest_accrued - interest_paid) AS interest, \
+                    sum(penalty_charged - penalty_paid) AS penalty \
+             FROM installments GROUP BY loan_id), \
+         sides AS ( \
+             SELECT l.loan_id, l.customer_id, 'principal' AS part, l.principal_account_id AS account, \
+                    o.principal AS expected FROM loans l JOIN owed o USING (loan_id) \
+                    WHERE l.status IN (1, 2) \
+             UNION ALL SELECT l.loan_id, l.customer_id, 'interest', l.interest_account_id, o.interest \
+                    FROM loans l JOIN owed o USING (loan_id) WHERE l.status IN (1, 2) \
+             UNION ALL SELECT l.loan_id, l.customer_id, 'penalty', l.penalty_account_id, o.penalty \
+                    FROM loans l JOIN owed o USING (loan_id) WHERE l.status IN (1, 2)) \
+         SELECT s.loan_id, s.customer_id, s.part, s.account, s.expected::int8, \
+                (a.debits_posted - a.credits_posted)::int8 \
+         FROM sides s JOIN accounts a ON a.id = s.account \
+         WHERE ($1::uuid IS NULL OR s.customer_id = $1) \
+           AND a.debits_posted - a.credits_posted <> s.expected \
+         ORDER BY s.loan_id, s.part LIMIT $2",
+    )
+    .bind(customer)
+    .bind(limit)
+    .fetch_all(conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(
+            |(loan_id, customer_id, part, account_id, expected, actual)| Violation {
+                account_id: Some(account_id),
+                loan_id: Some(loan_id),
+                customer_id: Some(customer_id),
+                ..Violation::new(
+                    ViolationKind::LoanBalanceMismatch,
+                    format!("the loan's {part} receivable differs from its instalments"),
+                )
+                .amounts(expected, actual)
+            },
+        )
         .collect())
 }
