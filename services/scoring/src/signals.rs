@@ -2,7 +2,7 @@
 //! code sees an unvalidated value. A bad signal yields the field path of its first
 //! problem, in the proto's field order (e.g. `behaviour_event.amount.minor_units`).
 
-use chrono::{DateTime, FixedOffset, NaiveDate, Utc};
+use chrono::{DateTime, Datelike as _, FixedOffset, NaiveDate, Utc};
 use microloan_proto::{
     common::v1::Money,
     scoring::v1::{
@@ -436,8 +436,6 @@ pub fn shanghai_month(time: DateTime<Utc>) -> NaiveDate {
     let local = time.with_timezone(&offset).date_naive();
     local.with_day0(0).unwrap_or(local)
 }
-
-use chrono::Datelike as _;
 
 #[cfg(test)]
 mod tests {

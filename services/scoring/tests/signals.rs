@@ -592,3 +592,39 @@ async fn features_on_a_small_graph_match_hand_computed_values() {
     assert!((pagerank - 289.0 / 2960.0).abs() < 1e-8);
     harness.stop().await;
 }
+
+/// Two streams at once link customers through two devices sharing one customer: the
+/// components merge into one of 20, whatever the interleaving.
+#[tokio::test]
+async fn concurrent_streams_merge_identity_components_consistently() {
+    let harness = Harness::start().await;
+    let customers: Vec<Uuid> = (0..20).map(|_| Uuid::now_v7()).collect();
+    let streams = [
+        ("device-x", &customers[..10]),
+        ("device-y", &customers[9..]),
+    ]
+    .map(|(fingerprint, members)| {
+        let mut client = harness.client.clone();
+        let token = harness.token.clone();
+        let batches: Vec<IngestSignalsRequest> = members
+            .iter()
+            .map(|customer| batch(&request_id(), vec![device(*customer, fingerprint)]))
+            .collect();
+        tokio::spawn(async move {
+            client
+                .ingest_signals(testing::with_token(tokio_stream::iter(batches), &token))
+                .await
+                .expect("ingested")
+                .into_inner()
+        })
+    });
+    for stream in streams {
+        assert_eq!(stream.await.expect("joined").signals_rejected, 0);
+    }
+    for customer in &customers {
+        let features = harness.features(*customer).await;
+        assert_eq!(value(&features, "component_size"), Some(20.0));
+    }
+    assert_eq!(harness.count("identity_component_stats").await, 1);
+    harness.stop().await;
+}

@@ -165,18 +165,27 @@ impl UnionFind {
 
 /// The merges that linking the members of each group implies: for sets of the given
 /// sizes (indexes into `sizes`), `(absorbed, root)` for every set that stops being a
-/// root, the root being the largest set of its merged group.
+/// root. The root of each merged group is its largest set (ties: the lowest index), so
+/// the fewest members are relabelled.
 pub fn merges(sizes: Vec<u64>, groups: &[Vec<usize>]) -> Vec<(usize, usize)> {
     let count = sizes.len();
-    let mut sets = UnionFind::with_sizes(sizes);
+    let mut sets = UnionFind::with_sizes(sizes.clone());
     for group in groups {
         for pair in group.windows(2) {
             sets.union(pair[0], pair[1]);
         }
     }
+    let mut largest: std::collections::HashMap<usize, usize> = std::collections::HashMap::new();
+    for node in 0..count {
+        let group = sets.find(node);
+        let best = largest.entry(group).or_insert(node);
+        if sizes[node] > sizes[*best] {
+            *best = node;
+        }
+    }
     (0..count)
         .filter_map(|node| {
-            let root = sets.find(node);
+            let root = largest[&sets.find(node)];
             (root != node).then_some((node, root))
         })
         .collect()
@@ -278,10 +287,89 @@ mod tests {
         // A third identifier joins both groups: everything ends under 0, the largest.
         let merged = merges(vec![5, 1, 2, 1], &[vec![1, 0], vec![3, 2], vec![2, 1]]);
         assert_eq!(merged, [(1, 0), (2, 0), (3, 0)]);
+        // The root is the largest set of the group, wherever it stands in the chain.
+        assert_eq!(merges(vec![3, 1, 4], &[vec![0, 1, 2]]), [(0, 2), (1, 2)]);
         let mut sets = UnionFind::with_sizes(vec![5, 1, 2, 1]);
         sets.union(0, 1);
         sets.union(2, 3);
         sets.union(3, 1);
         assert_eq!(sets.size_of(3), 9);
+    }
+
+    mod properties {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        /// Components by brute force: repeatedly join groups sharing a member.
+        fn naive_roots(count: usize, groups: &[Vec<usize>]) -> Vec<usize> {
+            let mut label: Vec<usize> = (0..count).collect();
+            loop {
+                let mut changed = false;
+                for group in groups {
+                    let low = group.iter().map(|node| label[*node]).min().unwrap_or(0);
+                    for node in group {
+                        let old = label[*node];
+                        if old != low {
+                            for entry in label.iter_mut().filter(|entry| **entry == old) {
+                                *entry = low;
+                            }
+                            changed = true;
+                        }
+                    }
+                }
+                if !changed {
+                    return label;
+                }
+            }
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(64))]
+
+            /// Merges put exactly the brute-force components together, each under its
+            /// largest member set.
+            #[test]
+            fn merges_match_brute_force_components(
+                sizes in proptest::collection::vec(1u64..20, 1..12),
+                raw_groups in proptest::collection::vec(proptest::collection::vec(0usize..12, 1..4), 0..8),
+            ) {
+                let count = sizes.len();
+                let groups: Vec<Vec<usize>> = raw_groups
+                    .into_iter()
+                    .map(|group| group.into_iter().map(|node| node % count).collect())
+                    .collect();
+                let merged = merges(sizes.clone(), &groups);
+                let mut root: Vec<usize> = (0..count).collect();
+                for (child, parent) in &merged {
+                    root[*child] = *parent;
+                }
+                let naive = naive_roots(count, &groups);
+                for a in 0..count {
+                    for b in 0..count {
+                        prop_assert_eq!(root[a] == root[b], naive[a] == naive[b]);
+                    }
+                    let members = (0..count).filter(|other| root[*other] == root[a]);
+                    let largest = members.map(|member| sizes[member]).max().unwrap_or(0);
+                    prop_assert_eq!(sizes[root[a]], largest);
+                }
+            }
+
+            /// Scores are non-negative and sum to 1 whatever the graph, within the bound.
+            #[test]
+            fn pagerank_conserves_mass(
+                nodes in 1usize..12,
+                raw_arcs in proptest::collection::vec((0u32..12, 0u32..12), 0..30),
+                raw_seeds in proptest::collection::vec(0u32..12, 1..4),
+            ) {
+                let bound = |node: u32| node % nodes as u32;
+                let arcs: Vec<(u32, u32)> =
+                    raw_arcs.into_iter().map(|(a, b)| (bound(a), bound(b))).collect();
+                let seeds: Vec<u32> = raw_seeds.into_iter().map(bound).collect();
+                let rank = personalised_pagerank(nodes, &arcs, &seeds, PageRankOptions::default());
+                prop_assert!(rank.iterations <= PageRankOptions::default().iterations_max);
+                prop_assert!(rank.scores.iter().all(|score| *score >= 0.0));
+                prop_assert!((rank.scores.iter().sum::<f64>() - 1.0).abs() < 1e-9);
+            }
+        }
     }
 }
