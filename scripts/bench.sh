@@ -14,6 +14,7 @@
 #   BENCH_EVENTS_PRODUCERS  events-relay: producer tasks (default 8, 1..1024)
 #   BENCH_EVENTS_PER_TX     events-relay: events per producer transaction, space-separated,
 #                           one run each (default "1 10")
+#   BENCH_NOTIFY_PRODUCERS  notification-throughput: events in flight (default 64, 1..1024)
 # Postgres/Redis: scripts/dev-deps.sh when present (MICROLOAN_PG_URL, REDIS_URL), else
 # DATABASE_URL / REDIS_URL, else the local servers on 5432 and 6379.
 set -euo pipefail
@@ -44,6 +45,7 @@ for i in "${!levels[@]}"; do
 done
 output=${BENCH_OUTPUT:-docs/benchmarks.md}
 events_producers=$(bounded BENCH_EVENTS_PRODUCERS "${BENCH_EVENTS_PRODUCERS:-8}" 1 1024)
+notify_producers=$(bounded BENCH_NOTIFY_PRODUCERS "${BENCH_NOTIFY_PRODUCERS:-64}" 1 1024)
 read -r -a events_per_tx <<<"${BENCH_EVENTS_PER_TX:-1 10}"
 for i in "${!events_per_tx[@]}"; do
   events_per_tx[i]=$(bounded BENCH_EVENTS_PER_TX "${events_per_tx[i]}" 1 1000)
@@ -202,6 +204,16 @@ for per_tx in "${events_per_tx[@]}"; do
   commands+=("loadgen ${args[*]}")
 done
 
+# notification-throughput: events on the stream -> notices -> PUSH webhooks to a local
+# receiver, the notification service in loadgen's process (docs/notification.md).
+file=$results/notification-throughput.json
+args=(--scenario notification-throughput --concurrency "$notify_producers"
+  --warmup-seconds "$warmup" --duration-seconds "$duration")
+LOADGEN_DATABASE_URL="$pg_url" LOADGEN_REDIS_URL="$redis_url" RUST_LOG=warn \
+  "$loadgen_bin" "${args[@]}" --json "$file"
+files+=("$file")
+commands+=("loadgen ${args[*]}")
+
 # Redis alone, from the same run, when redis-benchmark is installed: what one XADD (the
 # relay's command, same MAXLEN) and one SET cost on this machine, for scale.
 redis_baseline=
@@ -250,6 +262,7 @@ page; edits by hand are overwritten.
 | :--- | :--- | :--- |
 | \`health\` | \`grpc.health.v1.Health/Check\` | The gRPC ceiling: the full server stack every RPC goes through (HTTP/2, tonic, the auth and metrics/tracing layers, concurrency limits) with no database or Redis work. No RPC of a service is faster than this on the same machine; compare every later scenario with it. |
 | \`events-relay\` | outbox → relay → Redis Stream → consumer group (libs/events, docs/events.md) | Not an RPC: \`concurrency\` producer tasks in the loadgen process each commit transactions of \`N/tx\` events (\`append\`; Postgres database \`microloan_bench_events\`, made afresh) while the relay and one consumer group run beside them as every service runs them (default \`EVENTS_*\` knobs, group \`loadgen\`). \`requests\` and throughput count events handled in the measured window; the latencies run from a producer's \`COMMIT\` returning to the handler starting on that event, for every event committed in the window. The handler does nothing itself, so this is the pipeline's own cost: the relay's batch transaction and \`XADD\`, \`XREADGROUP\`, the consumer's dedupe insert and commit, \`XACK\`. |
+| \`notification-throughput\` | Redis Stream → notification consumer → IN_APP + PUSH notices → signed webhook (services/notification, docs/notification.md) | Not an RPC: the notification service runs in the loadgen process on a fresh database \`microloan_bench_notification\`, with a local HTTP receiver as the push provider. \`concurrency\` producers each \`XADD\` one \`InstallmentDueSoon\` event and wait for its webhook (closed loop). Throughput counts webhooks delivered in the window; the latencies run from the \`XADD\` returning to the provider receiving the webhook. Target (issue 11): at least 2,000 notices/s with p99 under 200 ms. |
 
 Each row is one run: \`concurrency\` workers spread over \`connections\` HTTP/2
 connections (for \`events-relay\`: producers, each with its own Postgres connection),

@@ -15,6 +15,7 @@
 //! as JSON to `--json PATH`. The exit code is 1 when no measured call succeeded.
 
 mod events_relay;
+mod notification_throughput;
 mod report;
 mod runner;
 mod scenario;
@@ -244,6 +245,23 @@ async fn run_scenario(args: &RunArgs) -> anyhow::Result<RunReport> {
                 redis_url: args.redis_url.clone(),
                 producers: args.concurrency as usize,
                 events_per_transaction: args.events_per_transaction as usize,
+                warmup: Duration::from_secs(args.warmup_seconds),
+                duration: Duration::from_secs(
+                    args.duration_seconds.unwrap_or(DEFAULT_DURATION_SECONDS),
+                ),
+            })
+            .await
+        }
+        // Not a gRPC call: events to delivered webhooks, notification in this process.
+        ScenarioName::NotificationThroughput => {
+            anyhow::ensure!(
+                args.requests.is_none(),
+                "notification-throughput runs for --duration-seconds, not --requests"
+            );
+            notification_throughput::run(notification_throughput::Options {
+                database_url: args.database_url.clone(),
+                redis_url: args.redis_url.clone(),
+                producers: args.concurrency as usize,
                 warmup: Duration::from_secs(args.warmup_seconds),
                 duration: Duration::from_secs(
                     args.duration_seconds.unwrap_or(DEFAULT_DURATION_SECONDS),

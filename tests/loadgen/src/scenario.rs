@@ -25,6 +25,9 @@ pub enum ScenarioName {
     /// Outbox → relay → Redis Stream → consumer group, in process (no gRPC): events/s
     /// and commit-to-handler latency.
     EventsRelay,
+    /// Events on the stream → notifications → PUSH webhooks delivered to a local
+    /// receiver, notification in process: webhooks/s and event-to-delivery latency.
+    NotificationThroughput,
 }
 
 impl ScenarioName {
@@ -32,6 +35,7 @@ impl ScenarioName {
         match self {
             Self::Health => "health",
             Self::EventsRelay => "events-relay",
+            Self::NotificationThroughput => "notification-throughput",
         }
     }
 }
