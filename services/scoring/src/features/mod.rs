@@ -136,29 +136,26 @@ pub async fn features_for(
     let party = customer_id.to_string();
     let hood = store::neighbourhood(conn, &party).await?;
     let local = social::local_features(&hood);
-    let pagerank = store::pagerank_score(conn, &party).await?;
-    let credit = store::credit_party(conn, &party).await?;
-    let self_defaulter = credit.is_some_and(|(_, defaulter)| defaulter);
-    let (size, defaulters) = store::component(conn, customer_id).await?.unwrap_or((1, 0));
+    let own = store::customer_scalars(conn, customer_id).await?;
+    let self_defaulter = own.credit.is_some_and(|(_, defaulter)| defaulter);
+    let (size, defaulters) = own.component.unwrap_or((1, 0));
     let (component_size, component_bad_rate) =
         social::component_features(size, defaulters, self_defaulter);
     let months = store::behaviour_months(conn, customer_id).await?;
-    let lenders = store::distinct_lenders(conn, customer_id).await?;
     let outcomes = store::installment_outcomes(conn, customer_id).await?;
-    let line = store::credit_line(conn, customer_id).await?;
-    let (customers_per_device, customers_per_phone) =
-        store::customers_per_identifier(conn, customer_id).await?;
     Ok(FeatureValues {
         local,
-        pagerank,
+        pagerank: own.pagerank,
         component_size,
         component_bad_rate,
-        behaviour: behaviour::behaviour_features(&months, lenders),
+        behaviour: behaviour::behaviour_features(&months, own.distinct_lenders),
         on_time_ratio: history::on_time_ratio(&outcomes),
-        max_days_past_due: credit.map(|(days, _)| f64::from(days)),
-        utilisation: line.and_then(|(limit, available)| history::utilisation(limit, available)),
-        customers_per_device: customers_per_device as f64,
-        customers_per_phone: customers_per_phone as f64,
+        max_days_past_due: own.credit.map(|(days, _)| f64::from(days)),
+        utilisation: own
+            .line
+            .and_then(|(limit, available)| history::utilisation(limit, available)),
+        customers_per_device: own.customers_per_device as f64,
+        customers_per_phone: own.customers_per_phone as f64,
     }
     .into_vector(customer_id))
 }

@@ -59,8 +59,8 @@ pub async fn neighbourhood(
         Vec::new()
     } else {
         sqlx::query_as(
-            "SELECT party_id, neighbour_id FROM social_adjacency \
-             WHERE party_id = ANY($1) LIMIT $2",
+            "SELECT a.party_id, a.neighbour_id FROM unnest($1::text[]) AS n(id) \
+             JOIN social_adjacency a ON a.party_id = n.id LIMIT $2",
         )
         .bind(&ids)
         .bind(SECOND_HOP_ROWS_MAX)
@@ -75,8 +75,8 @@ pub async fn neighbourhood(
         HashMap::new()
     } else {
         sqlx::query_as(
-            "SELECT party_id, defaulter_since IS NOT NULL FROM credit_parties \
-             WHERE party_id = ANY($1)",
+            "SELECT p.party_id, p.defaulter_since IS NOT NULL FROM unnest($1::text[]) AS n(id) \
+             JOIN credit_parties p ON p.party_id = n.id",
         )
         .bind(&parties)
         .fetch_all(&mut *conn)
@@ -92,14 +92,78 @@ pub async fn neighbourhood(
     })
 }
 
-/// The last refresh's personalised PageRank; 0 for a party it did not reach.
-pub async fn pagerank_score(conn: &mut PgConnection, party: &str) -> Result<f64, sqlx::Error> {
-    let score: Option<f64> =
-        sqlx::query_scalar("SELECT score FROM pagerank_scores WHERE party_id = $1")
-            .bind(party)
-            .fetch_optional(conn)
-            .await?;
-    Ok(score.unwrap_or(0.0))
+/// The customer's own scalar inputs, read in one round trip.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct CustomerScalars {
+    /// The last PageRank refresh's score; 0 for a party it did not reach.
+    pub pagerank: f64,
+    /// (worst days past due, known defaulter) if the customer has a credit history.
+    pub credit: Option<(i32, bool)>,
+    /// (size, known defaulters) of its identity component; `None`: a component of one.
+    pub component: Option<(u64, u64)>,
+    pub distinct_lenders: u64,
+    /// (limit, available) of its line, fen.
+    pub line: Option<(i64, i64)>,
+    /// Most customers on any of its devices / phone hashes (itself included); 0 if none.
+    pub customers_per_device: u64,
+    pub customers_per_phone: u64,
+}
+
+type ScalarsRow = (
+    Option<f64>,
+    Option<i32>,
+    Option<bool>,
+    Option<i64>,
+    Option<i64>,
+    i64,
+    Option<i64>,
+    Option<i64>,
+    Option<i64>,
+    Option<i64>,
+);
+
+pub async fn customer_scalars(
+    conn: &mut PgConnection,
+    customer_id: Uuid,
+) -> Result<CustomerScalars, sqlx::Error> {
+    let row: ScalarsRow = sqlx::query_as(
+        "SELECT \
+             (SELECT score FROM pagerank_scores WHERE party_id = $1::text), \
+             p.max_days_past_due, p.defaulter_since IS NOT NULL, \
+             s.size, s.defaulters, \
+             (SELECT count(*) FROM behaviour_counterparties \
+                  WHERE customer_id = $1 AND category = $2), \
+             l.limit_fen, l.available_fen, \
+             (SELECT max(i.customers) FROM identity_links k \
+                  JOIN identifier_customers i USING (kind, identifier) \
+                  WHERE k.customer_id = $1 AND k.kind = $3), \
+             (SELECT max(i.customers) FROM identity_links k \
+                  JOIN identifier_customers i USING (kind, identifier) \
+                  WHERE k.customer_id = $1 AND k.kind = $4) \
+         FROM (SELECT $1::uuid AS customer_id) AS me \
+         LEFT JOIN credit_parties p ON p.party_id = me.customer_id::text \
+         LEFT JOIN identity_components c ON c.customer_id = me.customer_id \
+         LEFT JOIN identity_component_stats s ON s.component_id = c.component_id \
+         LEFT JOIN credit_lines l ON l.customer_id = me.customer_id",
+    )
+    .bind(customer_id)
+    .bind(OTHER_LENDER)
+    .bind(IdentifierKind::Device as i16)
+    .bind(IdentifierKind::Phone as i16)
+    .fetch_one(conn)
+    .await?;
+    let count = |value: i64| u64::try_from(value).unwrap_or(0);
+    let (pagerank, max_days, defaulter, size, defaulters, lenders, limit, available, device, phone) =
+        row;
+    Ok(CustomerScalars {
+        pagerank: pagerank.unwrap_or(0.0),
+        credit: max_days.map(|days| (days, defaulter.unwrap_or(false))),
+        component: size.map(|size| (count(size).max(1), count(defaulters.unwrap_or(0)))),
+        distinct_lenders: count(lenders),
+        line: limit.map(|limit| (limit, available.unwrap_or(0))),
+        customers_per_device: device.map_or(0, count),
+        customers_per_phone: phone.map_or(0, count),
+    })
 }
 
 /// (worst days past due, known defaulter) of a party with a credit history.
@@ -124,26 +188,6 @@ pub async fn is_known_defaulter(
     Ok(credit_party(conn, &customer_id.to_string())
         .await?
         .is_some_and(|(_, defaulter)| defaulter))
-}
-
-/// (size, known defaulters) of the customer's identity component; `None`: a component of one.
-pub async fn component(
-    conn: &mut PgConnection,
-    customer_id: Uuid,
-) -> Result<Option<(u64, u64)>, sqlx::Error> {
-    let row: Option<(i64, i64)> = sqlx::query_as(
-        "SELECT s.size, s.defaulters FROM identity_components c \
-         JOIN identity_component_stats s USING (component_id) WHERE c.customer_id = $1",
-    )
-    .bind(customer_id)
-    .fetch_optional(conn)
-    .await?;
-    Ok(row.map(|(size, defaulters)| {
-        (
-            u64::try_from(size).unwrap_or(1),
-            u64::try_from(defaulters).unwrap_or(0),
-        )
-    }))
 }
 
 /// The latest months with behaviour: the window's and one before it, which tells the
@@ -173,20 +217,6 @@ pub async fn behaviour_months(
         .collect())
 }
 
-pub async fn distinct_lenders(
-    conn: &mut PgConnection,
-    customer_id: Uuid,
-) -> Result<u64, sqlx::Error> {
-    let count: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM behaviour_counterparties WHERE customer_id = $1 AND category = $2",
-    )
-    .bind(customer_id)
-    .bind(OTHER_LENDER)
-    .fetch_one(conn)
-    .await?;
-    Ok(u64::try_from(count).unwrap_or(0))
-}
-
 pub async fn installment_outcomes(
     conn: &mut PgConnection,
     customer_id: Uuid,
@@ -200,37 +230,4 @@ pub async fn installment_outcomes(
         .into_iter()
         .filter_map(|code| RepaymentOutcomeKind::try_from(i32::from(code)).ok())
         .collect())
-}
-
-/// (limit, available) of the customer's line, in fen.
-pub async fn credit_line(
-    conn: &mut PgConnection,
-    customer_id: Uuid,
-) -> Result<Option<(i64, i64)>, sqlx::Error> {
-    sqlx::query_as("SELECT limit_fen, available_fen FROM credit_lines WHERE customer_id = $1")
-        .bind(customer_id)
-        .fetch_optional(conn)
-        .await
-}
-
-/// The most customers any of the customer's devices, and any of its phones, was seen
-/// with (itself included); 0 when none was seen.
-pub async fn customers_per_identifier(
-    conn: &mut PgConnection,
-    customer_id: Uuid,
-) -> Result<(u64, u64), sqlx::Error> {
-    let rows: Vec<(i16, i64)> = sqlx::query_as(
-        "SELECT l.kind, max(i.customers) FROM identity_links l \
-         JOIN identifier_customers i USING (kind, identifier) \
-         WHERE l.customer_id = $1 GROUP BY l.kind",
-    )
-    .bind(customer_id)
-    .fetch_all(conn)
-    .await?;
-    let of = |kind: IdentifierKind| {
-        rows.iter()
-            .find(|(code, _)| *code == kind as i16)
-            .map_or(0, |(_, count)| u64::try_from(*count).unwrap_or(0))
-    };
-    Ok((of(IdentifierKind::Device), of(IdentifierKind::Phone)))
 }
