@@ -566,6 +566,16 @@ impl LedgerService for LedgerApi {
         ))
     }
 
+    async fn run_end_of_day(
+        &self,
+        request: Request<proto::RunEndOfDayRequest>,
+    ) -> Result<Response<proto::RunEndOfDayResponse>, Status> {
+        let (caller, _) = caller_scope(&request)?;
+        Ok(Response::new(
+            self.run_end_of_day(&caller, request.into_inner()).await?,
+        ))
+    }
+
     async fn get_business_date(
         &self,
         _request: Request<proto::GetBusinessDateRequest>,

@@ -3,6 +3,7 @@
 //! postings use, and the postings of each operation as transfer items that the general
 //! ledger applies (DESIGN §3: "a credit limit IS a ledger balance").
 
+pub mod end_of_day;
 pub mod ops;
 
 use std::str::FromStr;

@@ -13,7 +13,11 @@ use microloan_proto::{events::v1::event::Payload, google::r#type::Date};
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
-use super::{BookRules, Disbursement, Posting, chain, check_apr, sub_account_for};
+use super::{
+    BookRules, Disbursement, Posting, chain, check_apr,
+    end_of_day::{EndOfDay, REMINDER_OFFSETS, all_buckets, reminders_per_offset},
+    sub_account_for,
+};
 use crate::{
     error::LedgerError,
     gl::{
@@ -23,7 +27,8 @@ use crate::{
     store::{
         self,
         book::{self as rows, LineBalanceRow, LoanRow, NewLoan},
-        business_date::{BusinessDate, share_lock_business_date},
+        business_date::{BusinessDate, lock_business_date, share_lock_business_date},
+        end_of_day as eod_rows,
         transfers::apply_transfers,
     },
 };
@@ -697,4 +702,145 @@ pub async fn repay(
         Ok(respond(&repaid))
     })
     .await
+}
+
+/// What a RunEndOfDay answers: the encoded summary (stored or new) and whether it is a
+/// replay of an already closed date.
+pub type RespondSummary<'a> =
+    dyn Fn(&[u8], bool) -> Result<Vec<u8>, LedgerError> + Send + Sync + 'a;
+
+/// RunEndOfDay: closes `business_date` as one transaction of set-based steps
+/// (docs/ledger.md "End of day"), or returns the stored summary of a closed date.
+///
+/// Locks: the request_id claim, then the run's advisory lock (a second run answers
+/// END_OF_DAY_RUNNING at once), then the business date FOR UPDATE before any account
+/// (postings hold it FOR SHARE: the run waits for those in flight, new ones wait for
+/// the run and then book on the next date).
+pub async fn run_end_of_day(
+    pool: &PgPool,
+    key: Option<RequestKey<'_>>,
+    business_date: chrono::NaiveDate,
+    reminder_event: impl Fn(&eod_rows::ReminderRow) -> (Option<Date>, Payload),
+    encode_summary: impl FnOnce(&EndOfDay) -> Vec<u8>,
+    respond: &RespondSummary<'_>,
+) -> Result<Vec<u8>, LedgerError> {
+    let mut tx = pool.begin().await?;
+    if let Some(key) = key
+        && let Some(stored) = store::claim_request_id(&mut tx, key).await?
+    {
+        return Ok(stored);
+    }
+    let response = close_business_date(
+        &mut tx,
+        business_date,
+        reminder_event,
+        encode_summary,
+        respond,
+    )
+    .await?;
+    if let Some(key) = key {
+        store::record_response(&mut tx, key, &response).await?;
+    }
+    tx.commit().await?;
+    Ok(response)
+}
+
+fn business_date_mismatch(current: chrono::NaiveDate) -> LedgerError {
+    LedgerError::precondition(
+        "BUSINESS_DATE_MISMATCH",
+        "the date is not the current business date nor a closed one",
+        vec![("business_date", current.to_string())],
+    )
+}
+
+async fn close_business_date(
+    conn: &mut PgConnection,
+    business_date: chrono::NaiveDate,
+    reminder_event: impl Fn(&eod_rows::ReminderRow) -> (Option<Date>, Payload),
+    encode_summary: impl FnOnce(&EndOfDay) -> Vec<u8>,
+    respond: &RespondSummary<'_>,
+) -> Result<Vec<u8>, LedgerError> {
+    if let Some(stored) = eod_rows::stored_summary(conn, business_date).await? {
+        return respond(&stored, true);
+    }
+    if !eod_rows::try_lock_run(conn).await? {
+        return Err(LedgerError::EndOfDayRunning);
+    }
+    let today = lock_business_date(conn).await?;
+    if business_date != today.business_date {
+        // A run for this date may have committed between the first look and the lock.
+        return match eod_rows::stored_summary(conn, business_date).await? {
+            Some(stored) if business_date < today.business_date => respond(&stored, true),
+            _ => Err(business_date_mismatch(today.business_date)),
+        };
+    }
+    let next_business_date = business_date
+        .succ_opt()
+        .ok_or_else(|| LedgerError::Internal("no date after the business date".into()))?;
+    let start_time = today.now;
+    let created = eod_rows::ensure_income_sub_accounts(conn).await?;
+    let interest = eod_rows::accrue_interest(conn, business_date, start_time).await?;
+    let penalty = eod_rows::charge_penalty(conn, business_date, start_time).await?;
+    for (step, posted) in [("accrue_interest", &interest), ("charge_penalty", &penalty)] {
+        tracing::info!(%business_date, step, ?posted, "end of day step");
+        debug_assert!(posted.is_balanced(), "{step}: {posted:?}");
+        if !posted.is_balanced() {
+            return Err(LedgerError::Internal(format!(
+                "end of day {step} moved unequal debits and credits: {posted:?}"
+            )));
+        }
+    }
+    let (installments_due, installments_newly_overdue) =
+        eod_rows::count_due_and_newly_overdue(conn, business_date).await?;
+    let buckets = all_buckets(&eod_rows::delinquency_buckets(conn, business_date).await?);
+    let reminders = eod_rows::reminders_due(conn, business_date, &REMINDER_OFFSETS).await?;
+    for reminder in &reminders {
+        let (event_date, payload) = reminder_event(reminder);
+        microloan_events::append(
+            conn,
+            PRODUCER,
+            NewEvent {
+                customer_id: reminder.customer_id,
+                business_date: event_date,
+                payload,
+            },
+        )
+        .await?;
+    }
+    let events_emitted = i64::try_from(reminders.len())
+        .map_err(|_| LedgerError::Internal("reminder count".into()))?;
+    tracing::info!(
+        %business_date,
+        income_sub_accounts_created = created,
+        installments_due,
+        installments_newly_overdue,
+        ?buckets,
+        reminders = events_emitted,
+        "end of day steps"
+    );
+    let finish_time = eod_rows::clock(conn).await?;
+    let summary = EndOfDay {
+        business_date,
+        next_business_date,
+        loans_processed: interest.loans,
+        interest,
+        penalty,
+        installments_due,
+        installments_newly_overdue,
+        buckets,
+        reminders: reminders_per_offset(reminders.iter().map(|r| r.offset_days)),
+        events_emitted,
+        start_time,
+        finish_time,
+    };
+    let encoded = encode_summary(&summary);
+    eod_rows::store_summary(conn, business_date, &encoded, start_time, finish_time).await?;
+    if !eod_rows::advance_business_date(conn, business_date, next_business_date, finish_time)
+        .await?
+    {
+        return Err(LedgerError::Internal(
+            "the business date moved under its lock".into(),
+        ));
+    }
+    respond(&encoded, false)
 }

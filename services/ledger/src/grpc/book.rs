@@ -6,7 +6,10 @@ use microloan_domain::loan::RepaymentMethod;
 use microloan_platform::idempotency::RequestKey;
 use microloan_proto::{
     common::v1 as common,
-    events::v1::{LoanDisbursed, LoanPaidOff, RepaymentReceived, event::Payload},
+    events::v1::{
+        InstallmentDueSoon, InstallmentOverdue, LoanDisbursed, LoanPaidOff, RepaymentReceived,
+        event::Payload,
+    },
     ledger::v1 as proto,
 };
 use prost::Message;
@@ -16,6 +19,7 @@ use super::{LedgerApi, convert, decode};
 use crate::{
     book::{
         self, Disbursement, DisbursementFields, UnpaidPrincipal,
+        end_of_day::{CREDIT_BUREAU_WARNING_DAYS, EndOfDay},
         ops::{self, Disbursed, LimitChanged, LineOpened, Repaid, RepaymentOrder},
         required_amount, required_id,
     },
@@ -27,6 +31,7 @@ use crate::{
     store::{
         self,
         book::{InstallmentRow, LineBalanceRow, LoanRow},
+        end_of_day::ReminderRow,
     },
 };
 
@@ -814,5 +819,127 @@ impl LedgerApi {
                 per_diem: cny(quote.per_diem_minor),
             }),
         })
+    }
+}
+
+fn reminder_payload(reminder: &ReminderRow) -> Payload {
+    if reminder.offset_days <= 0 {
+        Payload::InstallmentDueSoon(InstallmentDueSoon {
+            loan_id: reminder.loan_id.to_string(),
+            installment_sequence: reminder.sequence,
+            due_date: convert::date(reminder.due_date),
+            amount_due: cny(reminder.amount_minor),
+            days_until_due: -reminder.offset_days,
+        })
+    } else {
+        Payload::InstallmentOverdue(InstallmentOverdue {
+            loan_id: reminder.loan_id.to_string(),
+            installment_sequence: reminder.sequence,
+            due_date: convert::date(reminder.due_date),
+            overdue_amount: cny(reminder.amount_minor),
+            loan_overdue_amount: cny(reminder.loan_overdue_minor),
+            days_past_due: reminder.offset_days,
+            delinquency_bucket: i32::from(reminder.bucket),
+            penalty_daily_rate: rate_text(reminder.penalty_daily_rate),
+            credit_bureau_warning: reminder.offset_days >= CREDIT_BUREAU_WARNING_DAYS,
+        })
+    }
+}
+
+fn end_of_day_summary(run: &EndOfDay) -> proto::EndOfDaySummary {
+    proto::EndOfDaySummary {
+        business_date: convert::date(run.business_date),
+        next_business_date: convert::date(run.next_business_date),
+        replayed: false,
+        loans_processed: run.loans_processed,
+        interest_accrued: cny(run.interest.amount_minor),
+        penalty_accrued: cny(run.penalty.amount_minor),
+        installments_due: run.installments_due,
+        installments_newly_overdue: run.installments_newly_overdue,
+        buckets: run
+            .buckets
+            .iter()
+            .map(|(bucket, loan_count)| proto::BucketCount {
+                bucket: i32::from(*bucket),
+                loan_count: *loan_count,
+            })
+            .collect(),
+        reminders: run
+            .reminders
+            .iter()
+            .map(|(offset_days, count)| proto::ReminderCount {
+                offset_days: *offset_days,
+                count: *count,
+            })
+            .collect(),
+        loans_written_off: 0,
+        amount_written_off: cny(0),
+        events_emitted: run.events_emitted,
+        start_time: convert::timestamp(run.start_time),
+        finish_time: convert::timestamp(run.finish_time),
+    }
+}
+
+impl LedgerApi {
+    pub(super) async fn run_end_of_day(
+        &self,
+        caller: &str,
+        request: proto::RunEndOfDayRequest,
+    ) -> Result<proto::RunEndOfDayResponse, LedgerError> {
+        // request_id is optional here: end of day is idempotent per date anyway.
+        let mut violations = if request.request_id.is_empty() {
+            Vec::new()
+        } else {
+            request_id_violations(&request.request_id)
+        };
+        let business_date = match request.business_date.as_ref() {
+            None => {
+                violations.push(("business_date", "is required".into()));
+                None
+            }
+            Some(date) => {
+                let parsed = convert::naive_date(date);
+                if parsed.is_none() {
+                    violations.push((
+                        "business_date",
+                        "must be a full, existing calendar date".into(),
+                    ));
+                }
+                parsed
+            }
+        };
+        book::finish(violations)?;
+        let business_date = business_date
+            .ok_or_else(|| LedgerError::Internal("parsed without a violation".into()))?;
+        let body = proto::RunEndOfDayRequest {
+            request_id: String::new(),
+            ..request.clone()
+        }
+        .encode_to_vec();
+        let key = (!request.request_id.is_empty()).then_some(RequestKey {
+            caller,
+            rpc: "RunEndOfDay",
+            request_id: &request.request_id,
+            body: &body,
+        });
+        let response = ops::run_end_of_day(
+            &self.pool,
+            key,
+            business_date,
+            |reminder| (convert::date(business_date), reminder_payload(reminder)),
+            |run| end_of_day_summary(run).encode_to_vec(),
+            &|stored: &[u8], replayed| {
+                let summary: proto::EndOfDaySummary = decode(stored)?;
+                Ok(proto::RunEndOfDayResponse {
+                    summary: Some(proto::EndOfDaySummary {
+                        replayed,
+                        ..summary
+                    }),
+                }
+                .encode_to_vec())
+            },
+        )
+        .await?;
+        decode(&response)
     }
 }

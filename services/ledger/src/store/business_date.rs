@@ -60,3 +60,13 @@ pub async fn share_lock_business_date(
         .await?;
     Ok(from_row(row))
 }
+
+/// The business date, locked for update until the transaction ends: end of day takes it
+/// before touching any account, so it waits for the postings in flight (which hold it
+/// FOR SHARE) and new postings wait for it.
+pub async fn lock_business_date(conn: &mut PgConnection) -> Result<BusinessDate, LedgerError> {
+    let row: Row = sqlx::query_as(&format!("{SELECT} FOR UPDATE"))
+        .fetch_one(conn)
+        .await?;
+    Ok(from_row(row))
+}

@@ -5,6 +5,7 @@
 pub mod accounts;
 pub mod book;
 pub mod business_date;
+pub mod end_of_day;
 pub mod integrity;
 pub mod reports;
 pub mod transfers;

@@ -1,0 +1,491 @@
+//! End of day through gRPC against real Postgres: a loan driven day by day past its
+//! first due date with every figure computed by hand, replays of closed dates, the
+//! refusals, end of day racing postings and a second run, and the SQL helpers checked
+//! against the domain's own rules.
+
+use chrono::{Days, NaiveDate};
+use ledger::Ledger;
+use microloan_platform::{
+    auth::Role,
+    testing::{self, TestApp},
+};
+use microloan_proto::{
+    common::v1::{DelinquencyBucket, InstallmentStatus, Money, RepaymentMethod},
+    google::r#type::Date,
+    ledger::v1::{
+        DisburseRequest, DisburseResponse, EndOfDaySummary, GetBusinessDateRequest, GetLoanRequest,
+        OpenCreditLineRequest, RunEndOfDayRequest, VerifyIntegrityRequest,
+        ledger_service_client::LedgerServiceClient,
+    },
+};
+use rust_decimal::Decimal;
+use sqlx::PgPool;
+use tonic::{Code, Status, transport::Channel};
+use tonic_types::StatusExt;
+use uuid::Uuid;
+
+type Client = LedgerServiceClient<Channel>;
+
+struct Book {
+    app: TestApp,
+    client: Client,
+    token: String,
+}
+
+async fn book() -> Book {
+    let app = testing::spawn::<Ledger>(&[]).await;
+    let client = LedgerServiceClient::new(app.channel().await);
+    Book {
+        app,
+        client,
+        token: testing::token(Role::Service, None),
+    }
+}
+
+fn new_id() -> String {
+    Uuid::now_v7().to_string()
+}
+
+fn cny(minor_units: i64) -> Option<Money> {
+    Some(Money {
+        currency_code: "CNY".into(),
+        minor_units,
+    })
+}
+
+fn minor(money: &Option<Money>) -> i64 {
+    money.as_ref().map_or(-1, |money| money.minor_units)
+}
+
+fn proto_date(date: NaiveDate) -> Option<Date> {
+    use chrono::Datelike;
+    Some(Date {
+        year: date.year(),
+        month: date.month() as i32,
+        day: date.day() as i32,
+    })
+}
+
+fn naive(date: &Option<Date>) -> NaiveDate {
+    let date = date.as_ref().expect("date");
+    NaiveDate::from_ymd_opt(date.year, date.month as u32, date.day as u32).expect("valid")
+}
+
+fn error_info(status: &Status) -> (String, std::collections::HashMap<String, String>) {
+    status
+        .get_error_details()
+        .error_info()
+        .map(|info| {
+            assert_eq!(info.domain, "microloan.ledger");
+            (info.reason.clone(), info.metadata.clone())
+        })
+        .unwrap_or_default()
+}
+
+async fn count(pool: &PgPool, sql: &str) -> i64 {
+    sqlx::query_scalar(sql).fetch_one(pool).await.expect(sql)
+}
+
+impl Book {
+    fn request<T>(&self, message: T) -> tonic::Request<T> {
+        testing::with_token(message, &self.token)
+    }
+
+    async fn open_line(&mut self, customer_id: &str) -> String {
+        let credit_line_id = new_id();
+        let request = self.request(OpenCreditLineRequest {
+            request_id: new_id(),
+            customer_id: customer_id.to_owned(),
+            credit_line_id: credit_line_id.clone(),
+            limit: cny(1_000_000),
+        });
+        self.client.open_credit_line(request).await.expect("opened");
+        credit_line_id
+    }
+
+    fn drawdown(customer_id: &str, credit_line_id: &str, principal_minor: i64) -> DisburseRequest {
+        DisburseRequest {
+            request_id: new_id(),
+            customer_id: customer_id.to_owned(),
+            loan_id: new_id(),
+            credit_line_id: credit_line_id.to_owned(),
+            principal: cny(principal_minor),
+            term_months: 10,
+            repayment_method: RepaymentMethod::EqualPrincipal as i32,
+            daily_rate: "0.0005".into(),
+            penalty_daily_rate: String::new(),
+        }
+    }
+
+    async fn disburse(&mut self, request: DisburseRequest) -> DisburseResponse {
+        let request = self.request(request);
+        self.client
+            .disburse(request)
+            .await
+            .expect("disbursed")
+            .into_inner()
+    }
+
+    async fn business_date(&mut self) -> NaiveDate {
+        let request = self.request(GetBusinessDateRequest {});
+        let answer = self
+            .client
+            .get_business_date(request)
+            .await
+            .expect("business date")
+            .into_inner();
+        naive(&answer.business_date)
+    }
+
+    async fn run(&mut self, date: NaiveDate) -> Result<EndOfDaySummary, Status> {
+        let request = self.request(RunEndOfDayRequest {
+            request_id: new_id(),
+            business_date: proto_date(date),
+        });
+        self.client
+            .run_end_of_day(request)
+            .await
+            .map(|answer| answer.into_inner().summary.expect("summary"))
+    }
+
+    async fn verify(&mut self) {
+        let request = self.request(VerifyIntegrityRequest::default());
+        let report = self
+            .client
+            .verify_integrity(request)
+            .await
+            .expect("verify")
+            .into_inner();
+        assert!(report.ok, "{:?}", report.violations);
+    }
+
+    async fn pool(&self) -> PgPool {
+        PgPool::connect(&self.app.database_url)
+            .await
+            .expect("connect")
+    }
+}
+
+fn bucket_count(summary: &EndOfDaySummary, bucket: DelinquencyBucket) -> i64 {
+    summary
+        .buckets
+        .iter()
+        .find(|b| b.bucket == bucket as i32)
+        .map_or(-1, |b| b.loan_count)
+}
+
+fn reminder_count(summary: &EndOfDaySummary, offset_days: i32) -> i64 {
+    summary
+        .reminders
+        .iter()
+        .find(|r| r.offset_days == offset_days)
+        .map_or(-1, |r| r.count)
+}
+
+/// 3,010 CNY at 0.05% a day: 301,000 x 0.0005 = 150.5 fen a day, rounded half-even to
+/// 150 (half away from zero would say 151). The first instalment's principal is 30,100
+/// fen; once it is overdue, 30,100 x 0.00075 = 22.575 fen of penalty a day, i.e. 23.
+const PRINCIPAL: i64 = 301_000;
+const DAILY_INTEREST: i64 = 150;
+const FIRST_PRINCIPAL: i64 = 30_100;
+const DAILY_PENALTY: i64 = 23;
+
+#[tokio::test]
+async fn a_loan_driven_day_by_day_past_its_first_due_date() {
+    let mut book = book().await;
+    let customer = new_id();
+    let line = book.open_line(&customer).await;
+    let drawdown = Book::drawdown(&customer, &line, PRINCIPAL);
+    let loan_id = drawdown.loan_id.clone();
+    let booked = book.disburse(drawdown).await;
+    let schedule = booked.loan.expect("loan").schedule.expect("schedule");
+    let first = &schedule.installments[0];
+    assert_eq!(minor(&first.principal), FIRST_PRINCIPAL);
+    let due = naive(&first.due_date);
+    let opened = book.business_date().await;
+    let last = due + Days::new(7);
+
+    let mut day = opened;
+    let mut runs = 0;
+    while day <= last {
+        let summary = book.run(day).await.expect("end of day");
+        runs += 1;
+        let overdue = day > due;
+        assert_eq!(naive(&summary.business_date), day);
+        assert_eq!(naive(&summary.next_business_date), day + Days::new(1));
+        assert!(!summary.replayed);
+        assert_eq!(summary.loans_processed, 1, "{day}");
+        assert_eq!(minor(&summary.interest_accrued), DAILY_INTEREST, "{day}");
+        assert_eq!(
+            minor(&summary.penalty_accrued),
+            if overdue { DAILY_PENALTY } else { 0 },
+            "{day}"
+        );
+        assert_eq!(summary.installments_due, i64::from(day == due), "{day}");
+        assert_eq!(
+            summary.installments_newly_overdue,
+            i64::from(day == due + Days::new(1)),
+            "{day}"
+        );
+        assert_eq!(
+            (
+                bucket_count(&summary, DelinquencyBucket::Current),
+                bucket_count(&summary, DelinquencyBucket::Dpd1To30)
+            ),
+            if overdue { (0, 1) } else { (1, 0) },
+            "{day}"
+        );
+        let offset = (day - due).num_days() as i32;
+        for scheduled in [-3, 0, 1, 7, 30, 60, 90, 120, 150] {
+            assert_eq!(
+                reminder_count(&summary, scheduled),
+                i64::from(scheduled == offset),
+                "{day} offset {scheduled}"
+            );
+        }
+        assert_eq!(
+            summary.events_emitted,
+            i64::from([-3, 0, 1, 7].contains(&offset))
+        );
+        assert_eq!(summary.loans_written_off, 0);
+        day = day + Days::new(1);
+    }
+    assert_eq!(book.business_date().await, last + Days::new(1));
+
+    // The loan: every day's interest; the first instalment took the days up to and
+    // including its due date, the second the 7 days after; penalty on the first only.
+    let days_to_due = (due - opened).num_days() + 1;
+    let loan = book
+        .client
+        .get_loan(book.request(GetLoanRequest {
+            loan_id: loan_id.clone(),
+        }))
+        .await
+        .expect("loan")
+        .into_inner()
+        .loan
+        .expect("loan");
+    assert_eq!(minor(&loan.outstanding_principal), PRINCIPAL);
+    assert_eq!(minor(&loan.outstanding_interest), runs * DAILY_INTEREST);
+    assert_eq!(minor(&loan.outstanding_penalty), 7 * DAILY_PENALTY);
+    assert_eq!(loan.days_past_due, 8);
+    assert_eq!(loan.delinquency_bucket, DelinquencyBucket::Dpd1To30 as i32);
+    let items = loan.schedule.expect("schedule").installments;
+    assert_eq!(items[0].status, InstallmentStatus::Overdue as i32);
+    assert_eq!(minor(&items[0].interest), days_to_due * DAILY_INTEREST);
+    assert_eq!(minor(&items[0].penalty_charged), 7 * DAILY_PENALTY);
+    assert_eq!(
+        minor(&loan.overdue_amount),
+        FIRST_PRINCIPAL + days_to_due * DAILY_INTEREST + 7 * DAILY_PENALTY
+    );
+    let pool = book.pool().await;
+    let second: i64 = sqlx::query_scalar(
+        "SELECT interest_accrued FROM installments WHERE loan_id = $1::uuid AND sequence = 2",
+    )
+    .bind(&loan_id)
+    .fetch_one(&pool)
+    .await
+    .expect("second");
+    assert_eq!(second, 7 * DAILY_INTEREST);
+    assert_eq!(
+        count(&pool, "SELECT count(*) FROM transfers WHERE code = 30").await,
+        runs
+    );
+    assert_eq!(
+        count(&pool, "SELECT count(*) FROM transfers WHERE code = 31").await,
+        7
+    );
+
+    // The outbox: due in 3 days, due today, overdue days 1 and 7, for this instalment.
+    let events: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT event_type, count(*) FROM outbox GROUP BY event_type ORDER BY event_type",
+    )
+    .fetch_all(&pool)
+    .await
+    .expect("events");
+    assert_eq!(
+        events,
+        [
+            ("EVENT_TYPE_INSTALLMENT_DUE_SOON".to_owned(), 2),
+            ("EVENT_TYPE_INSTALLMENT_OVERDUE".to_owned(), 2),
+            ("EVENT_TYPE_LOAN_DISBURSED".to_owned(), 1),
+        ]
+    );
+
+    // Replaying a closed date returns its summary and changes nothing.
+    let transfers = count(&pool, "SELECT count(*) FROM transfers").await;
+    let replay = book.run(opened).await.expect("replay");
+    assert!(replay.replayed);
+    assert_eq!(naive(&replay.business_date), opened);
+    assert_eq!(minor(&replay.interest_accrued), DAILY_INTEREST);
+    let due_day = book.run(due).await.expect("replay");
+    assert!(due_day.replayed);
+    assert_eq!(due_day.installments_due, 1);
+    assert_eq!(
+        count(&pool, "SELECT count(*) FROM transfers").await,
+        transfers
+    );
+    assert_eq!(count(&pool, "SELECT count(*) FROM outbox").await, 5);
+    assert_eq!(book.business_date().await, last + Days::new(1));
+
+    // A date after the current one, or before the first, was never closed.
+    let current = last + Days::new(1);
+    for wrong in [current + Days::new(1), opened - Days::new(1)] {
+        let status = book.run(wrong).await.expect_err("mismatch");
+        assert_eq!(status.code(), Code::FailedPrecondition);
+        let (reason, metadata) = error_info(&status);
+        assert_eq!(reason, "BUSINESS_DATE_MISMATCH");
+        assert_eq!(metadata["business_date"], current.to_string());
+    }
+    let unset = book
+        .client
+        .run_end_of_day(book.request(RunEndOfDayRequest {
+            request_id: new_id(),
+            business_date: None,
+        }))
+        .await
+        .expect_err("unset");
+    assert_eq!(unset.code(), Code::InvalidArgument);
+    assert_eq!(
+        count(&pool, "SELECT count(*) FROM transfers").await,
+        transfers
+    );
+
+    pool.close().await;
+    book.verify().await;
+    book.app.stop().await.expect("clean stop");
+}
+
+#[tokio::test]
+async fn end_of_day_waits_for_postings_and_a_second_run_is_refused() {
+    let mut book = book().await;
+    let customer = new_id();
+    let line = book.open_line(&customer).await;
+    book.disburse(Book::drawdown(&customer, &line, PRINCIPAL))
+        .await;
+    let today = book.business_date().await;
+    let pool = book.pool().await;
+
+    // A posting in flight holds the business date FOR SHARE: the run takes its lock and
+    // waits for it.
+    let mut posting = pool.begin().await.expect("begin");
+    sqlx::query("SELECT 1 FROM business_date FOR SHARE")
+        .execute(&mut *posting)
+        .await
+        .expect("share");
+    let mut first_client = book.client.clone();
+    let first_request = book.request(RunEndOfDayRequest {
+        request_id: new_id(),
+        business_date: proto_date(today),
+    });
+    let first = tokio::spawn(async move { first_client.run_end_of_day(first_request).await });
+    for attempt in 0.. {
+        let waiting = count(
+            &pool,
+            "SELECT count(*) FROM pg_stat_activity \
+             WHERE wait_event_type = 'Lock' AND query LIKE '%FOR UPDATE%'",
+        )
+        .await;
+        if waiting == 1 {
+            break;
+        }
+        assert!(attempt < 500, "the run never waited for the posting");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+
+    // A second run meanwhile is refused at once.
+    let second = book.run(today).await.expect_err("running");
+    assert_eq!(second.code(), Code::Aborted);
+    assert_eq!(error_info(&second).0, "END_OF_DAY_RUNNING");
+
+    // A drawdown racing the run either books before it (and accrues tonight) or after
+    // it (on the next date), or is told to retry; never half of either.
+    let mut racing_client = book.client.clone();
+    let racing_request = book.request(Book::drawdown(&customer, &line, 100_000));
+    let racing_loan = racing_request.get_ref().loan_id.clone();
+    let racing = tokio::spawn(async move { racing_client.disburse(racing_request).await });
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    posting.commit().await.expect("release");
+
+    let summary = first
+        .await
+        .expect("join")
+        .expect("end of day")
+        .into_inner()
+        .summary
+        .expect("summary");
+    assert!(!summary.replayed);
+    let booked_on: Option<NaiveDate> = match racing.await.expect("join") {
+        Ok(answer) => Some(naive(
+            &answer.into_inner().loan.expect("loan").disbursement_date,
+        )),
+        Err(status) => {
+            assert_eq!(status.code(), Code::Aborted);
+            assert_eq!(error_info(&status).0, "END_OF_DAY_RUNNING");
+            None
+        }
+    };
+    let expected_loans = 1 + i64::from(booked_on == Some(today));
+    assert!(booked_on.is_none_or(|date| date == today || date == today + Days::new(1)));
+    assert_eq!(summary.loans_processed, expected_loans, "{booked_on:?}");
+    let racing_accruals: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM transfers WHERE code = 30 AND loan_id = $1::uuid")
+            .bind(&racing_loan)
+            .fetch_one(&pool)
+            .await
+            .expect("accruals");
+    assert_eq!(racing_accruals, i64::from(booked_on == Some(today)));
+
+    // Retried after it finished, the second run is a replay.
+    let again = book.run(today).await.expect("replay");
+    assert!(again.replayed);
+    assert_eq!(again.loans_processed, expected_loans);
+    assert_eq!(book.business_date().await, today + Days::new(1));
+    pool.close().await;
+    book.verify().await;
+    book.app.stop().await.expect("clean stop");
+}
+
+#[tokio::test]
+async fn the_sql_helpers_agree_with_the_domain_rules() {
+    let book = book().await;
+    let pool = book.pool().await;
+    // Half-even ties both ways, then a spread of ordinary values.
+    let mut cases: Vec<(i64, &str)> = vec![
+        (301_000, "0.0005"),
+        (303_000, "0.0005"),
+        (1, "0.5"),
+        (3, "0.5"),
+        (5, "0.5"),
+        (0, "0.0005"),
+        (30_100, "0.00075"),
+        (4_000_000, "0.00075"),
+    ];
+    let rates = ["0.0002", "0.00035", "0.0005", "0.00075", "0.0003"];
+    for principal in (1..200).map(|k| k * 997) {
+        cases.push((principal, rates[principal as usize % rates.len()]));
+    }
+    for (principal, rate) in cases {
+        let decimal: Decimal = rate.parse().expect("rate");
+        let expected = microloan_domain::loan::interest_minor(principal, decimal, 1).expect("fits");
+        let rounded: i64 =
+            sqlx::query_scalar("SELECT ledger_round_half_even($1::numeric * $2::numeric)")
+                .bind(principal)
+                .bind(decimal)
+                .fetch_one(&pool)
+                .await
+                .expect("round");
+        assert_eq!(rounded, expected, "{principal} x {rate}");
+    }
+    for _ in 0..200 {
+        let customer = Uuid::new_v4();
+        let sub: i32 = sqlx::query_scalar("SELECT ledger_sub_account($1)")
+            .bind(customer)
+            .fetch_one(&pool)
+            .await
+            .expect("sub-account");
+        assert_eq!(sub, ledger::book::sub_account_for(customer), "{customer}");
+    }
+    pool.close().await;
+    book.app.stop().await.expect("clean stop");
+}
