@@ -35,6 +35,13 @@ pub enum AccountError {
         message: String,
         metadata: Vec<(&'static str, String)>,
     },
+    /// UNAVAILABLE DEPENDENCY_UNAVAILABLE: a peer service did not answer (safe to retry
+    /// with the same request_id).
+    #[error("{dependency} unavailable: {message}")]
+    DependencyUnavailable {
+        dependency: &'static str,
+        message: String,
+    },
     /// UNAVAILABLE DEPENDENCY_UNAVAILABLE (Postgres, or a peer, unreachable) or INTERNAL.
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
@@ -130,6 +137,19 @@ impl From<AccountError> for Status {
                 reason,
                 &metadata_refs(&metadata),
             ),
+            AccountError::DependencyUnavailable {
+                dependency,
+                message,
+            } => {
+                tracing::warn!(dependency, %message, "peer call failed");
+                status::with_reason_and_metadata(
+                    &domain(),
+                    Code::Unavailable,
+                    format!("{dependency} is unavailable; retry with the same request_id"),
+                    "DEPENDENCY_UNAVAILABLE",
+                    &[("dependency", dependency)],
+                )
+            }
             AccountError::Database(err) => database_status(&err),
             AccountError::Internal(message) => {
                 tracing::error!(%message, "account invariant broken");

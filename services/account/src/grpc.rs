@@ -25,13 +25,16 @@ use uuid::Uuid;
 
 use crate::{
     config::IDENTITY,
-    customers::NewCustomer,
+    customers::{CustomerStatus, NewCustomer},
     error::AccountError,
     identity::AgeBand,
     pii::{PiiField, PiiKeys},
     store::{
         audit::{AuditEntry, insert_audit_entry},
-        customers::{CustomerRow, find_customer, find_sealed_pii, insert_customer},
+        customers::{
+            CustomerRow, find_customer, find_sealed_pii, insert_customer, lock_customer,
+            update_customer_status,
+        },
     },
 };
 
@@ -78,7 +81,6 @@ pub struct AccountApi {
     rules: Rules,
     #[allow(dead_code, reason = "used by the account RPCs as they land")]
     cache: Cache,
-    #[allow(dead_code, reason = "used by the account RPCs as they land")]
     peers: Peers,
 }
 
@@ -181,6 +183,143 @@ impl AccountApi {
         ensure_owner(caller, customer_id)?;
         Ok(proto::GetCustomerResponse {
             customer: Some(customer_to_proto(&row)?),
+        })
+    }
+}
+
+/// Longest status reason (account.proto).
+const STATUS_REASON_CHARS_MAX: usize = 512;
+
+impl AccountApi {
+    async fn update_customer_status(
+        &self,
+        caller: &Caller,
+        request: proto::UpdateCustomerStatusRequest,
+    ) -> Result<proto::UpdateCustomerStatusResponse, AccountError> {
+        let mut violations = Vec::new();
+        if let Some(problem) = idempotency::request_id_problem(&request.request_id) {
+            violations.push(("request_id", problem.to_owned()));
+        }
+        let customer_id = match parse_id("customer_id", &request.customer_id) {
+            Ok(id) => Some(id),
+            Err(AccountError::InvalidArgument(more)) => {
+                violations.extend(more);
+                None
+            }
+            Err(other) => return Err(other),
+        };
+        let target = match proto::CustomerStatus::try_from(request.status) {
+            Ok(proto::CustomerStatus::Active) => Some(CustomerStatus::Active),
+            Ok(proto::CustomerStatus::Suspended) => Some(CustomerStatus::Suspended),
+            Ok(proto::CustomerStatus::Closed) => Some(CustomerStatus::Closed),
+            _ => {
+                violations.push(("status", "must be ACTIVE, SUSPENDED or CLOSED".to_owned()));
+                None
+            }
+        };
+        let reason_chars = request.reason.trim().chars().count();
+        if reason_chars == 0 || reason_chars > STATUS_REASON_CHARS_MAX {
+            violations.push(("reason", "must be 1-512 characters".to_owned()));
+        }
+        if !violations.is_empty() {
+            return Err(AccountError::InvalidArgument(violations));
+        }
+        let (Some(customer_id), Some(target)) = (customer_id, target) else {
+            return Err(AccountError::Internal("parsed without a violation".into()));
+        };
+        let body = proto::UpdateCustomerStatusRequest {
+            request_id: String::new(),
+            ..request.clone()
+        }
+        .encode_to_vec();
+        let caller_key = caller_key(caller);
+        let key = RequestKey {
+            caller: &caller_key,
+            rpc: "UpdateCustomerStatus",
+            request_id: &request.request_id,
+            body: &body,
+        };
+        let mut tx = self.pool.begin().await?;
+        if let Some(stored) = idempotency::claim(&mut tx, key).await? {
+            return decode_stored(&stored);
+        }
+        let before = lock_customer(&mut tx, customer_id)
+            .await?
+            .ok_or_else(|| AccountError::not_found("customer", customer_id.to_string()))?;
+        let current = before.status()?;
+        if current == CustomerStatus::Closed && target != CustomerStatus::Closed {
+            return Err(AccountError::FailedPrecondition {
+                reason: "CUSTOMER_NOT_ACTIVE",
+                message: "a closed customer cannot be reopened".into(),
+                metadata: vec![("status", current.as_str().to_owned())],
+            });
+        }
+        if target == CustomerStatus::Closed && current != CustomerStatus::Closed {
+            self.ensure_nothing_owed(customer_id).await?;
+        }
+        let after = if target == current {
+            before.clone()
+        } else {
+            update_customer_status(&mut tx, customer_id, target, request.reason.trim()).await?
+        };
+        insert_audit_entry(
+            &mut tx,
+            AuditEntry {
+                actor: &caller.subject,
+                role: caller.role.as_str(),
+                rpc: "UpdateCustomerStatus",
+                request_id: &request.request_id,
+                customer_id: Some(customer_id),
+                before: Some(audit_view(&before)),
+                after: Some(audit_view(&after)),
+            },
+        )
+        .await?;
+        // Credit lines are not kept by account yet: no line to freeze or close.
+        let response = proto::UpdateCustomerStatusResponse {
+            customer: Some(customer_to_proto(&after)?),
+            credit_line: None,
+        };
+        idempotency::record_response(&mut tx, key, &response.encode_to_vec()).await?;
+        tx.commit().await?;
+        Ok(response)
+    }
+
+    /// OUTSTANDING_BALANCE while the ledger holds an active loan of the customer.
+    async fn ensure_nothing_owed(&self, customer_id: Uuid) -> Result<(), AccountError> {
+        use microloan_proto::{common::v1::LoanStatus, ledger::v1::ListLoansRequest};
+        let mut ledger = self.peers.ledger.clone();
+        let active = ledger
+            .list_loans(ListLoansRequest {
+                customer_id: customer_id.to_string(),
+                statuses: vec![LoanStatus::Active as i32],
+                page_size: 500,
+                ..ListLoansRequest::default()
+            })
+            .await
+            .map_err(|status| match status.code() {
+                tonic::Code::Unavailable
+                | tonic::Code::DeadlineExceeded
+                | tonic::Code::Cancelled => AccountError::DependencyUnavailable {
+                    dependency: "ledger",
+                    message: status.message().to_owned(),
+                },
+                _ => AccountError::Internal(format!("ledger ListLoans: {status:?}")),
+            })?
+            .into_inner();
+        let outstanding: i64 = active
+            .loans
+            .iter()
+            .filter_map(|loan| loan.total_outstanding.as_ref())
+            .map(|money| money.minor_units)
+            .sum();
+        if active.loans.is_empty() {
+            return Ok(());
+        }
+        Err(AccountError::FailedPrecondition {
+            reason: "OUTSTANDING_BALANCE",
+            message: "the customer still owes money".into(),
+            metadata: vec![("outstanding_minor_units", outstanding.to_string())],
         })
     }
 }
@@ -342,6 +481,17 @@ impl AccountService for AccountApi {
         let caller = Caller::of(&request)?.clone();
         Ok(Response::new(
             self.create_customer(&caller, request.into_inner()).await?,
+        ))
+    }
+
+    async fn update_customer_status(
+        &self,
+        request: Request<proto::UpdateCustomerStatusRequest>,
+    ) -> Result<Response<proto::UpdateCustomerStatusResponse>, Status> {
+        let caller = Caller::of(&request)?.clone();
+        Ok(Response::new(
+            self.update_customer_status(&caller, request.into_inner())
+                .await?,
         ))
     }
 
