@@ -436,3 +436,87 @@ async fn a_waiting_consumer_handles_a_new_event_without_waiting_out_its_block_ti
     relay.await.expect("relay stops");
     world.finish().await;
 }
+
+/// The replay script of docs/events.md ("Operating it with redis-cli"), verbatim.
+const REPLAY: &str = "
+  local entry = redis.call('XRANGE', KEYS[1], ARGV[1], ARGV[1])[1]
+  if not entry then return redis.error_reply('no such dead letter') end
+  local fields, copy = entry[2], {}
+  for i = 1, #fields, 2 do
+    if string.sub(fields[i], 1, 5) ~= 'dead.' then
+      table.insert(copy, fields[i]); table.insert(copy, fields[i + 1])
+    end
+  end
+  local id = redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*', unpack(copy))
+  redis.call('XDEL', KEYS[1], ARGV[1])
+  return id";
+
+/// Fails while `broken` is set; records otherwise.
+#[derive(Debug, Clone)]
+struct Fixable(Arc<std::sync::atomic::AtomicBool>);
+
+impl Handler for Fixable {
+    async fn handle(
+        &self,
+        tx: &mut Transaction<'_, Postgres>,
+        event: &Event,
+    ) -> Result<(), HandlerError> {
+        if self.0.load(Ordering::SeqCst) {
+            return Err(HandlerError::Reject(anyhow::anyhow!("template missing")));
+        }
+        Record.handle(tx, event).await
+    }
+}
+
+#[tokio::test]
+async fn a_dead_letter_replayed_with_the_documented_script_is_applied_once() {
+    let world = World::new(&testing::redis_url(), |_| {}).await;
+    let customer = Uuid::new_v4();
+    let event_id = world.commit_event(customer, 0).await;
+    world.publish_all().await;
+    let broken = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let stop = CancellationToken::new();
+    let consumer = tokio::spawn(
+        world
+            .consumer(GROUP, Fixable(Arc::clone(&broken)), &world.config)
+            .run(stop.clone()),
+    );
+    let dead_letters = world.metrics.dead_letters_total.with_label_values(&[GROUP]);
+    eventually("the rejected event is dead-lettered", || async {
+        dead_letters.get() == 1 && world.pending(GROUP).await == 0
+    })
+    .await;
+    assert!(world.effects().await.is_empty());
+
+    // The operator fixes the cause and replays the dead letter.
+    broken.store(false, Ordering::SeqCst);
+    let mut redis = world.redis().await;
+    let dead: StreamRangeReply = redis
+        .xrange_all(world.config.dead_letter_stream())
+        .await
+        .expect("dead letters");
+    let dead_id = dead.ids[0].id.clone();
+    let _: String = redis::cmd("EVAL")
+        .arg(REPLAY)
+        .arg(2)
+        .arg(world.config.dead_letter_stream())
+        .arg(&world.config.stream)
+        .arg(&dead_id)
+        .arg(world.config.stream_length_max)
+        .query_async(&mut redis)
+        .await
+        .expect("replay");
+    eventually("the replayed event is applied", || async {
+        world.effects().await.len() == 1 && world.pending(GROUP).await == 0
+    })
+    .await;
+    assert_eq!(world.effects().await, [(event_id, customer, 0)]);
+    let left: usize = redis
+        .xlen(world.config.dead_letter_stream())
+        .await
+        .expect("xlen");
+    assert_eq!(left, 0, "the replayed dead letter is gone");
+    stop.cancel();
+    consumer.await.expect("consumer stops");
+    world.finish().await;
+}
