@@ -628,3 +628,58 @@ async fn concurrent_streams_merge_identity_components_consistently() {
     assert_eq!(harness.count("identity_component_stats").await, 1);
     harness.stop().await;
 }
+
+/// The instalment-state rule as stored (the SQL twin of `merge_installment_state`):
+/// paid after MISSED is LATE, WRITTEN_OFF is final, days past due only grow.
+#[tokio::test]
+async fn an_instalment_paid_after_missed_is_late_and_a_write_off_stays() {
+    let mut harness = Harness::start().await;
+    let customer = Uuid::now_v7();
+    let (late_loan, lost_loan) = (Uuid::now_v7().to_string(), Uuid::now_v7().to_string());
+    let observed = |loan: &str, kind: RepaymentOutcomeKind, days: i32, seconds: i64| {
+        let Kind::RepaymentOutcome(mut signal) = outcome(customer, kind, days) else {
+            unreachable!("an outcome")
+        };
+        signal.loan_id = loan.to_owned();
+        signal.observe_time = at(seconds);
+        Kind::RepaymentOutcome(signal)
+    };
+    for step in [
+        vec![
+            observed(&late_loan, RepaymentOutcomeKind::Missed, 30, 100),
+            observed(&lost_loan, RepaymentOutcomeKind::WrittenOff, 180, 100),
+        ],
+        vec![
+            observed(&late_loan, RepaymentOutcomeKind::OnTime, 0, 200),
+            observed(&lost_loan, RepaymentOutcomeKind::Early, 0, 200),
+        ],
+    ] {
+        harness
+            .ingest(vec![batch(&request_id(), step)])
+            .await
+            .expect("ingested");
+    }
+    let states: Vec<(i16, i32)> = sqlx::query_as(
+        "SELECT outcome, days_past_due FROM installment_states WHERE customer_id = $1 \
+         ORDER BY loan_id = $2::uuid DESC",
+    )
+    .bind(customer)
+    .bind(Uuid::parse_str(&late_loan).expect("uuid"))
+    .fetch_all(&harness.pool)
+    .await
+    .expect("states");
+    assert_eq!(
+        states,
+        [
+            (RepaymentOutcomeKind::Late as i16, 30),
+            (RepaymentOutcomeKind::WrittenOff as i16, 180)
+        ]
+    );
+    let features = harness.features(customer).await;
+    assert_eq!(value(&features, "on_time_ratio"), Some(0.0));
+    assert_eq!(value(&features, "max_days_past_due"), Some(180.0));
+    let mut conn = harness.pool.acquire().await.expect("acquire");
+    assert!(is_known_defaulter(&mut conn, customer).await.expect("read"));
+    drop(conn);
+    harness.stop().await;
+}
