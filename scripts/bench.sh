@@ -328,6 +328,12 @@ $redis_baseline
   measured. The loadgen process holds producers, relay and consumer together and
   competes with Postgres and Redis for the same cores. Target (issue 7): at least
   5,000 events/s with p99 under 50 ms.
+- **notification-throughput** rows are webhooks, not calls: each event becomes an IN_APP
+  notice (stored) and a PUSH notice delivered to the local receiver; throughput counts
+  the webhooks, latency runs from the event's \`XADD\` to the webhook's arrival. The
+  notification service, its consumer and workers, the receiver and the producers share
+  the loadgen process and the machine's cores with Postgres and Redis. Target (issue
+  11): at least 2,000 notices/s with p99 under 200 ms.
 - Loopback only: no network latency, no TLS.
 EOF
 } >"$tmp"
