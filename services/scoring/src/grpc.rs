@@ -20,6 +20,7 @@ use tonic::{Request, Response, Status, Streaming};
 use crate::{
     error::ScoringError,
     ingest::{BatchOutcome, apply_batch},
+    metrics::Metrics,
 };
 
 /// Rejections detailed in an IngestSignals summary (the rest are only counted).
@@ -45,6 +46,7 @@ pub fn permissions() -> PermissionTable {
 #[derive(Debug, Clone)]
 pub struct ScoringApi {
     pool: PgPool,
+    metrics: Metrics,
     #[allow(dead_code, reason = "used by the scoring RPCs as they land")]
     cache: Cache,
     #[allow(dead_code, reason = "used by the scoring RPCs as they land")]
@@ -59,8 +61,13 @@ pub struct Peers {
 }
 
 impl ScoringApi {
-    pub fn new(pool: PgPool, cache: Cache, peers: Peers) -> Self {
-        Self { pool, cache, peers }
+    pub fn new(pool: PgPool, cache: Cache, peers: Peers, metrics: Metrics) -> Self {
+        Self {
+            pool,
+            metrics,
+            cache,
+            peers,
+        }
     }
 
     /// Applies the stream batch by batch, each in its own transaction, and sums them up.
@@ -75,11 +82,19 @@ impl ScoringApi {
         let mut batch_index: i32 = 0;
         while let Some(batch) = stream.message().await.map_err(ScoringError::Stream)? {
             summary.batches_received += 1;
-            match apply_batch(&self.pool, &caller, &batch).await? {
-                BatchOutcome::Duplicate => summary.duplicate_batches += 1,
+            let outcome = apply_batch(&self.pool, &caller, &batch)
+                .await
+                .inspect_err(|_| self.metrics.batch("refused"))?;
+            match outcome {
+                BatchOutcome::Duplicate => {
+                    self.metrics.batch("duplicate");
+                    summary.duplicate_batches += 1;
+                }
                 BatchOutcome::Applied {
                     counts, rejected, ..
                 } => {
+                    self.metrics.batch("applied");
+                    self.metrics.signals(&counts, rejected.len());
                     summary.signals_accepted += counts.total();
                     summary.social_edges += counts.social_edges;
                     summary.behaviour_events += counts.behaviour_events;

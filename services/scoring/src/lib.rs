@@ -9,6 +9,7 @@ pub mod error;
 pub mod features;
 pub mod grpc;
 pub mod ingest;
+pub mod metrics;
 pub mod model;
 pub mod signals;
 pub mod store;
@@ -58,16 +59,18 @@ pub async fn run(
         consumer::SignalsFromEvents,
         GroupStart::Beginning,
     );
+    let metrics = metrics::Metrics::register(server.metrics().registry())?;
     let pagerank = tokio::spawn(refresh_pagerank_periodically(
         pool.clone(),
         config.pagerank_refresh,
+        metrics.clone(),
     ));
     let options = ClientOptions::for_service(&config.common);
     let peers = grpc::Peers {
         account: AccountServiceClient::new(client::connect(&config.account_url, &options)?),
         ledger: LedgerServiceClient::new(client::connect(&config.ledger_url, &options)?),
     };
-    let api = grpc::ScoringApi::new(pool, cache, peers);
+    let api = grpc::ScoringApi::new(pool, cache, peers, metrics);
     let service = ScoringServiceServer::new(api)
         .max_decoding_message_size(config.common.message_bytes_max)
         .max_encoding_message_size(config.common.message_bytes_max);
@@ -79,7 +82,11 @@ pub async fn run(
 
 /// Refreshes the personalised PageRank every `interval` (docs/scoring-features.md); a
 /// zero interval leaves it to on-demand calls of [`store::pagerank::refresh_pagerank`].
-async fn refresh_pagerank_periodically(pool: sqlx::PgPool, interval: std::time::Duration) {
+async fn refresh_pagerank_periodically(
+    pool: sqlx::PgPool,
+    interval: std::time::Duration,
+    metrics: metrics::Metrics,
+) {
     if interval.is_zero() {
         return;
     }
@@ -91,17 +98,26 @@ async fn refresh_pagerank_periodically(pool: sqlx::PgPool, interval: std::time::
         match store::pagerank::refresh_pagerank(&pool, features::graph::PageRankOptions::default())
             .await
         {
-            Ok(Some(run)) => tracing::info!(
-                parties = run.parties,
-                arcs = run.arcs,
-                seeds = run.seeds,
-                iterations = run.iterations,
-                residual = run.residual,
-                elapsed_ms = started.elapsed().as_millis() as u64,
-                "pagerank refreshed"
-            ),
-            Ok(None) => tracing::debug!("pagerank refresh running elsewhere"),
-            Err(err) => tracing::warn!(error = %err, "pagerank refresh failed"),
+            Ok(Some(run)) => {
+                metrics.pagerank("done", Some(run.iterations));
+                tracing::info!(
+                    parties = run.parties,
+                    arcs = run.arcs,
+                    seeds = run.seeds,
+                    iterations = run.iterations,
+                    residual = run.residual,
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "pagerank refreshed"
+                );
+            }
+            Ok(None) => {
+                metrics.pagerank("skipped", None);
+                tracing::debug!("pagerank refresh running elsewhere");
+            }
+            Err(err) => {
+                metrics.pagerank("failed", None);
+                tracing::warn!(error = %err, "pagerank refresh failed");
+            }
         }
     }
 }

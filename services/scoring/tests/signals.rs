@@ -224,6 +224,14 @@ async fn bad_signals_are_rejected_by_batch_and_signal_index_with_their_field_and
     assert_eq!(harness.count("behaviour_events").await, 1);
     assert_eq!(harness.count("identity_sightings").await, 1);
     assert_eq!(harness.count("repayment_outcomes").await, 1);
+    let metrics = testing::http_get(harness.app.admin_addr, "/metrics").await;
+    for line in [
+        "scoring_signal_batches_total{result=\"applied\"} 2",
+        "scoring_signals_accepted_total{kind=\"behaviour_event\"} 1",
+        "scoring_signals_rejected_total 2",
+    ] {
+        assert!(metrics.contains(line), "{line} missing:\n{metrics}");
+    }
     harness.stop().await;
 }
 
