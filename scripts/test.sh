@@ -26,6 +26,9 @@ source scripts/dev-deps.sh
 export DATABASE_URL="$MICROLOAN_PG_URL"
 export REDIS_URL
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-auto}"
+# A one-shot build gains nothing from incremental caches, which cost several GB of disk
+# and time on a cold CI machine; a developer may set it back (CARGO_INCREMENTAL=1).
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 
 say() { printf '\n==> %s\n' "$*"; }
 
