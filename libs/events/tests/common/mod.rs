@@ -230,7 +230,19 @@ impl World {
         reply.count()
     }
 
+    /// Drops the test's database and deletes its Redis keys (the stream, the dead
+    /// letters and the leases of the groups the tests use).
     pub async fn finish(self) {
+        if let Ok(mut redis) = self.cache.connection().await {
+            let stream = &self.config.stream;
+            let _ = redis::cmd("DEL")
+                .arg(stream)
+                .arg(self.config.dead_letter_stream())
+                .arg(format!("{stream}:lease:test-group"))
+                .arg(format!("{stream}:lease:trace-test"))
+                .query_async::<()>(&mut redis)
+                .await;
+        }
         self.pool.close().await;
         testing::drop_database(&self.database_url)
             .await
