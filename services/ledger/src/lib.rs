@@ -39,7 +39,7 @@ pub async fn run(
         cache.clone(),
         server.metrics().registry(),
     )?;
-    let api = grpc::LedgerApi::new(pool, cache, book::BookRules::default());
+    let api = grpc::LedgerApi::new(pool, cache, config.book.clone());
     let service = LedgerServiceServer::new(api)
         .max_decoding_message_size(config.common.message_bytes_max)
         .max_encoding_message_size(config.common.message_bytes_max);
