@@ -15,6 +15,7 @@ use sqlx::{Postgres, Transaction};
 use uuid::Uuid;
 
 use crate::{
+    refresh::PageRankTrigger,
     signals::{Outcome, Sighting, Signals, parse_uuid},
     store::signals::{LineUpdate, apply_signals, update_credit_line},
 };
@@ -25,8 +26,11 @@ pub const GROUP: &str = "scoring";
 const DEVICE_CHARS_MAX: usize = 128;
 
 /// Turns events into signals; see the module docs.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct SignalsFromEvents;
+#[derive(Debug, Clone, Default)]
+pub struct SignalsFromEvents {
+    /// Asked for an early PageRank refresh when a known defaulter is new.
+    pub pagerank: PageRankTrigger,
+}
 
 impl Handler for SignalsFromEvents {
     async fn handle(
@@ -39,7 +43,10 @@ impl Handler for SignalsFromEvents {
         else {
             return Ok(());
         };
-        apply_signals(tx, &signals).await?;
+        let applied = apply_signals(tx, &signals).await?;
+        if applied.new_defaulters > 0 {
+            self.pagerank.request();
+        }
         if let Some(update) = line {
             update_credit_line(tx, customer_id, update, event_time(event)).await?;
         }

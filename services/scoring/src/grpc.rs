@@ -21,6 +21,7 @@ use crate::{
     error::ScoringError,
     ingest::{BatchOutcome, apply_batch},
     metrics::Metrics,
+    refresh::PageRankTrigger,
 };
 
 /// Rejections detailed in an IngestSignals summary (the rest are only counted).
@@ -47,6 +48,7 @@ pub fn permissions() -> PermissionTable {
 pub struct ScoringApi {
     pool: PgPool,
     metrics: Metrics,
+    pagerank: PageRankTrigger,
     #[allow(dead_code, reason = "used by the scoring RPCs as they land")]
     cache: Cache,
     #[allow(dead_code, reason = "used by the scoring RPCs as they land")]
@@ -61,10 +63,17 @@ pub struct Peers {
 }
 
 impl ScoringApi {
-    pub fn new(pool: PgPool, cache: Cache, peers: Peers, metrics: Metrics) -> Self {
+    pub fn new(
+        pool: PgPool,
+        cache: Cache,
+        peers: Peers,
+        metrics: Metrics,
+        pagerank: PageRankTrigger,
+    ) -> Self {
         Self {
             pool,
             metrics,
+            pagerank,
             cache,
             peers,
         }
@@ -91,9 +100,14 @@ impl ScoringApi {
                     summary.duplicate_batches += 1;
                 }
                 BatchOutcome::Applied {
-                    counts, rejected, ..
+                    counts,
+                    rejected,
+                    effects,
                 } => {
                     self.metrics.batch("applied");
+                    if effects.new_defaulters > 0 {
+                        self.pagerank.request();
+                    }
                     self.metrics.signals(&counts, rejected.len());
                     summary.signals_accepted += counts.total();
                     summary.social_edges += counts.social_edges;

@@ -11,6 +11,7 @@ pub mod grpc;
 pub mod ingest;
 pub mod metrics;
 pub mod model;
+pub mod refresh;
 pub mod signals;
 pub mod store;
 
@@ -54,15 +55,20 @@ pub async fn run(
     )?;
     // History features are built from the ledger's events: a first deployment reads the
     // retained history (each event applies once, deduplicated on its id).
+    let metrics = metrics::Metrics::register(server.metrics().registry())?;
+    // New known defaulters (from either path) ask for an early PageRank refresh.
+    let trigger = refresh::PageRankTrigger::default();
     events.consume(
         consumer::GROUP,
-        consumer::SignalsFromEvents,
+        consumer::SignalsFromEvents {
+            pagerank: trigger.clone(),
+        },
         GroupStart::Beginning,
     );
-    let metrics = metrics::Metrics::register(server.metrics().registry())?;
-    let pagerank = tokio::spawn(refresh_pagerank_periodically(
+    let pagerank = tokio::spawn(refresh::refresh_pagerank(
         pool.clone(),
         config.pagerank_refresh,
+        trigger.clone(),
         metrics.clone(),
     ));
     let options = ClientOptions::for_service(&config.common);
@@ -70,7 +76,7 @@ pub async fn run(
         account: AccountServiceClient::new(client::connect(&config.account_url, &options)?),
         ledger: LedgerServiceClient::new(client::connect(&config.ledger_url, &options)?),
     };
-    let api = grpc::ScoringApi::new(pool, cache, peers, metrics);
+    let api = grpc::ScoringApi::new(pool, cache, peers, metrics, trigger);
     let service = ScoringServiceServer::new(api)
         .max_decoding_message_size(config.common.message_bytes_max)
         .max_encoding_message_size(config.common.message_bytes_max);
@@ -78,48 +84,6 @@ pub async fn run(
         microloan_events::serve_with(events, server.serve(service, listener, shutdown)).await;
     pagerank.abort();
     outcome
-}
-
-/// Refreshes the personalised PageRank every `interval` (docs/scoring-features.md); a
-/// zero interval leaves it to on-demand calls of [`store::pagerank::refresh_pagerank`].
-async fn refresh_pagerank_periodically(
-    pool: sqlx::PgPool,
-    interval: std::time::Duration,
-    metrics: metrics::Metrics,
-) {
-    if interval.is_zero() {
-        return;
-    }
-    let mut ticks = tokio::time::interval(interval);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        ticks.tick().await;
-        let started = std::time::Instant::now();
-        match store::pagerank::refresh_pagerank(&pool, features::graph::PageRankOptions::default())
-            .await
-        {
-            Ok(Some(run)) => {
-                metrics.pagerank("done", Some(run.iterations));
-                tracing::info!(
-                    parties = run.parties,
-                    arcs = run.arcs,
-                    seeds = run.seeds,
-                    iterations = run.iterations,
-                    residual = run.residual,
-                    elapsed_ms = started.elapsed().as_millis() as u64,
-                    "pagerank refreshed"
-                );
-            }
-            Ok(None) => {
-                metrics.pagerank("skipped", None);
-                tracing::debug!("pagerank refresh running elsewhere");
-            }
-            Err(err) => {
-                metrics.pagerank("failed", None);
-                tracing::warn!(error = %err, "pagerank refresh failed");
-            }
-        }
-    }
 }
 
 /// Ties the scoring service into the shared process lifecycle ([`microloan_platform::launch`]).
