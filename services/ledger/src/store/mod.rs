@@ -7,6 +7,7 @@ pub mod book;
 pub mod business_date;
 pub mod end_of_day;
 pub mod integrity;
+pub mod portfolio;
 pub mod reports;
 pub mod transfers;
 
