@@ -14,7 +14,8 @@ use microloan_proto::notification::v1::{
 };
 use tonic::transport::Channel as GrpcChannel;
 
-const WAIT: Duration = Duration::from_secs(5);
+/// Bounded waits: generous for a loaded CI machine; a passing test returns as soon as it holds.
+const WAIT: Duration = Duration::from_secs(10);
 
 fn template(key: &str, params: &[(&str, &str)]) -> Option<Content> {
     Some(Content::Template(TemplateContent {
