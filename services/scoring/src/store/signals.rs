@@ -39,13 +39,17 @@ pub async fn apply_signals(
     insert_counterparties(conn, &signals.behaviours).await?;
     insert_identity_sightings(conn, &signals.sightings).await?;
     let new_links = upsert_identity_links(conn, &signals.sightings).await?;
-    let mut applied = Applied::default();
     if !new_links.is_empty() {
         count_identifier_customers(conn, &new_links).await?;
-        applied.components_merged = link_components(conn, &new_links).await?;
     }
     insert_repayment_outcomes(conn, &signals.outcomes).await?;
     upsert_installment_states(conn, &signals.outcomes).await?;
+    // Last, under COMPONENTS_LOCK when needed: nothing after it locks a row that a
+    // batch waiting for the lock may already hold, so the lock cannot deadlock.
+    let mut applied = Applied::default();
+    if !new_links.is_empty() {
+        applied.components_merged = link_components(conn, &new_links).await?;
+    }
     applied.new_defaulters = upsert_credit_parties(conn, &signals.outcomes).await?;
     Ok(applied)
 }
