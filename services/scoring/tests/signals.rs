@@ -734,3 +734,26 @@ async fn a_new_known_defaulter_triggers_a_pagerank_refresh() {
     assert_eq!(harness.count("pagerank_runs").await, 1);
     harness.stop().await;
 }
+
+#[tokio::test]
+async fn only_the_first_100_rejections_are_detailed_but_all_are_counted() {
+    let mut harness = Harness::start().await;
+    let customer = Uuid::now_v7();
+    let bad = |count: usize| {
+        (0..count)
+            .map(|_| spend(customer, BehaviourCategory::Dining, -5))
+            .collect()
+    };
+    let summary = harness
+        .ingest(vec![
+            batch(&request_id(), bad(60)),
+            batch(&request_id(), bad(90)),
+        ])
+        .await
+        .expect("summary");
+    assert_eq!(summary.signals_rejected, 150);
+    assert_eq!(summary.rejections.len(), 100);
+    let last = summary.rejections.last().expect("rejections");
+    assert_eq!((last.batch_index, last.signal_index), (1, 39));
+    harness.stop().await;
+}
