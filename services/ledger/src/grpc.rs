@@ -566,6 +566,16 @@ impl LedgerService for LedgerApi {
         ))
     }
 
+    async fn write_off(
+        &self,
+        request: Request<proto::WriteOffRequest>,
+    ) -> Result<Response<proto::WriteOffResponse>, Status> {
+        let (caller, _) = caller_scope(&request)?;
+        Ok(Response::new(
+            self.write_off(&caller, request.into_inner()).await?,
+        ))
+    }
+
     async fn run_end_of_day(
         &self,
         request: Request<proto::RunEndOfDayRequest>,

@@ -10,11 +10,14 @@ use microloan_platform::{
     testing::{self, TestApp},
 };
 use microloan_proto::{
-    common::v1::{DelinquencyBucket, InstallmentStatus, Money, RepaymentMethod},
+    common::v1::{
+        DelinquencyBucket, InstallmentStatus, LoanStatus, Money, RepaymentMethod, WriteOffReason,
+    },
     google::r#type::Date,
     ledger::v1::{
-        DisburseRequest, DisburseResponse, EndOfDaySummary, GetBusinessDateRequest, GetLoanRequest,
-        OpenCreditLineRequest, RunEndOfDayRequest, VerifyIntegrityRequest,
+        ChangeCreditLimitRequest, DisburseRequest, DisburseResponse, EndOfDaySummary,
+        GetBusinessDateRequest, GetLoanRequest, OpenCreditLineRequest, RunEndOfDayRequest,
+        TransferCode, VerifyIntegrityRequest, WriteOffRequest,
         ledger_service_client::LedgerServiceClient,
     },
 };
@@ -487,5 +490,178 @@ async fn the_sql_helpers_agree_with_the_domain_rules() {
         assert_eq!(sub, ledger::book::sub_account_for(customer), "{customer}");
     }
     pool.close().await;
+    book.app.stop().await.expect("clean stop");
+}
+
+#[tokio::test]
+async fn a_write_off_closes_the_line_and_end_of_day_writes_off_at_180_days() {
+    let mut book = book().await;
+    let customer = new_id();
+    let line = book.open_line(&customer).await;
+    let fraud = Book::drawdown(&customer, &line, PRINCIPAL);
+    let fraud_loan = fraud.loan_id.clone();
+    book.disburse(fraud).await;
+    book.disburse(Book::drawdown(&customer, &line, 100_000))
+        .await;
+    let today = book.business_date().await;
+    let first = book.run(today).await.expect("end of day");
+    assert_eq!(minor(&first.interest_accrued), DAILY_INTEREST + 50);
+
+    let write_off = |loan_id: &str, reason: WriteOffReason, note: &str| WriteOffRequest {
+        request_id: new_id(),
+        loan_id: loan_id.to_owned(),
+        reason: reason as i32,
+        note: note.to_owned(),
+    };
+    for (request, field) in [
+        (
+            write_off(&fraud_loan, WriteOffReason::DaysPastDue, "x"),
+            "reason",
+        ),
+        (
+            write_off(&fraud_loan, WriteOffReason::Unspecified, "x"),
+            "reason",
+        ),
+        (write_off(&fraud_loan, WriteOffReason::Fraud, ""), "note"),
+        (write_off("nope", WriteOffReason::Fraud, "x"), "loan_id"),
+    ] {
+        let status = book
+            .client
+            .write_off(book.request(request))
+            .await
+            .expect_err("invalid");
+        assert_eq!(status.code(), Code::InvalidArgument);
+        let fields: Vec<String> = status
+            .get_error_details()
+            .bad_request()
+            .map(|bad| {
+                bad.field_violations
+                    .iter()
+                    .map(|v| v.field.clone())
+                    .collect()
+            })
+            .unwrap_or_default();
+        assert_eq!(fields, [field]);
+    }
+    let unknown = book
+        .client
+        .write_off(book.request(write_off(&new_id(), WriteOffReason::Fraud, "x")))
+        .await
+        .expect_err("unknown");
+    assert_eq!(unknown.code(), Code::NotFound);
+
+    // Written off: everything owed moves to write_off_expense; the line keeps only the
+    // other loan's principal as its limit, with no headroom.
+    let done = book
+        .client
+        .write_off(book.request(write_off(
+            &fraud_loan,
+            WriteOffReason::Fraud,
+            "identity theft confirmed",
+        )))
+        .await
+        .expect("written off")
+        .into_inner();
+    assert_eq!(
+        (
+            minor(&done.principal),
+            minor(&done.interest),
+            minor(&done.penalty)
+        ),
+        (PRINCIPAL, DAILY_INTEREST, 0)
+    );
+    let posted: Vec<(i32, i64)> = done
+        .transfers
+        .iter()
+        .map(|t| (t.code, minor(&t.amount)))
+        .collect();
+    assert_eq!(
+        posted,
+        [
+            (TransferCode::WriteOffPrincipal as i32, PRINCIPAL),
+            (TransferCode::WriteOffInterest as i32, DAILY_INTEREST),
+            (TransferCode::HeadroomRestore as i32, PRINCIPAL),
+            // The headroom left (1,000,000 - 401,000) plus the principal restored.
+            (
+                TransferCode::CreditLimitDecrease as i32,
+                599_000 + PRINCIPAL
+            ),
+        ]
+    );
+    let loan = done.loan.expect("loan");
+    assert_eq!(loan.status, LoanStatus::WrittenOff as i32);
+    assert_eq!(loan.write_off_reason, WriteOffReason::Fraud as i32);
+    assert_eq!(minor(&loan.written_off_amount), PRINCIPAL + DAILY_INTEREST);
+    let again = book
+        .client
+        .write_off(book.request(write_off(&fraud_loan, WriteOffReason::Fraud, "again")))
+        .await
+        .expect_err("not active");
+    assert_eq!(error_info(&again).0, "LOAN_NOT_ACTIVE");
+    let closed = book
+        .client
+        .change_credit_limit(book.request(ChangeCreditLimitRequest {
+            request_id: new_id(),
+            customer_id: customer.clone(),
+            new_limit: cny(500_000),
+            clamp_to_utilisation: false,
+        }))
+        .await
+        .expect_err("closed");
+    assert_eq!(error_info(&closed).0, "CREDIT_LINE_NOT_OPEN");
+    let pool = book.pool().await;
+    let limit: i64 = sqlx::query_scalar(
+        "SELECT limit_minor FROM credit_lines WHERE customer_id = $1::uuid AND closed",
+    )
+    .bind(&customer)
+    .fetch_one(&pool)
+    .await
+    .expect("closed line");
+    assert_eq!(limit, 100_000);
+
+    // Another customer's first instalment 180 days overdue: tonight's accruals, then
+    // the automatic write-off; the other loan keeps running.
+    let late = new_id();
+    let late_line = book.open_line(&late).await;
+    let late_request = Book::drawdown(&late, &late_line, PRINCIPAL);
+    let late_loan = late_request.loan_id.clone();
+    book.disburse(late_request).await;
+    let tonight = book.business_date().await;
+    sqlx::query("UPDATE installments SET due_date = $2 WHERE loan_id = $1::uuid AND sequence = 1")
+        .bind(&late_loan)
+        .bind(tonight - Days::new(180))
+        .execute(&pool)
+        .await
+        .expect("backdate");
+    let summary = book.run(tonight).await.expect("end of day");
+    assert_eq!(summary.loans_processed, 2);
+    assert_eq!(minor(&summary.interest_accrued), DAILY_INTEREST + 50);
+    assert_eq!(minor(&summary.penalty_accrued), DAILY_PENALTY);
+    assert_eq!(summary.loans_written_off, 1);
+    assert_eq!(
+        minor(&summary.amount_written_off),
+        PRINCIPAL + DAILY_INTEREST + DAILY_PENALTY
+    );
+    assert_eq!(summary.events_emitted, 1);
+    assert_eq!(bucket_count(&summary, DelinquencyBucket::Current), 1);
+    assert_eq!(bucket_count(&summary, DelinquencyBucket::DpdOver90), 0);
+    let status: i16 = sqlx::query_scalar(
+        "SELECT status FROM loans WHERE loan_id = $1::uuid AND write_off_reason = 1",
+    )
+    .bind(&late_loan)
+    .fetch_one(&pool)
+    .await
+    .expect("written off");
+    assert_eq!(status, LoanStatus::WrittenOff as i16);
+    assert_eq!(
+        count(
+            &pool,
+            "SELECT count(*) FROM outbox WHERE event_type = 'EVENT_TYPE_LOAN_WRITTEN_OFF'"
+        )
+        .await,
+        2
+    );
+    pool.close().await;
+    book.verify().await;
     book.app.stop().await.expect("clean stop");
 }

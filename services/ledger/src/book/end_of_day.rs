@@ -14,6 +14,12 @@ pub const REMINDER_OFFSETS: [i32; 9] = [-3, 0, 1, 7, 30, 60, 90, 120, 150];
 /// Overdue notices carry the credit-bureau warning from this many days past due.
 pub const CREDIT_BUREAU_WARNING_DAYS: i32 = 30;
 
+/// End of day writes a loan off at this many days past due (DESIGN §4).
+pub const WRITE_OFF_DAYS_PAST_DUE: i32 = 180;
+
+/// WriteOffReason DAYS_PAST_DUE: reserved for end of day.
+pub const WRITE_OFF_REASON_DAYS_PAST_DUE: i16 = 1;
+
 /// The DelinquencyBucket numbers, in order (CURRENT .. DPD_OVER_90).
 pub const BUCKETS: [i16; 5] = [1, 2, 3, 4, 5];
 
@@ -32,6 +38,8 @@ pub struct EndOfDay {
     pub buckets: Vec<(i16, i64)>,
     /// (offset, events), every offset, in [`REMINDER_OFFSETS`] order.
     pub reminders: Vec<(i32, i64)>,
+    pub loans_written_off: i64,
+    pub amount_written_off_minor: i64,
     pub events_emitted: i64,
     pub start_time: DateTime<Utc>,
     pub finish_time: DateTime<Utc>,

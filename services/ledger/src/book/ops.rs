@@ -15,7 +15,10 @@ use uuid::Uuid;
 
 use super::{
     BookRules, Disbursement, Posting, chain, check_apr,
-    end_of_day::{EndOfDay, REMINDER_OFFSETS, all_buckets, reminders_per_offset},
+    end_of_day::{
+        EndOfDay, REMINDER_OFFSETS, WRITE_OFF_DAYS_PAST_DUE, WRITE_OFF_REASON_DAYS_PAST_DUE,
+        all_buckets, reminders_per_offset,
+    },
     sub_account_for,
 };
 use crate::{
@@ -35,6 +38,26 @@ use crate::{
 
 /// The producer name on the ledger's events.
 const PRODUCER: &str = "ledger";
+
+/// Appends one event of the customer to the outbox, in the caller's transaction.
+async fn emit(
+    conn: &mut PgConnection,
+    customer_id: Uuid,
+    business_date: Option<Date>,
+    payload: Payload,
+) -> Result<(), LedgerError> {
+    microloan_events::append(
+        conn,
+        PRODUCER,
+        NewEvent {
+            customer_id,
+            business_date,
+            payload,
+        },
+    )
+    .await?;
+    Ok(())
+}
 
 /// What opening a line did.
 #[derive(Debug, Clone)]
@@ -459,16 +482,7 @@ pub async fn disburse(
             business_date: today.business_date,
         };
         let (business_date, payload) = event_of(&disbursed);
-        microloan_events::append(
-            conn,
-            PRODUCER,
-            NewEvent {
-                customer_id,
-                business_date,
-                payload,
-            },
-        )
-        .await?;
+        emit(conn, customer_id, business_date, payload).await?;
         Ok(respond(&disbursed))
     })
     .await
@@ -516,6 +530,23 @@ pub fn owed(installments: &[rows::InstallmentRow]) -> Vec<InstallmentOwed> {
         .collect()
 }
 
+/// FAILED_PRECONDITION LOAN_NOT_ACTIVE for a loan of `status` (2 or 3).
+pub fn loan_not_active(status: i16) -> LedgerError {
+    LedgerError::precondition(
+        "LOAN_NOT_ACTIVE",
+        "the loan is paid off or written off",
+        vec![(
+            "status",
+            if status == 2 {
+                "PAID_OFF"
+            } else {
+                "WRITTEN_OFF"
+            }
+            .to_owned(),
+        )],
+    )
+}
+
 fn loan_not_found(loan_id: Uuid) -> LedgerError {
     LedgerError::NotFound {
         resource_type: "loan",
@@ -542,19 +573,7 @@ pub async fn repay(
             .filter(|loan| loan.customer_id == customer_id)
             .ok_or_else(|| loan_not_found(order.loan_id))?;
         if loan.status != 1 {
-            return Err(LedgerError::precondition(
-                "LOAN_NOT_ACTIVE",
-                "the loan is paid off or written off",
-                vec![(
-                    "status",
-                    if loan.status == 2 {
-                        "PAID_OFF"
-                    } else {
-                        "WRITTEN_OFF"
-                    }
-                    .to_owned(),
-                )],
-            ));
+            return Err(loan_not_active(loan.status));
         }
         let line = line.ok_or_else(|| LedgerError::Internal("a loan without its line".into()))?;
         let installments = rows::load_installments(conn, loan.loan_id).await?;
@@ -688,16 +707,7 @@ pub async fn repay(
         )
         .await?;
         for (business_date, payload) in events_of(&repaid) {
-            microloan_events::append(
-                conn,
-                PRODUCER,
-                NewEvent {
-                    customer_id,
-                    business_date,
-                    payload,
-                },
-            )
-            .await?;
+            emit(conn, customer_id, business_date, payload).await?;
         }
         Ok(respond(&repaid))
     })
@@ -706,6 +716,18 @@ pub async fn repay(
 
 /// What a RunEndOfDay answers: the encoded summary (stored or new) and whether it is a
 /// replay of an already closed date.
+/// The events end of day writes, as proto payloads with their business date.
+pub struct EndOfDayEvents<'a> {
+    pub reminder: &'a (dyn Fn(&eod_rows::ReminderRow) -> (Option<Date>, Payload) + Send + Sync),
+    pub written_off: &'a (dyn Fn(&WrittenOff) -> (Option<Date>, Payload) + Send + Sync),
+}
+
+impl std::fmt::Debug for EndOfDayEvents<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EndOfDayEvents").finish_non_exhaustive()
+    }
+}
+
 pub type RespondSummary<'a> =
     dyn Fn(&[u8], bool) -> Result<Vec<u8>, LedgerError> + Send + Sync + 'a;
 
@@ -720,7 +742,7 @@ pub async fn run_end_of_day(
     pool: &PgPool,
     key: Option<RequestKey<'_>>,
     business_date: chrono::NaiveDate,
-    reminder_event: impl Fn(&eod_rows::ReminderRow) -> (Option<Date>, Payload),
+    events: EndOfDayEvents<'_>,
     encode_summary: impl FnOnce(&EndOfDay) -> Vec<u8>,
     respond: &RespondSummary<'_>,
 ) -> Result<Vec<u8>, LedgerError> {
@@ -730,14 +752,8 @@ pub async fn run_end_of_day(
     {
         return Ok(stored);
     }
-    let response = close_business_date(
-        &mut tx,
-        business_date,
-        reminder_event,
-        encode_summary,
-        respond,
-    )
-    .await?;
+    let response =
+        close_business_date(&mut tx, business_date, events, encode_summary, respond).await?;
     if let Some(key) = key {
         store::record_response(&mut tx, key, &response).await?;
     }
@@ -756,7 +772,7 @@ fn business_date_mismatch(current: chrono::NaiveDate) -> LedgerError {
 async fn close_business_date(
     conn: &mut PgConnection,
     business_date: chrono::NaiveDate,
-    reminder_event: impl Fn(&eod_rows::ReminderRow) -> (Option<Date>, Payload),
+    events: EndOfDayEvents<'_>,
     encode_summary: impl FnOnce(&EndOfDay) -> Vec<u8>,
     respond: &RespondSummary<'_>,
 ) -> Result<Vec<u8>, LedgerError> {
@@ -790,25 +806,35 @@ async fn close_business_date(
             )));
         }
     }
+    let mut written_off_minor = 0;
+    let to_write_off =
+        eod_rows::loans_to_write_off(conn, business_date, WRITE_OFF_DAYS_PAST_DUE).await?;
+    for (customer_id, loan_id) in &to_write_off {
+        let written_off = write_off_loan(
+            conn,
+            &today,
+            *customer_id,
+            *loan_id,
+            WRITE_OFF_REASON_DAYS_PAST_DUE,
+            events.written_off,
+        )
+        .await?;
+        written_off_minor += written_off.total_minor();
+    }
+    let loans_written_off = i64::try_from(to_write_off.len())
+        .map_err(|_| LedgerError::Internal("write-off count".into()))?;
+    tracing::info!(%business_date, step = "write_off", loans_written_off, written_off_minor, "end of day step");
     let (installments_due, installments_newly_overdue) =
         eod_rows::count_due_and_newly_overdue(conn, business_date).await?;
     let buckets = all_buckets(&eod_rows::delinquency_buckets(conn, business_date).await?);
     let reminders = eod_rows::reminders_due(conn, business_date, &REMINDER_OFFSETS).await?;
     for reminder in &reminders {
-        let (event_date, payload) = reminder_event(reminder);
-        microloan_events::append(
-            conn,
-            PRODUCER,
-            NewEvent {
-                customer_id: reminder.customer_id,
-                business_date: event_date,
-                payload,
-            },
-        )
-        .await?;
+        let (event_date, payload) = (events.reminder)(reminder);
+        emit(conn, reminder.customer_id, event_date, payload).await?;
     }
     let events_emitted = i64::try_from(reminders.len())
-        .map_err(|_| LedgerError::Internal("reminder count".into()))?;
+        .map_err(|_| LedgerError::Internal("reminder count".into()))?
+        + loans_written_off;
     tracing::info!(
         %business_date,
         income_sub_accounts_created = created,
@@ -829,6 +855,8 @@ async fn close_business_date(
         installments_newly_overdue,
         buckets,
         reminders: reminders_per_offset(reminders.iter().map(|r| r.offset_days)),
+        loans_written_off,
+        amount_written_off_minor: written_off_minor,
         events_emitted,
         start_time,
         finish_time,
@@ -843,4 +871,161 @@ async fn close_business_date(
         ));
     }
     respond(&encoded, false)
+}
+
+/// What a write-off did.
+#[derive(Debug, Clone)]
+pub struct WrittenOff {
+    pub loan: LoanRow,
+    pub installments: Vec<rows::InstallmentRow>,
+    pub principal_minor: i64,
+    pub interest_minor: i64,
+    pub penalty_minor: i64,
+    pub transfers: Vec<Transfer>,
+    /// WriteOffReason number.
+    pub reason: i16,
+    pub days_past_due: i32,
+    pub business_date: chrono::NaiveDate,
+}
+
+impl WrittenOff {
+    pub fn total_minor(&self) -> i64 {
+        self.principal_minor + self.interest_minor + self.penalty_minor
+    }
+}
+
+/// Writes one loan off inside the caller's transaction (WriteOff, and end of day at
+/// the days-past-due threshold): write_off_expense ← every receivable, then the
+/// HEADROOM_RESTORE of the principal and a CREDIT_LIMIT_DECREASE of the whole remaining
+/// headroom, linked; the line is closed (limit = principal still drawn on the other
+/// loans), the loan WRITTEN_OFF, and LoanWrittenOff appended.
+pub async fn write_off_loan(
+    conn: &mut PgConnection,
+    today: &BusinessDate,
+    customer_id: Uuid,
+    loan_id: Uuid,
+    reason: i16,
+    event_of: impl FnOnce(&WrittenOff) -> (Option<Date>, Payload),
+) -> Result<WrittenOff, LedgerError> {
+    let line = rows::lock_line(conn, customer_id)
+        .await?
+        .ok_or_else(|| LedgerError::Internal("a loan without its line".into()))?;
+    let loan = rows::find_loan(conn, loan_id)
+        .await?
+        .ok_or_else(|| loan_not_found(loan_id))?;
+    if loan.status != 1 {
+        return Err(loan_not_active(loan.status));
+    }
+    let before = balance(conn, customer_id).await?;
+    let [expense, control] = platform_accounts(
+        conn,
+        customer_id,
+        [AccountCode::WriteOffExpense, AccountCode::CreditLineControl],
+    )
+    .await?;
+    let principal = loan.principal_outstanding_minor;
+    let loan_posting = |code, debit, credit, amount_minor| Posting {
+        code,
+        debit_account_id: debit,
+        credit_account_id: credit,
+        amount_minor,
+        customer_id,
+        loan_id: Some(loan_id),
+    };
+    let decrease = before.available_minor + principal;
+    let postings = [
+        loan_posting(
+            TransferCode::WriteOffPrincipal,
+            expense,
+            loan.principal_account_id,
+            principal,
+        ),
+        loan_posting(
+            TransferCode::WriteOffInterest,
+            expense,
+            loan.interest_account_id,
+            loan.interest_outstanding_minor,
+        ),
+        loan_posting(
+            TransferCode::WriteOffPenalty,
+            expense,
+            loan.penalty_account_id,
+            loan.penalty_outstanding_minor,
+        ),
+        loan_posting(
+            TransferCode::HeadroomRestore,
+            control,
+            line.account_id,
+            principal,
+        ),
+        loan_posting(
+            TransferCode::CreditLimitDecrease,
+            line.account_id,
+            control,
+            decrease,
+        ),
+    ];
+    let transfers = post(conn, today, &postings, "loan written off")
+        .await?
+        .map_err(|failed| unexpected("WriteOff", failed))?;
+    rows::update_line(
+        conn,
+        customer_id,
+        line.credit_line_id,
+        line.limit_minor - decrease,
+        true,
+    )
+    .await?;
+    let total = principal + loan.interest_outstanding_minor + loan.penalty_outstanding_minor;
+    rows::mark_written_off(conn, loan_id, today.business_date, reason, total).await?;
+    let installments = rows::load_installments(conn, loan_id).await?;
+    let days_past_due = installments
+        .iter()
+        .filter(|item| item.settled_date.is_none() && item.due_date < today.business_date)
+        .map(|item| (today.business_date - item.due_date).num_days())
+        .max()
+        .map_or(0, |days| i32::try_from(days).unwrap_or(i32::MAX));
+    let after = balance(conn, customer_id).await?;
+    debug_assert_eq!(after.available_minor, 0);
+    debug_assert_eq!(
+        after.limit_minor,
+        after.available_minor + after.utilised_minor
+    );
+    let written_off = WrittenOff {
+        loan: rows::find_loan(conn, loan_id)
+            .await?
+            .ok_or_else(|| LedgerError::Internal("the loan vanished".into()))?,
+        installments,
+        principal_minor: principal,
+        interest_minor: loan.interest_outstanding_minor,
+        penalty_minor: loan.penalty_outstanding_minor,
+        transfers,
+        reason,
+        days_past_due,
+        business_date: today.business_date,
+    };
+    let (business_date, payload) = event_of(&written_off);
+    emit(conn, customer_id, business_date, payload).await?;
+    Ok(written_off)
+}
+
+/// WriteOff: one loan, for a reason other than days past due.
+pub async fn write_off(
+    pool: &PgPool,
+    key: RequestKey<'_>,
+    loan_id: Uuid,
+    reason: i16,
+    event_of: impl FnOnce(&WrittenOff) -> (Option<Date>, Payload),
+    respond: impl FnOnce(&WrittenOff) -> Vec<u8>,
+) -> Result<Vec<u8>, LedgerError> {
+    idempotent(pool, key, true, async move |conn, today| {
+        let customer_id = rows::find_loan(conn, loan_id)
+            .await?
+            .ok_or_else(|| loan_not_found(loan_id))?
+            .customer_id;
+        let written_off =
+            write_off_loan(conn, &today, customer_id, loan_id, reason, event_of).await?;
+        Ok(respond(&written_off))
+    })
+    .await
 }

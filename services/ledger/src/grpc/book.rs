@@ -7,8 +7,8 @@ use microloan_platform::idempotency::RequestKey;
 use microloan_proto::{
     common::v1 as common,
     events::v1::{
-        InstallmentDueSoon, InstallmentOverdue, LoanDisbursed, LoanPaidOff, RepaymentReceived,
-        event::Payload,
+        InstallmentDueSoon, InstallmentOverdue, LoanDisbursed, LoanPaidOff, LoanWrittenOff,
+        RepaymentReceived, event::Payload,
     },
     ledger::v1 as proto,
 };
@@ -20,7 +20,7 @@ use crate::{
     book::{
         self, Disbursement, DisbursementFields, UnpaidPrincipal,
         end_of_day::{CREDIT_BUREAU_WARNING_DAYS, EndOfDay},
-        ops::{self, Disbursed, LimitChanged, LineOpened, Repaid, RepaymentOrder},
+        ops::{self, Disbursed, LimitChanged, LineOpened, Repaid, RepaymentOrder, WrittenOff},
         required_amount, required_id,
     },
     error::LedgerError,
@@ -775,19 +775,7 @@ impl LedgerApi {
                 name: loan_id.to_string(),
             })?;
         if row.status != 1 {
-            return Err(LedgerError::precondition(
-                "LOAN_NOT_ACTIVE",
-                "the loan is paid off or written off",
-                vec![(
-                    "status",
-                    if row.status == 2 {
-                        "PAID_OFF"
-                    } else {
-                        "WRITTEN_OFF"
-                    }
-                    .to_owned(),
-                )],
-            ));
+            return Err(ops::loan_not_active(row.status));
         }
         let installments = store::book::load_installments(&mut conn, loan_id).await?;
         let unpaid: Vec<UnpaidPrincipal> = installments
@@ -872,8 +860,8 @@ fn end_of_day_summary(run: &EndOfDay) -> proto::EndOfDaySummary {
                 count: *count,
             })
             .collect(),
-        loans_written_off: 0,
-        amount_written_off: cny(0),
+        loans_written_off: run.loans_written_off,
+        amount_written_off: cny(run.amount_written_off_minor),
         events_emitted: run.events_emitted,
         start_time: convert::timestamp(run.start_time),
         finish_time: convert::timestamp(run.finish_time),
@@ -926,7 +914,15 @@ impl LedgerApi {
             &self.pool,
             key,
             business_date,
-            |reminder| (convert::date(business_date), reminder_payload(reminder)),
+            ops::EndOfDayEvents {
+                reminder: &|reminder| (convert::date(business_date), reminder_payload(reminder)),
+                written_off: &|written_off| {
+                    (
+                        convert::date(written_off.business_date),
+                        Payload::LoanWrittenOff(loan_written_off_event(written_off)),
+                    )
+                },
+            },
             |run| end_of_day_summary(run).encode_to_vec(),
             &|stored: &[u8], replayed| {
                 let summary: proto::EndOfDaySummary = decode(stored)?;
@@ -937,6 +933,102 @@ impl LedgerApi {
                     }),
                 }
                 .encode_to_vec())
+            },
+        )
+        .await?;
+        decode(&response)
+    }
+}
+
+fn loan_written_off_event(written_off: &WrittenOff) -> LoanWrittenOff {
+    LoanWrittenOff {
+        loan_id: written_off.loan.loan_id.to_string(),
+        written_off_date: convert::date(written_off.business_date),
+        reason: i32::from(written_off.reason),
+        principal: cny(written_off.principal_minor),
+        interest: cny(written_off.interest_minor),
+        penalty: cny(written_off.penalty_minor),
+        total: cny(written_off.total_minor()),
+        days_past_due: written_off.days_past_due,
+    }
+}
+
+/// WriteOffRequest.note: 1-512 characters.
+const WRITE_OFF_NOTE_CHARS_MAX: usize = 512;
+
+impl LedgerApi {
+    pub(super) async fn write_off(
+        &self,
+        caller: &str,
+        request: proto::WriteOffRequest,
+    ) -> Result<proto::WriteOffResponse, LedgerError> {
+        let mut violations = request_id_violations(&request.request_id);
+        let loan_id = required_id(&mut violations, "loan_id", &request.loan_id);
+        let reason = match common::WriteOffReason::try_from(request.reason) {
+            Ok(common::WriteOffReason::Unspecified) => {
+                violations.push(("reason", "is required".into()));
+                None
+            }
+            Ok(common::WriteOffReason::DaysPastDue) => {
+                violations.push(("reason", "DAYS_PAST_DUE is reserved for end of day".into()));
+                None
+            }
+            Ok(reason) => i16::try_from(reason as i32).ok(),
+            Err(_) => {
+                violations.push(("reason", "is not a WriteOffReason".into()));
+                None
+            }
+        };
+        let note_chars = request.note.chars().count();
+        if note_chars == 0 || note_chars > WRITE_OFF_NOTE_CHARS_MAX {
+            violations.push((
+                "note",
+                format!("must be 1 to {WRITE_OFF_NOTE_CHARS_MAX} characters"),
+            ));
+        }
+        book::finish(violations)?;
+        let (Some(loan_id), Some(reason)) = (loan_id, reason) else {
+            return Err(LedgerError::Internal("parsed without a violation".into()));
+        };
+        let body = proto::WriteOffRequest {
+            request_id: String::new(),
+            ..request.clone()
+        }
+        .encode_to_vec();
+        let key = RequestKey {
+            caller,
+            rpc: "WriteOff",
+            request_id: &request.request_id,
+            body: &body,
+        };
+        let response = ops::write_off(
+            &self.pool,
+            key,
+            loan_id,
+            reason,
+            |written_off| {
+                (
+                    convert::date(written_off.business_date),
+                    Payload::LoanWrittenOff(loan_written_off_event(written_off)),
+                )
+            },
+            |written_off| {
+                proto::WriteOffResponse {
+                    loan: Some(loan(
+                        &written_off.loan,
+                        &written_off.installments,
+                        written_off.business_date,
+                    )),
+                    principal: cny(written_off.principal_minor),
+                    interest: cny(written_off.interest_minor),
+                    penalty: cny(written_off.penalty_minor),
+                    transfers: written_off
+                        .transfers
+                        .iter()
+                        .map(convert::transfer)
+                        .collect(),
+                }
+                .encode_to_vec()
             },
         )
         .await?;

@@ -501,3 +501,25 @@ pub async fn insert_repayment(
     .await?;
     Ok(())
 }
+
+/// Marks a loan WRITTEN_OFF on `business_date` for `reason` (WriteOffReason number),
+/// with the total written off.
+pub async fn mark_written_off(
+    conn: &mut PgConnection,
+    loan_id: Uuid,
+    business_date: NaiveDate,
+    reason: i16,
+    written_off_minor: i64,
+) -> Result<(), LedgerError> {
+    sqlx::query(
+        "UPDATE loans SET status = 3, written_off_date = $2, write_off_reason = $3, \
+             written_off_minor = $4, update_time = now() WHERE loan_id = $1",
+    )
+    .bind(loan_id)
+    .bind(business_date)
+    .bind(reason)
+    .bind(written_off_minor)
+    .execute(conn)
+    .await?;
+    Ok(())
+}

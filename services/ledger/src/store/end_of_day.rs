@@ -379,3 +379,20 @@ pub async fn advance_business_date(
     .await?;
     Ok(done.rows_affected() == 1)
 }
+
+/// Step 6: the active loans at or past `days_past_due` on the date (customer, loan
+/// order), to be written off.
+pub async fn loans_to_write_off(
+    conn: &mut PgConnection,
+    business_date: NaiveDate,
+    days_past_due: i32,
+) -> Result<Vec<(Uuid, Uuid)>, LedgerError> {
+    Ok(sqlx::query_as(&format!(
+        "SELECT l.customer_id, l.loan_id FROM loans l JOIN ({DAYS_PAST_DUE}) d USING (loan_id) \
+         WHERE l.status = 1 AND d.dpd >= $2 ORDER BY l.customer_id, l.loan_id"
+    ))
+    .bind(business_date)
+    .bind(days_past_due)
+    .fetch_all(conn)
+    .await?)
+}
