@@ -45,6 +45,86 @@ pub fn with_reason_and_metadata(
     )
 }
 
+/// [`with_reason_and_metadata`] with owned metadata values, as services' error enums
+/// carry them.
+pub fn with_reason_and_owned_metadata(
+    domain: &str,
+    code: Code,
+    message: impl Into<String>,
+    reason: &str,
+    metadata: &[(&'static str, String)],
+) -> Status {
+    let metadata: Vec<(&str, &str)> = metadata
+        .iter()
+        .map(|(key, value)| (*key, value.as_str()))
+        .collect();
+    with_reason_and_metadata(domain, code, message, reason, &metadata)
+}
+
+/// `NOT_FOUND` with a `ResourceInfo` naming the resource type and id.
+pub fn not_found(resource_type: &str, name: impl Into<String>) -> Status {
+    let name = name.into();
+    Status::with_error_details(
+        Code::NotFound,
+        format!("{resource_type} {name} not found"),
+        ErrorDetails::with_resource_info(resource_type, name, "", "not found"),
+    )
+}
+
+/// `UNAVAILABLE DEPENDENCY_UNAVAILABLE` naming the dependency: safe to retry with the
+/// same request_id.
+pub fn dependency_unavailable(
+    domain: &str,
+    dependency: &str,
+    message: impl Into<String>,
+) -> Status {
+    with_reason_and_metadata(
+        domain,
+        Code::Unavailable,
+        message,
+        "DEPENDENCY_UNAVAILABLE",
+        &[("dependency", dependency)],
+    )
+}
+
+/// `INTERNAL`, logged here with its cause and never echoed to the client.
+pub fn internal(cause: &dyn std::fmt::Display) -> Status {
+    tracing::error!(%cause, "internal error");
+    Status::internal("internal error")
+}
+
+/// A database error as the client sees it: UNAVAILABLE when Postgres cannot be reached
+/// (retry with the same request_id), INTERNAL otherwise.
+pub fn database(domain: &str, err: &sqlx::Error) -> Status {
+    let unreachable = matches!(
+        err,
+        sqlx::Error::Io(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Tls(_)
+    );
+    if unreachable {
+        tracing::warn!(%err, "database unavailable");
+        dependency_unavailable(
+            domain,
+            "postgres",
+            "the database is unavailable; retry with the same request_id",
+        )
+    } else {
+        internal(err)
+    }
+}
+
+/// `INVALID_ARGUMENT` from (field path, description) pairs.
+pub fn invalid_fields(violations: Vec<(&'static str, String)>) -> Status {
+    invalid_argument(
+        violations
+            .into_iter()
+            .map(|(field, description)| violation(field, description))
+            .collect(),
+    )
+}
+
 /// `INVALID_ARGUMENT` with one `BadRequest` field violation per bad field.
 pub fn invalid_argument(violations: Vec<FieldViolation>) -> Status {
     let message = violations

@@ -4,7 +4,6 @@
 
 use microloan_platform::{idempotency::IdempotencyError, status};
 use tonic::{Code, Status};
-use tonic_types::{ErrorDetails, StatusExt};
 
 /// Everything an RPC of account can fail with, past authentication.
 #[derive(Debug, thiserror::Error)]
@@ -85,30 +84,14 @@ fn domain() -> String {
     status::error_domain("account")
 }
 
-fn metadata_refs<'a>(metadata: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
-    metadata
-        .iter()
-        .map(|(key, value)| (*key, value.as_str()))
-        .collect()
-}
-
 impl From<AccountError> for Status {
     fn from(error: AccountError) -> Self {
         match error {
-            AccountError::InvalidArgument(violations) => status::invalid_argument(
-                violations
-                    .into_iter()
-                    .map(|(field, description)| status::violation(field, description))
-                    .collect(),
-            ),
+            AccountError::InvalidArgument(violations) => status::invalid_fields(violations),
             AccountError::NotFound {
                 resource_type,
                 name,
-            } => Status::with_error_details(
-                Code::NotFound,
-                format!("{resource_type} {name} not found"),
-                ErrorDetails::with_resource_info(resource_type, name, "", "not found"),
-            ),
+            } => status::not_found(resource_type, name),
             AccountError::NotResourceOwner => status::with_reason(
                 &domain(),
                 Code::PermissionDenied,
@@ -119,63 +102,37 @@ impl From<AccountError> for Status {
                 reason,
                 message,
                 metadata,
-            } => status::with_reason_and_metadata(
+            } => status::with_reason_and_owned_metadata(
                 &domain(),
                 Code::FailedPrecondition,
                 message,
                 reason,
-                &metadata_refs(&metadata),
+                &metadata,
             ),
             AccountError::AlreadyExists {
                 reason,
                 message,
                 metadata,
-            } => status::with_reason_and_metadata(
+            } => status::with_reason_and_owned_metadata(
                 &domain(),
                 Code::AlreadyExists,
                 message,
                 reason,
-                &metadata_refs(&metadata),
+                &metadata,
             ),
             AccountError::DependencyUnavailable {
                 dependency,
                 message,
             } => {
                 tracing::warn!(dependency, %message, "peer call failed");
-                status::with_reason_and_metadata(
+                status::dependency_unavailable(
                     &domain(),
-                    Code::Unavailable,
+                    dependency,
                     format!("{dependency} is unavailable; retry with the same request_id"),
-                    "DEPENDENCY_UNAVAILABLE",
-                    &[("dependency", dependency)],
                 )
             }
-            AccountError::Database(err) => database_status(&err),
-            AccountError::Internal(message) => {
-                tracing::error!(%message, "account invariant broken");
-                Status::internal("internal error")
-            }
+            AccountError::Database(err) => status::database(&domain(), &err),
+            AccountError::Internal(message) => status::internal(&message),
         }
-    }
-}
-
-/// A database that cannot be reached is UNAVAILABLE (retry with the same request_id);
-/// anything else is INTERNAL, logged here and never echoed to the client.
-fn database_status(err: &sqlx::Error) -> Status {
-    let unreachable = matches!(
-        err,
-        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed
-    );
-    if unreachable {
-        status::with_reason_and_metadata(
-            &domain(),
-            Code::Unavailable,
-            "the account database is unavailable; retry with the same request_id",
-            "DEPENDENCY_UNAVAILABLE",
-            &[("dependency", "postgres")],
-        )
-    } else {
-        tracing::error!(error = %err, "account database error");
-        Status::internal("internal error")
     }
 }

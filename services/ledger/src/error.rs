@@ -3,7 +3,6 @@
 
 use microloan_platform::{idempotency::IdempotencyError, status};
 use tonic::{Code, Status};
-use tonic_types::{ErrorDetails, StatusExt};
 
 /// Everything an RPC of the ledger can fail with, past authentication.
 #[derive(Debug, thiserror::Error)]
@@ -99,12 +98,7 @@ fn domain() -> String {
 impl From<LedgerError> for Status {
     fn from(error: LedgerError) -> Self {
         match error {
-            LedgerError::InvalidArgument(violations) => status::invalid_argument(
-                violations
-                    .into_iter()
-                    .map(|(field, description)| status::violation(field, description))
-                    .collect(),
-            ),
+            LedgerError::InvalidArgument(violations) => status::invalid_fields(violations),
             LedgerError::IdempotencyKeyReused { request_id } => status::with_reason_and_metadata(
                 &domain(),
                 Code::AlreadyExists,
@@ -122,30 +116,28 @@ impl From<LedgerError> for Status {
                 reason,
                 message,
                 metadata,
-            } => with_metadata(Code::FailedPrecondition, message, reason, &metadata),
+            } => status::with_reason_and_owned_metadata(
+                &domain(),
+                Code::FailedPrecondition,
+                message,
+                reason,
+                &metadata,
+            ),
             LedgerError::AlreadyExists {
                 reason,
                 message,
                 metadata,
-            } => with_metadata(Code::AlreadyExists, message, reason, &metadata),
+            } => status::with_reason_and_owned_metadata(
+                &domain(),
+                Code::AlreadyExists,
+                message,
+                reason,
+                &metadata,
+            ),
             LedgerError::NotFound {
                 resource_type,
                 name,
-            } => Status::with_error_details(
-                Code::NotFound,
-                format!("{resource_type} {name} not found"),
-                ErrorDetails::with_resource_info(resource_type, name, "", "not found"),
-            ),
-            LedgerError::Database(err) if is_unavailable(&err) => {
-                tracing::warn!(%err, "database unavailable");
-                status::with_reason_and_metadata(
-                    &domain(),
-                    Code::Unavailable,
-                    "the ledger database is unavailable; retry with the same request_id",
-                    "DEPENDENCY_UNAVAILABLE",
-                    &[("dependency", "postgres")],
-                )
-            }
+            } => status::not_found(resource_type, name),
             error if error.lost_a_race() => {
                 tracing::warn!(%error, "gave up after repeated races");
                 status::with_reason(
@@ -155,44 +147,16 @@ impl From<LedgerError> for Status {
                     "CONCURRENT_MODIFICATION",
                 )
             }
-            LedgerError::Database(err) => {
-                tracing::error!(%err, "database error");
-                Status::internal("internal error")
-            }
-            LedgerError::Internal(message) => {
-                tracing::error!(%message, "internal error");
-                Status::internal("internal error")
-            }
+            LedgerError::Database(err) => status::database(&domain(), &err),
+            LedgerError::Internal(message) => status::internal(&message),
         }
     }
-}
-
-fn with_metadata(
-    code: Code,
-    message: String,
-    reason: &str,
-    metadata: &[(&'static str, String)],
-) -> Status {
-    let metadata: Vec<(&str, &str)> = metadata
-        .iter()
-        .map(|(key, value)| (*key, value.as_str()))
-        .collect();
-    status::with_reason_and_metadata(&domain(), code, message, reason, &metadata)
-}
-
-fn is_unavailable(err: &sqlx::Error) -> bool {
-    matches!(
-        err,
-        sqlx::Error::Io(_)
-            | sqlx::Error::PoolTimedOut
-            | sqlx::Error::PoolClosed
-            | sqlx::Error::Tls(_)
-    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tonic_types::StatusExt;
 
     #[test]
     fn each_error_carries_its_code_and_detail() {

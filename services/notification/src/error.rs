@@ -4,7 +4,6 @@
 
 use microloan_platform::{idempotency::IdempotencyError, status};
 use tonic::{Code, Status};
-use tonic_types::{ErrorDetails, StatusExt};
 
 /// Everything an RPC of notification can fail with, past authentication.
 #[derive(Debug, thiserror::Error)]
@@ -80,30 +79,14 @@ fn domain() -> String {
     status::error_domain("notification")
 }
 
-fn metadata_refs<'a>(metadata: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
-    metadata
-        .iter()
-        .map(|(key, value)| (*key, value.as_str()))
-        .collect()
-}
-
 impl From<NotificationError> for Status {
     fn from(error: NotificationError) -> Self {
         match error {
-            NotificationError::InvalidArgument(violations) => status::invalid_argument(
-                violations
-                    .into_iter()
-                    .map(|(field, description)| status::violation(field, description))
-                    .collect(),
-            ),
+            NotificationError::InvalidArgument(violations) => status::invalid_fields(violations),
             NotificationError::NotFound {
                 resource_type,
                 name,
-            } => Status::with_error_details(
-                Code::NotFound,
-                format!("{resource_type} {name} not found"),
-                ErrorDetails::with_resource_info(resource_type, name, "", "not found"),
-            ),
+            } => status::not_found(resource_type, name),
             NotificationError::NotResourceOwner => status::with_reason(
                 &domain(),
                 Code::PermissionDenied,
@@ -114,52 +97,26 @@ impl From<NotificationError> for Status {
                 reason,
                 message,
                 metadata,
-            } => status::with_reason_and_metadata(
+            } => status::with_reason_and_owned_metadata(
                 &domain(),
                 Code::AlreadyExists,
                 message,
                 reason,
-                &metadata_refs(&metadata),
+                &metadata,
             ),
-            NotificationError::Database(err) => database_status(&err),
+            NotificationError::Database(err) => status::database(&domain(), &err),
             NotificationError::Unavailable {
                 dependency,
                 message,
-            } => status::with_reason_and_metadata(
+            } => status::dependency_unavailable(
                 &domain(),
-                Code::Unavailable,
+                dependency,
                 format!("{dependency} is unavailable: {message}"),
-                "DEPENDENCY_UNAVAILABLE",
-                &[("dependency", dependency)],
             ),
             NotificationError::ResourceExhausted { reason, message } => {
                 status::with_reason(&domain(), Code::ResourceExhausted, message, reason)
             }
-            NotificationError::Internal(message) => {
-                tracing::error!(%message, "notification invariant broken");
-                Status::internal("internal error")
-            }
+            NotificationError::Internal(message) => status::internal(&message),
         }
-    }
-}
-
-/// A database that cannot be reached is UNAVAILABLE (retry with the same request_id);
-/// anything else is INTERNAL, logged here and never echoed to the client.
-fn database_status(err: &sqlx::Error) -> Status {
-    let unreachable = matches!(
-        err,
-        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed
-    );
-    if unreachable {
-        status::with_reason_and_metadata(
-            &domain(),
-            Code::Unavailable,
-            "the notification database is unavailable; retry with the same request_id",
-            "DEPENDENCY_UNAVAILABLE",
-            &[("dependency", "postgres")],
-        )
-    } else {
-        tracing::error!(error = %err, "notification database error");
-        Status::internal("internal error")
     }
 }

@@ -66,46 +66,16 @@ impl From<ScoringError> for Status {
                 reason,
                 message,
                 metadata,
-            } => {
-                let metadata: Vec<(&str, &str)> = metadata
-                    .iter()
-                    .map(|(key, value)| (*key, value.as_str()))
-                    .collect();
-                status::with_reason_and_metadata(
-                    &domain(),
-                    Code::AlreadyExists,
-                    message,
-                    reason,
-                    &metadata,
-                )
-            }
-            ScoringError::Database(err) => database_status(&err),
+            } => status::with_reason_and_owned_metadata(
+                &domain(),
+                Code::AlreadyExists,
+                message,
+                reason,
+                &metadata,
+            ),
+            ScoringError::Database(err) => status::database(&domain(), &err),
             ScoringError::Stream(status) => status,
-            ScoringError::Internal(message) => {
-                tracing::error!(%message, "scoring invariant broken");
-                Status::internal("internal error")
-            }
+            ScoringError::Internal(message) => status::internal(&message),
         }
-    }
-}
-
-/// A database that cannot be reached is UNAVAILABLE (retry with the same request_id);
-/// anything else is INTERNAL, logged here and never echoed to the client.
-fn database_status(err: &sqlx::Error) -> Status {
-    let unreachable = matches!(
-        err,
-        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed
-    );
-    if unreachable {
-        status::with_reason_and_metadata(
-            &domain(),
-            Code::Unavailable,
-            "the scoring database is unavailable; retry with the same request_id",
-            "DEPENDENCY_UNAVAILABLE",
-            &[("dependency", "postgres")],
-        )
-    } else {
-        tracing::error!(error = %err, "scoring database error");
-        Status::internal("internal error")
     }
 }
