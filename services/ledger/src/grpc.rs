@@ -440,7 +440,8 @@ impl LedgerApi {
             business_date: convert::date(today.business_date),
             time_zone: today.time_zone,
             last_end_of_day_time: today.last_end_of_day_time.and_then(convert::timestamp),
-            end_of_day_running: today.end_of_day_running,
+            end_of_day_running: today.end_of_day_running
+                || store::end_of_day::run_in_progress(&self.pool).await?,
         })
     }
 }

@@ -396,7 +396,14 @@ async fn end_of_day_waits_for_postings_and_a_second_run_is_refused() {
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
 
-    // A second run meanwhile is refused at once.
+    // GetBusinessDate says so, and a second run meanwhile is refused at once.
+    let running = book
+        .client
+        .get_business_date(book.request(GetBusinessDateRequest {}))
+        .await
+        .expect("business date")
+        .into_inner();
+    assert!(running.end_of_day_running);
     let second = book.run(today).await.expect_err("running");
     assert_eq!(second.code(), Code::Aborted);
     assert_eq!(error_info(&second).0, "END_OF_DAY_RUNNING");
@@ -444,6 +451,31 @@ async fn end_of_day_waits_for_postings_and_a_second_run_is_refused() {
     assert!(again.replayed);
     assert_eq!(again.loans_processed, expected_loans);
     assert_eq!(book.business_date().await, today + Days::new(1));
+    let after = book
+        .client
+        .get_business_date(book.request(GetBusinessDateRequest {}))
+        .await
+        .expect("business date")
+        .into_inner();
+    assert!(!after.end_of_day_running && after.last_end_of_day_time.is_some());
+
+    // While a run holds the business date, a posting is refused at once, booking
+    // nothing.
+    let loans = count(&pool, "SELECT count(*) FROM loans").await;
+    let mut run = pool.begin().await.expect("begin");
+    sqlx::query("SELECT 1 FROM business_date FOR UPDATE")
+        .execute(&mut *run)
+        .await
+        .expect("lock");
+    let refused = book
+        .client
+        .disburse(book.request(Book::drawdown(&customer, &line, 10_000)))
+        .await
+        .expect_err("end of day running");
+    assert_eq!(refused.code(), Code::Aborted);
+    assert_eq!(error_info(&refused).0, "END_OF_DAY_RUNNING");
+    run.rollback().await.expect("release");
+    assert_eq!(count(&pool, "SELECT count(*) FROM loans").await, loans);
     pool.close().await;
     book.verify().await;
     book.app.stop().await.expect("clean stop");

@@ -52,12 +52,19 @@ pub async fn read_business_date_in(conn: &mut PgConnection) -> Result<BusinessDa
 
 /// The business date, share-locked until the transaction ends: postings hold it so
 /// that end of day (which updates the row) waits for them, and they see its flag.
+/// NOWAIT: while end of day holds the row (FOR UPDATE, nothing else locks it so) the
+/// posting is refused at once with END_OF_DAY_RUNNING instead of queueing behind the run.
 pub async fn share_lock_business_date(
     conn: &mut PgConnection,
 ) -> Result<BusinessDate, LedgerError> {
-    let row: Row = sqlx::query_as(&format!("{SELECT} FOR SHARE"))
+    let row: Row = sqlx::query_as(&format!("{SELECT} FOR SHARE NOWAIT"))
         .fetch_one(conn)
-        .await?;
+        .await
+        .map_err(|err| match LedgerError::from(err) {
+            // lock_not_available
+            error if error.sql_state().as_deref() == Some("55P03") => LedgerError::EndOfDayRunning,
+            error => error,
+        })?;
     Ok(from_row(row))
 }
 

@@ -28,6 +28,20 @@ pub async fn try_lock_run(conn: &mut PgConnection) -> Result<bool, LedgerError> 
         .await?)
 }
 
+/// True while a run holds its lock (in any session): what GetBusinessDate reports as
+/// `end_of_day_running`, since the run's own transaction is invisible to others.
+pub async fn run_in_progress(pool: &sqlx::PgPool) -> Result<bool, LedgerError> {
+    Ok(sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted \
+             AND objsubid = 1 AND database = (SELECT oid FROM pg_database \
+                 WHERE datname = current_database()) \
+             AND ((classid::int8 << 32) | objid::int8) = $1)",
+    )
+    .bind(RUN_LOCK_KEY)
+    .fetch_one(pool)
+    .await?)
+}
+
 /// The stored summary (encoded EndOfDaySummary) of a closed date.
 pub async fn stored_summary(
     conn: &mut PgConnection,
