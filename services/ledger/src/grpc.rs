@@ -4,6 +4,7 @@
 
 mod book;
 mod convert;
+mod portfolio;
 
 use microloan_platform::{
     auth::{Caller, PermissionTable, Role},
@@ -584,6 +585,15 @@ impl LedgerService for LedgerApi {
         let (caller, _) = caller_scope(&request)?;
         Ok(Response::new(
             self.run_end_of_day(&caller, request.into_inner()).await?,
+        ))
+    }
+
+    async fn get_portfolio_report(
+        &self,
+        request: Request<proto::GetPortfolioReportRequest>,
+    ) -> Result<Response<proto::GetPortfolioReportResponse>, Status> {
+        Ok(Response::new(
+            self.get_portfolio_report(request.into_inner()).await?,
         ))
     }
 

@@ -722,3 +722,68 @@ async fn verify_integrity_finds_a_line_or_loan_out_of_balance() {
     );
     book.app.stop().await.expect("clean stop");
 }
+
+#[tokio::test]
+async fn the_portfolio_report_sums_the_book() {
+    use microloan_proto::{common::v1::DelinquencyBucket, ledger::v1::GetPortfolioReportRequest};
+    let mut book = book().await;
+    let first = new_id();
+    let first_line = book.open_line(&first, 1_000_000).await;
+    let second = new_id();
+    let second_line = book.open_line(&second, 500_000).await;
+    book.disburse(book.drawdown(&first, &first_line, 300_000))
+        .await
+        .expect("booked");
+    book.disburse(book.drawdown(&second, &second_line, 100_000))
+        .await
+        .expect("booked");
+    let short = book.drawdown(&second, &second_line, 50_000);
+    let short_id = short.loan_id.clone();
+    book.disburse(short).await.expect("booked");
+    book.client
+        .repay(book.request(RepayRequest {
+            request_id: new_id(),
+            customer_id: second.clone(),
+            loan_id: short_id,
+            amount: None,
+            pay_off: true,
+            external_reference: String::new(),
+        }))
+        .await
+        .expect("paid off");
+
+    let request = book.request(GetPortfolioReportRequest::default());
+    let report = book
+        .client
+        .get_portfolio_report(request)
+        .await
+        .expect("report")
+        .into_inner()
+        .report
+        .expect("report");
+    assert_eq!(report.active_loans, 2);
+    assert_eq!(minor(&report.outstanding_principal), 400_000);
+    assert_eq!(minor(&report.total_outstanding), 400_000);
+    assert_eq!(report.buckets.len(), 5);
+    assert_eq!(report.buckets[0].bucket, DelinquencyBucket::Current as i32);
+    assert_eq!(report.buckets[0].loan_count, 2);
+    assert_eq!(report.buckets[0].principal_share, "1");
+    assert_eq!(minor(&report.npl_principal), 0);
+    assert_eq!(report.npl_ratio, "0");
+    assert_eq!(report.open_credit_lines, 2);
+    assert_eq!(minor(&report.total_limit), 1_500_000);
+    assert_eq!(minor(&report.total_available), 1_100_000);
+    assert_eq!(report.utilisation_ratio, "0.266667");
+    assert_eq!(minor(&report.cumulative_disbursed), 450_000);
+    assert_eq!(report.loans_paid_off, 1);
+    assert_eq!(report.loans_written_off, 0);
+    let status = book
+        .client
+        .get_portfolio_report(book.request(GetPortfolioReportRequest {
+            currency_code: "USD".into(),
+        }))
+        .await
+        .expect_err("currency");
+    assert_eq!(fields(&status), ["currency_code"]);
+    book.app.stop().await.expect("clean stop");
+}
