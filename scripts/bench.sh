@@ -15,6 +15,10 @@
 #   BENCH_EVENTS_PER_TX     events-relay: events per producer transaction, space-separated,
 #                           one run each (default "1 10")
 #   BENCH_NOTIFY_PRODUCERS  notification-throughput: events in flight (default 64, 1..1024)
+#   BENCH_LEDGER_BATCHES    ledger-transfers: transfers per call, space-separated, one run
+#                           each at concurrency 16 (default "1 100 1000")
+#   BENCH_EOD_LOANS         ledger-eod: active loans before each timed end of day,
+#                           space-separated, ascending (default "1000 10000")
 # Postgres/Redis: scripts/dev-deps.sh when present (MICROLOAN_PG_URL, REDIS_URL), else
 # DATABASE_URL / REDIS_URL, else the local servers on 5432 and 6379.
 set -euo pipefail
@@ -49,6 +53,14 @@ notify_producers=$(bounded BENCH_NOTIFY_PRODUCERS "${BENCH_NOTIFY_PRODUCERS:-64}
 read -r -a events_per_tx <<<"${BENCH_EVENTS_PER_TX:-1 10}"
 for i in "${!events_per_tx[@]}"; do
   events_per_tx[i]=$(bounded BENCH_EVENTS_PER_TX "${events_per_tx[i]}" 1 1000)
+done
+read -r -a ledger_batches <<<"${BENCH_LEDGER_BATCHES:-1 100 1000}"
+for i in "${!ledger_batches[@]}"; do
+  ledger_batches[i]=$(bounded BENCH_LEDGER_BATCHES "${ledger_batches[i]}" 1 1000)
+done
+read -r -a eod_loans <<<"${BENCH_EOD_LOANS:-1000 10000}"
+for i in "${!eod_loans[@]}"; do
+  eod_loans[i]=$(bounded BENCH_EOD_LOANS "${eod_loans[i]}" 1 1000000)
 done
 # Scenarios that need nothing but a running service; later ones are added here.
 scenarios=(health)
@@ -189,6 +201,49 @@ for scenario in "${scenarios[@]}"; do
   done
 done
 
+# The ledger's own RPCs (issue 8), with a service token loadgen mints from the secret the
+# ledger runs with: transfers at each batch size over 16 connections, end of day over a
+# growing book (fewer loans first), then drawdowns across 1,000 customers.
+for batch in "${ledger_batches[@]}"; do
+  file=$results/ledger-transfers-x$batch.json
+  args=(--scenario ledger-transfers --transfers-per-call "$batch" --concurrency 16 --connections 16
+    --warmup-seconds "$warmup" --duration-seconds "$duration" --timeout-ms 30000)
+  LOADGEN_JWT_SECRET="$jwt_secret" "$loadgen_bin" "${args[@]}" --target "$target" --json "$file"
+  files+=("$file")
+  commands+=("loadgen ${args[*]} --target $target")
+done
+for loans in "${eod_loans[@]}"; do
+  file=$results/ledger-eod-$loans.json
+  args=(--scenario ledger-eod --eod-loans "$loans" --timeout-ms 30000)
+  LOADGEN_JWT_SECRET="$jwt_secret" "$loadgen_bin" "${args[@]}" --target "$target" --json "$file"
+  files+=("$file")
+  commands+=("loadgen ${args[*]} --target $target")
+done
+file=$results/ledger-disburse.json
+args=(--scenario ledger-disburse --concurrency 16 --connections 16
+  --warmup-seconds "$warmup" --duration-seconds "$duration" --timeout-ms 30000)
+LOADGEN_JWT_SECRET="$jwt_secret" "$loadgen_bin" "${args[@]}" --target "$target" --json "$file"
+files+=("$file")
+commands+=("loadgen ${args[*]} --target $target")
+
+# Postgres alone, for scale: pgbench single-row INSERT tps (one durable commit per
+# row) at 16 clients on a scratch database, while the ledger idles.
+pg_baseline=
+if command -v pgbench >/dev/null 2>&1 && command -v psql >/dev/null 2>&1; then
+  pgbench_url=$(with_database "$pg_url" microloan_bench_pgbench)
+  pgbench_script=$(mktemp)
+  echo 'INSERT INTO bench_rows (v) VALUES (1);' >"$pgbench_script"
+  if psql -q "$pg_url" -c 'DROP DATABASE IF EXISTS microloan_bench_pgbench' -c 'CREATE DATABASE microloan_bench_pgbench' >/dev/null 2>&1 &&
+    psql -q "$pgbench_url" -c 'CREATE TABLE bench_rows (id bigserial PRIMARY KEY, v bigint NOT NULL, at timestamptz NOT NULL DEFAULT now())' >/dev/null 2>&1; then
+    pg_line=$(pgbench -n -f "$pgbench_script" -c 16 -j 2 -T "$duration" "$pgbench_url" 2>/dev/null |
+      grep -E '^tps = ' | head -n 1) || true
+    [[ -n $pg_line ]] && pg_baseline="- \`pgbench -n -f insert.sql -c 16 -j 2 -T $duration\` (\`INSERT INTO bench_rows (v) VALUES (1)\`, one commit per row): \`$pg_line\`"
+  fi
+  psql -q "$pg_url" -c 'DROP DATABASE IF EXISTS microloan_bench_pgbench' >/dev/null 2>&1 || true
+  rm -f "$pgbench_script"
+fi
+[[ -n $pg_baseline ]] || pg_baseline="- not measured: pgbench or psql is not installed, or the scratch database could not be made"
+
 stop_ledger
 [[ $ledger_status == 0 ]] || echo "bench: warning: ledger exited with status $ledger_status after SIGTERM" >&2
 
@@ -263,6 +318,9 @@ page; edits by hand are overwritten.
 | \`health\` | \`grpc.health.v1.Health/Check\` | The gRPC ceiling: the full server stack every RPC goes through (HTTP/2, tonic, the auth and metrics/tracing layers, concurrency limits) with no database or Redis work. No RPC of a service is faster than this on the same machine; compare every later scenario with it. |
 | \`events-relay\` | outbox → relay → Redis Stream → consumer group (libs/events, docs/events.md) | Not an RPC: \`concurrency\` producer tasks in the loadgen process each commit transactions of \`N/tx\` events (\`append\`; Postgres database \`microloan_bench_events\`, made afresh) while the relay and one consumer group run beside them as every service runs them (default \`EVENTS_*\` knobs, group \`loadgen\`). \`requests\` and throughput count events handled in the measured window; the latencies run from a producer's \`COMMIT\` returning to the handler starting on that event, for every event committed in the window. The handler does nothing itself, so this is the pipeline's own cost: the relay's batch transaction and \`XADD\`, \`XREADGROUP\`, the consumer's dedupe insert and commit, \`XACK\`. |
 | \`notification-throughput\` | Redis Stream → notification consumer → IN_APP + PUSH notices → signed webhook (services/notification, docs/notification.md) | Not an RPC: the notification service runs in the loadgen process on a fresh database \`microloan_bench_notification\`, with a local HTTP receiver as the push provider. \`concurrency\` producers each \`XADD\` one \`InstallmentDueSoon\` event and wait for its webhook (closed loop). Throughput counts webhooks delivered in the window; the latencies run from the \`XADD\` returning to the provider receiving the webhook. Target (issue 11): at least 2,000 notices/s with p99 under 200 ms. |
+| \`ledger-transfers (N/call, transfers/s)\` | \`LedgerService/CreateTransfers\` with N transfers per call | 16 workers on 16 connections, each moving 1.00 CNY back and forth between its own two platform \`FUNDING\` sub-accounts (no balance flags, no row shared between workers). \`requests\` and throughput count **transfers**; the latencies are per **call**. Compare with the pgbench line below. Target (issue 8): batched ≥ 2× pgbench's single-row INSERT tps. |
+| \`ledger-disburse (1000 customers)\` | \`LedgerService/Disburse\` | 1,000 credit lines (200,000 CNY each) opened first, then 16 workers draw 100–1,000 CNY loans (10 months, equal principal), each worker on its own customers in turn; bounded well before a line runs out. |
+| \`ledger-eod (N loans; loans/s, wall time)\` | \`LedgerService/RunEndOfDay\` | Loans are booked (16 concurrent \`Disburse\`, 10 per customer) until the book holds the wanted count of active loans, then one end of day for the current business date is timed. One call: \`requests\` = loans processed, throughput = loans/s, every latency column = its wall time. Target (issue 8): under 10 s for 100,000 loans. |
 
 Each row is one run: \`concurrency\` workers spread over \`connections\` HTTP/2
 connections (for \`events-relay\`: producers, each with its own Postgres connection),
@@ -304,6 +362,11 @@ Redis alone on the same machine in the same run (\`redis-benchmark -c 16 -n 2000
 one \`XADD\` per request to one stream with the relay's \`MAXLEN ~\`, and \`SET\`):
 
 $redis_baseline
+
+Postgres alone on the same machine in the same run (16 clients, single-row INSERT into a
+scratch database, one commit per row; what \`ledger-transfers\` is compared with):
+
+$pg_baseline
 
 ## How to read it
 

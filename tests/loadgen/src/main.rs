@@ -15,6 +15,7 @@
 //! as JSON to `--json PATH`. The exit code is 1 when no measured call succeeded.
 
 mod events_relay;
+mod ledger_bench;
 mod notification_throughput;
 mod report;
 mod runner;
@@ -130,6 +131,14 @@ struct RunArgs {
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=1000))]
     events_per_transaction: u64,
 
+    /// ledger-transfers: transfers in each CreateTransfers call.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=1000))]
+    transfers_per_call: u64,
+
+    /// ledger-eod: active loans to book (if fewer are active) before the timed end of day.
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    eod_loans: u64,
+
     /// Tokio worker threads for the load generator [default: one per CPU].
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..=THREADS_MAX))]
     threads: Option<u64>,
@@ -234,6 +243,10 @@ fn run_load(args: RunArgs) -> anyhow::Result<ExitCode> {
 async fn run_scenario(args: &RunArgs) -> anyhow::Result<RunReport> {
     match args.scenario {
         ScenarioName::Health => run_with::<Health>(args).await,
+        // The ledger's own RPCs, with their fixtures (see the module).
+        ScenarioName::LedgerTransfers | ScenarioName::LedgerDisburse | ScenarioName::LedgerEod => {
+            ledger_bench::run(args).await
+        }
         // Not a gRPC call: the events pipeline in this process (see its module).
         ScenarioName::EventsRelay => {
             anyhow::ensure!(

@@ -28,6 +28,13 @@ pub enum ScenarioName {
     /// Events on the stream → notifications → PUSH webhooks delivered to a local
     /// receiver, notification in process: webhooks/s and event-to-delivery latency.
     NotificationThroughput,
+    /// Ledger `CreateTransfers` between platform sub-accounts, `--transfers-per-call`
+    /// each: transfers/s and per-call latency.
+    LedgerTransfers,
+    /// Ledger `Disburse` across 1,000 customers with open credit lines.
+    LedgerDisburse,
+    /// Ledger `RunEndOfDay` wall time over `--eod-loans` active loans.
+    LedgerEod,
 }
 
 impl ScenarioName {
@@ -36,6 +43,9 @@ impl ScenarioName {
             Self::Health => "health",
             Self::EventsRelay => "events-relay",
             Self::NotificationThroughput => "notification-throughput",
+            Self::LedgerTransfers => "ledger-transfers",
+            Self::LedgerDisburse => "ledger-disburse",
+            Self::LedgerEod => "ledger-eod",
         }
     }
 }
