@@ -200,11 +200,13 @@ pub async fn accrue_interest(
         "SELECT l.loan_id, l.customer_id, l.interest_account_id AS debit, inc.id AS credit, \
              ledger_round_half_even((p.debits_posted - p.credits_posted)::numeric \
                  * l.daily_rate) AS amount, \
-             COALESCE((SELECT min(u.sequence) FROM installments u WHERE u.loan_id = l.loan_id \
-                           AND u.settled_date IS NULL AND u.due_date >= $1::date), \
-                      (SELECT max(u.sequence) FROM installments u WHERE u.loan_id = l.loan_id \
-                           AND u.settled_date IS NULL)) AS sequence \
-         FROM loans l JOIN accounts p ON p.id = l.principal_account_id {} \
+             COALESCE(u.current_sequence, u.last_sequence) AS sequence \
+         FROM loans l JOIN accounts p ON p.id = l.principal_account_id \
+         LEFT JOIN (SELECT loan_id, \
+                        min(sequence) FILTER (WHERE due_date >= $1::date) AS current_sequence, \
+                        max(sequence) AS last_sequence \
+                    FROM installments WHERE settled_date IS NULL GROUP BY loan_id) u \
+           ON u.loan_id = l.loan_id {} \
          WHERE l.status = 1",
         income_join(AccountCode::InterestIncome)
     );
