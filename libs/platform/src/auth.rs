@@ -114,22 +114,20 @@ impl Caller {
     }
 
     /// A customer may only touch their own data; operators and services may touch any.
-    /// `domain` is the serving service's error domain ([`status::error_domain`]).
-    pub fn ensure_may_access_customer(
-        &self,
-        customer_id: &str,
-        domain: &str,
-    ) -> Result<(), Status> {
+    /// Each service answers `false` with its own PERMISSION_DENIED NOT_RESOURCE_OWNER.
+    pub fn may_access_customer(&self, customer_id: uuid::Uuid) -> bool {
         match (self.role, self.customer_id.as_deref()) {
-            (Role::Customer, Some(own)) if own == customer_id => Ok(()),
-            (Role::Customer, _) => Err(status::with_reason(
-                domain,
-                Code::PermissionDenied,
-                "a customer token reaches only its own customer's data",
-                "NOT_RESOURCE_OWNER",
-            )),
-            (Role::Operator | Role::Service, _) => Ok(()),
+            (Role::Customer, own) => {
+                own.and_then(|own| uuid::Uuid::parse_str(own).ok()) == Some(customer_id)
+            }
+            (Role::Operator | Role::Service, _) => true,
         }
+    }
+
+    /// The caller's `request_id` scope, `role:subject`, so that two callers' keys never
+    /// collide (platform::idempotency).
+    pub fn idempotency_scope(&self) -> String {
+        format!("{}:{}", self.role.as_str(), self.subject)
     }
 }
 
@@ -809,30 +807,21 @@ mod tests {
 
     #[test]
     fn customers_reach_only_their_own_data() {
+        let own = uuid::Uuid::now_v7();
+        let other = uuid::Uuid::now_v7();
         let customer = Caller {
-            subject: "c1".into(),
+            subject: own.to_string(),
             role: Role::Customer,
-            customer_id: Some("c1".into()),
+            customer_id: Some(own.to_string().to_uppercase()),
         };
-        assert!(
-            customer
-                .ensure_may_access_customer("c1", "microloan.account")
-                .is_ok()
-        );
-        let status = customer
-            .ensure_may_access_customer("c2", "microloan.account")
-            .expect_err("other customer");
-        assert_eq!(status.code(), Code::PermissionDenied);
-        assert_eq!(reason(&status), "NOT_RESOURCE_OWNER");
+        assert!(customer.may_access_customer(own));
+        assert!(!customer.may_access_customer(other));
         let operator = Caller {
             subject: "ops".into(),
             role: Role::Operator,
             customer_id: None,
         };
-        assert!(
-            operator
-                .ensure_may_access_customer("c2", "microloan.account")
-                .is_ok()
-        );
+        assert!(operator.may_access_customer(other));
+        assert_eq!(operator.idempotency_scope(), "operator:ops");
     }
 }

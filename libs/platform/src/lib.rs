@@ -8,6 +8,7 @@ pub mod auth;
 pub mod cache;
 pub mod client;
 pub mod config;
+pub mod convert;
 pub mod db;
 pub mod idempotency;
 pub mod launch;

@@ -1,12 +1,13 @@
 //! The gRPC face of the account service: proto ⇄ domain and errors → `Status`. RPCs not yet
 //! implemented answer UNIMPLEMENTED (generated default methods).
 
-use chrono::{DateTime, FixedOffset, NaiveDate, Utc};
+use chrono::{FixedOffset, NaiveDate, Utc};
 use microloan_events::NewEvent;
 use microloan_platform::client::PeerChannel;
 use microloan_platform::{
     auth::{Caller, PermissionTable, Role},
     cache::Cache,
+    convert,
     idempotency::{self, RequestKey},
 };
 use microloan_proto::account::v1::account_service_server::{AccountService, SERVICE_NAME};
@@ -114,7 +115,7 @@ impl AccountApi {
             ..request.clone()
         }
         .encode_to_vec();
-        let caller_key = caller_key(caller);
+        let caller_key = caller.idempotency_scope();
         let key = RequestKey {
             caller: &caller_key,
             rpc: "CreateCustomer",
@@ -180,7 +181,9 @@ impl AccountApi {
         let row = find_customer(&mut conn, customer_id)
             .await?
             .ok_or_else(|| AccountError::not_found("customer", customer_id.to_string()))?;
-        ensure_owner(caller, customer_id)?;
+        if !caller.may_access_customer(customer_id) {
+            return Err(AccountError::NotResourceOwner);
+        }
         Ok(proto::GetCustomerResponse {
             customer: Some(customer_to_proto(&row)?),
         })
@@ -232,7 +235,7 @@ impl AccountApi {
             ..request.clone()
         }
         .encode_to_vec();
-        let caller_key = caller_key(caller);
+        let caller_key = caller.idempotency_scope();
         let key = RequestKey {
             caller: &caller_key,
             rpc: "UpdateCustomerStatus",
@@ -381,11 +384,6 @@ impl AccountApi {
     }
 }
 
-/// The idempotency scope of a caller: role and subject, so two callers never collide.
-fn caller_key(caller: &Caller) -> String {
-    format!("{}:{}", caller.role.as_str(), caller.subject)
-}
-
 /// `parsed`, with a malformed request_id added to its field violations.
 fn with_request_id<T>(
     request_id: &str,
@@ -413,27 +411,11 @@ fn parse_id(field: &'static str, text: &str) -> Result<Uuid, AccountError> {
         .ok_or_else(|| AccountError::InvalidArgument(vec![(field, "must be a UUID".to_owned())]))
 }
 
-/// NOT_RESOURCE_OWNER unless the caller may read this customer.
-fn ensure_owner(caller: &Caller, customer_id: Uuid) -> Result<(), AccountError> {
-    match (caller.role, caller.customer_id.as_deref()) {
-        (Role::Customer, Some(own)) if Uuid::parse_str(own).ok() == Some(customer_id) => Ok(()),
-        (Role::Customer, _) => Err(AccountError::NotResourceOwner),
-        (Role::Operator | Role::Service, _) => Ok(()),
-    }
-}
-
 /// Business dates are in Asia/Shanghai, which has been UTC+8 all year since 1991.
 fn today_in_shanghai() -> NaiveDate {
     const SHANGHAI_OFFSET_SECONDS: i32 = 8 * 60 * 60;
     let offset = FixedOffset::east_opt(SHANGHAI_OFFSET_SECONDS).expect("valid offset");
     Utc::now().with_timezone(&offset).date_naive()
-}
-
-fn timestamp(time: DateTime<Utc>) -> prost_types::Timestamp {
-    prost_types::Timestamp {
-        seconds: time.timestamp(),
-        nanos: i32::try_from(time.timestamp_subsec_nanos()).unwrap_or(0),
-    }
 }
 
 fn cny(minor_units: i64) -> common::Money {
@@ -453,8 +435,8 @@ fn customer_to_proto(row: &CustomerRow) -> Result<proto::Customer, AccountError>
         phone_masked: row.phone_masked.clone(),
         annual_income: Some(cny(row.annual_income_minor)),
         locale: row.locale.clone(),
-        create_time: Some(timestamp(row.create_time)),
-        update_time: Some(timestamp(row.update_time)),
+        create_time: Some(convert::timestamp(row.create_time)),
+        update_time: Some(convert::timestamp(row.update_time)),
     })
 }
 

@@ -89,10 +89,7 @@ fn caller_scope<T>(request: &Request<T>) -> Result<(String, Poster), Status> {
         Role::Operator => Poster::Operator,
         Role::Service | Role::Customer => Poster::Service,
     };
-    Ok((
-        format!("{}:{}", caller.role.as_str(), caller.subject),
-        poster,
-    ))
+    Ok((caller.idempotency_scope(), poster))
 }
 
 fn decode<M: Message + Default>(bytes: &[u8]) -> Result<M, LedgerError> {

@@ -2,56 +2,22 @@
 //! drawdowns as one atomic posting that never overdraws the line (under concurrency
 //! too), idempotency, and the documented refusals, each changing nothing.
 
-use ledger::Ledger;
-use microloan_platform::{
-    auth::Role,
-    testing::{self, TestApp},
-};
+mod common;
+
+use common::{Book, book, cny, minor, new_id};
+
+use microloan_platform::testing::{self};
 use microloan_proto::{
-    common::v1::{InstallmentStatus, LoanStatus, Money, RepaymentMethod},
+    common::v1::{InstallmentStatus, LoanStatus, RepaymentMethod},
     ledger::v1::{
         ChangeCreditLimitRequest, DisburseRequest, DisburseResponse, GetLoanRequest,
         ListLoansRequest, OpenCreditLineRequest, QuotePayoffRequest, RepayRequest, TransferCode,
-        VerifyIntegrityRequest, ledger_service_client::LedgerServiceClient,
+        VerifyIntegrityRequest,
     },
 };
 use sqlx::PgPool;
-use tonic::{Code, Status, transport::Channel};
+use tonic::{Code, Status};
 use tonic_types::StatusExt;
-use uuid::Uuid;
-
-type Client = LedgerServiceClient<Channel>;
-
-struct Book {
-    app: TestApp,
-    client: Client,
-    token: String,
-}
-
-async fn book() -> Book {
-    let app = testing::spawn::<Ledger>(&[]).await;
-    let client = LedgerServiceClient::new(app.channel().await);
-    Book {
-        app,
-        client,
-        token: testing::token(Role::Service, None),
-    }
-}
-
-fn new_id() -> String {
-    Uuid::now_v7().to_string()
-}
-
-fn cny(minor_units: i64) -> Option<Money> {
-    Some(Money {
-        currency_code: "CNY".into(),
-        minor_units,
-    })
-}
-
-fn minor(money: &Option<Money>) -> i64 {
-    money.as_ref().map_or(-1, |money| money.minor_units)
-}
 
 fn reason(status: &Status) -> String {
     status

@@ -3,76 +3,27 @@
 //! refusals, end of day racing postings and a second run, and the SQL helpers checked
 //! against the domain's own rules.
 
+mod common;
+
+use common::{Book, book, cny, minor, naive, new_id, proto_date};
+
 use chrono::{Days, NaiveDate};
-use ledger::Ledger;
-use microloan_platform::{
-    auth::Role,
-    testing::{self, TestApp},
-};
+use microloan_platform::testing::{self};
 use microloan_proto::{
     common::v1::{
-        DelinquencyBucket, InstallmentStatus, LoanStatus, Money, RepaymentMethod, WriteOffReason,
+        DelinquencyBucket, InstallmentStatus, LoanStatus, RepaymentMethod, WriteOffReason,
     },
-    google::r#type::Date,
     ledger::v1::{
         ChangeCreditLimitRequest, DisburseRequest, DisburseResponse, EndOfDaySummary,
         GetBusinessDateRequest, GetLoanRequest, OpenCreditLineRequest, RunEndOfDayRequest,
         TransferCode, VerifyIntegrityRequest, WriteOffRequest,
-        ledger_service_client::LedgerServiceClient,
     },
 };
 use rust_decimal::Decimal;
 use sqlx::PgPool;
-use tonic::{Code, Status, transport::Channel};
+use tonic::{Code, Status};
 use tonic_types::StatusExt;
 use uuid::Uuid;
-
-type Client = LedgerServiceClient<Channel>;
-
-struct Book {
-    app: TestApp,
-    client: Client,
-    token: String,
-}
-
-async fn book() -> Book {
-    let app = testing::spawn::<Ledger>(&[]).await;
-    let client = LedgerServiceClient::new(app.channel().await);
-    Book {
-        app,
-        client,
-        token: testing::token(Role::Service, None),
-    }
-}
-
-fn new_id() -> String {
-    Uuid::now_v7().to_string()
-}
-
-fn cny(minor_units: i64) -> Option<Money> {
-    Some(Money {
-        currency_code: "CNY".into(),
-        minor_units,
-    })
-}
-
-fn minor(money: &Option<Money>) -> i64 {
-    money.as_ref().map_or(-1, |money| money.minor_units)
-}
-
-fn proto_date(date: NaiveDate) -> Option<Date> {
-    use chrono::Datelike;
-    Some(Date {
-        year: date.year(),
-        month: date.month() as i32,
-        day: date.day() as i32,
-    })
-}
-
-fn naive(date: &Option<Date>) -> NaiveDate {
-    let date = date.as_ref().expect("date");
-    NaiveDate::from_ymd_opt(date.year, date.month as u32, date.day as u32).expect("valid")
-}
 
 fn error_info(status: &Status) -> (String, std::collections::HashMap<String, String>) {
     status

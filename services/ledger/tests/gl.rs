@@ -2,10 +2,13 @@
 //! and two-phase, linked), idempotency, balance flags under concurrency, the trial
 //! balance, integrity checks, listing and the business date. Each test owns its database.
 
-use ledger::Ledger;
+mod common;
+
+use common::{Book, book, cny, new_id};
+
 use microloan_platform::{
     auth::Role,
-    testing::{self, TestApp},
+    testing::{self},
 };
 use microloan_proto::{
     common::v1::Money,
@@ -15,41 +18,11 @@ use microloan_proto::{
         GetBusinessDateRequest, GetTrialBalanceRequest, IntegrityViolationKind,
         ListTransfersRequest, PendingStatus, Transfer, TransferCode, TransferFlags,
         VerifyIntegrityRequest, get_account_request::Lookup,
-        ledger_service_client::LedgerServiceClient,
     },
 };
-use tonic::{Code, transport::Channel};
+use tonic::Code;
 use tonic_types::StatusExt;
 use uuid::Uuid;
-
-type Client = LedgerServiceClient<Channel>;
-
-struct Book {
-    app: TestApp,
-    client: Client,
-    token: String,
-}
-
-async fn book() -> Book {
-    let app = testing::spawn::<Ledger>(&[]).await;
-    let client = LedgerServiceClient::new(app.channel().await);
-    Book {
-        app,
-        client,
-        token: testing::token(Role::Service, None),
-    }
-}
-
-fn new_id() -> String {
-    Uuid::now_v7().to_string()
-}
-
-fn cny(minor_units: i64) -> Option<Money> {
-    Some(Money {
-        currency_code: "CNY".into(),
-        minor_units,
-    })
-}
 
 /// A platform FUNDING account on `sub_account`.
 fn funding(sub_account: i32) -> Account {

@@ -22,18 +22,20 @@
 //!   that night's run) therefore carries exactly period_k days of interest, and a loan
 //!   paid on time costs Σ period_k x (150 − 15 (k − 1)), the schedule's own total.
 
+mod common;
+
+use common::{Book, cny, minor, naive, new_id, proto_date};
+
 use chrono::{Datelike, Days, Months, NaiveDate};
 use ledger::Ledger;
 use microloan_platform::{
     auth::Role,
-    testing::{self, TestApp},
+    testing::{self},
 };
 use microloan_proto::{
     common::v1::{
-        DelinquencyBucket, InstallmentStatus, Loan, LoanStatus, Money, RepaymentMethod,
-        WriteOffReason,
+        DelinquencyBucket, InstallmentStatus, Loan, LoanStatus, RepaymentMethod, WriteOffReason,
     },
-    google::r#type::Date,
     ledger::v1::{
         CreditLineBalance, DisburseRequest, EndOfDaySummary, GetAccountRequest,
         GetBusinessDateRequest, GetLoanRequest, GetTrialBalanceRequest, OpenCreditLineRequest,
@@ -42,8 +44,6 @@ use microloan_proto::{
         ledger_service_client::LedgerServiceClient,
     },
 };
-use tonic::transport::Channel;
-use uuid::Uuid;
 
 const LIMIT: i64 = 500_000;
 const PRINCIPAL: i64 = 300_000;
@@ -60,34 +60,6 @@ fn daily_interest(outstanding: i64) -> i64 {
     outstanding / 2_000
 }
 
-fn new_id() -> String {
-    Uuid::now_v7().to_string()
-}
-
-fn cny(minor_units: i64) -> Option<Money> {
-    Some(Money {
-        currency_code: "CNY".into(),
-        minor_units,
-    })
-}
-
-fn minor(money: &Option<Money>) -> i64 {
-    money.as_ref().map_or(-1, |money| money.minor_units)
-}
-
-fn proto_date(date: NaiveDate) -> Option<Date> {
-    Some(Date {
-        year: date.year(),
-        month: date.month() as i32,
-        day: date.day() as i32,
-    })
-}
-
-fn naive(date: &Option<Date>) -> NaiveDate {
-    let date = date.as_ref().expect("date");
-    NaiveDate::from_ymd_opt(date.year, date.month as u32, date.day as u32).expect("valid")
-}
-
 /// Due date of instalment k by the rule in loan.proto's header, written out again.
 fn due_date(disbursed: NaiveDate, k: u32) -> NaiveDate {
     let due_day = disbursed.day().min(28);
@@ -96,12 +68,6 @@ fn due_date(disbursed: NaiveDate, k: u32) -> NaiveDate {
         .and_then(|first| first.checked_add_months(Months::new(k)))
         .and_then(|month| month.with_day(due_day))
         .expect("due date")
-}
-
-struct Book {
-    app: TestApp,
-    client: LedgerServiceClient<Channel>,
-    token: String,
 }
 
 struct Borrower {

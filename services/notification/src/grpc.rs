@@ -8,6 +8,7 @@ use chrono::{DateTime, Utc};
 use futures::Stream;
 use microloan_platform::{
     auth::{Caller, PermissionTable, Role},
+    convert,
     idempotency::{self, RequestKey},
 };
 use microloan_proto::notification::v1::{
@@ -121,29 +122,17 @@ impl From<DirectoryError> for NotificationError {
     }
 }
 
-/// The idempotency scope of a caller: role and subject, so two callers never collide.
-fn caller_key(caller: &Caller) -> String {
-    format!("{}:{}", caller.role.as_str(), caller.subject)
+/// NOT_RESOURCE_OWNER unless the caller may reach this customer.
+fn ensure_owner(caller: &Caller, customer_id: Uuid) -> Result<(), NotificationError> {
+    if caller.may_access_customer(customer_id) {
+        Ok(())
+    } else {
+        Err(NotificationError::NotResourceOwner)
+    }
 }
 
 fn decode_stored<T: Message + Default>(stored: &[u8]) -> Result<T, NotificationError> {
     T::decode(stored).map_err(|err| NotificationError::Internal(format!("stored response: {err}")))
-}
-
-/// NOT_RESOURCE_OWNER unless the caller may reach this customer.
-fn ensure_owner(caller: &Caller, customer_id: Uuid) -> Result<(), NotificationError> {
-    match (caller.role, caller.customer_id.as_deref()) {
-        (Role::Customer, Some(own)) if Uuid::parse_str(own).ok() == Some(customer_id) => Ok(()),
-        (Role::Customer, _) => Err(NotificationError::NotResourceOwner),
-        (Role::Operator | Role::Service, _) => Ok(()),
-    }
-}
-
-pub fn timestamp(time: DateTime<Utc>) -> prost_types::Timestamp {
-    prost_types::Timestamp {
-        seconds: time.timestamp(),
-        nanos: i32::try_from(time.timestamp_subsec_nanos()).unwrap_or(0),
-    }
 }
 
 fn duration_ms(millis: i64) -> prost_types::Duration {
@@ -177,7 +166,7 @@ pub fn notification_to_proto(
             .filter(|attempt| attempt.notification_id == row.notification_id)
             .map(|attempt| proto::DeliveryAttempt {
                 attempt_number: attempt.attempt_number,
-                start_time: Some(timestamp(attempt.start_time)),
+                start_time: Some(convert::timestamp(attempt.start_time)),
                 latency: Some(duration_ms(attempt.latency_ms)),
                 outcome: Outcome::from_i16(attempt.outcome)
                     .map_or(0, |outcome| outcome.to_proto() as i32),
@@ -189,13 +178,13 @@ pub fn notification_to_proto(
         next_attempt_time: row
             .next_attempt_time
             .filter(|_| status == Some(NoticeStatus::Pending))
-            .map(timestamp),
-        create_time: Some(timestamp(row.create_time)),
+            .map(convert::timestamp),
+        create_time: Some(convert::timestamp(row.create_time)),
         sent_time: row
             .sent_time
             .filter(|_| status == Some(NoticeStatus::Sent))
-            .map(timestamp),
-        update_time: Some(timestamp(row.update_time)),
+            .map(convert::timestamp),
+        update_time: Some(convert::timestamp(row.update_time)),
     }
 }
 
@@ -225,7 +214,7 @@ fn preferences_to_proto(
             end_minute: i32::from(preferences.quiet_hours.end_minute),
             time_zone: preferences.quiet_hours.time_zone.name().to_owned(),
         }),
-        update_time: update_time.map(timestamp),
+        update_time: update_time.map(convert::timestamp),
     }
 }
 
@@ -241,7 +230,7 @@ impl NotificationApi {
             ..request.clone()
         }
         .encode_to_vec();
-        let caller_key = caller_key(caller);
+        let caller_key = caller.idempotency_scope();
         let key = RequestKey {
             caller: &caller_key,
             rpc: "Send",
@@ -349,7 +338,7 @@ impl NotificationApi {
             ..request.clone()
         }
         .encode_to_vec();
-        let caller_key = caller_key(caller);
+        let caller_key = caller.idempotency_scope();
         let key = RequestKey {
             caller: &caller_key,
             rpc: "SetPreferences",

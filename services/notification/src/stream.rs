@@ -166,7 +166,7 @@ pub async fn run(
             () = tokio::time::sleep(context.config.poll_interval) => {}
             () = tokio::time::sleep_until(heartbeat_at) => {
                 let beat = Item::Heartbeat(Heartbeat {
-                    server_time: Some(crate::grpc::timestamp(Utc::now())),
+                    server_time: Some(microloan_platform::convert::timestamp(Utc::now())),
                 });
                 if sender.send(Ok(SubscribeResponse { item: Some(beat) })).await.is_err() {
                     return;

@@ -86,7 +86,7 @@ impl ScoringApi {
         caller: &Caller,
         mut stream: Streaming<IngestSignalsRequest>,
     ) -> Result<IngestSignalsResponse, ScoringError> {
-        let caller = caller_key(caller);
+        let caller = caller.idempotency_scope();
         let mut summary = IngestSignalsResponse::default();
         let mut batch_index: i32 = 0;
         while let Some(batch) = stream.message().await.map_err(ScoringError::Stream)? {
@@ -135,11 +135,6 @@ impl ScoringApi {
         }
         Ok(summary)
     }
-}
-
-/// The idempotency scope of a caller: role and subject, so two callers never collide.
-fn caller_key(caller: &Caller) -> String {
-    format!("{}:{}", caller.role.as_str(), caller.subject)
 }
 
 #[tonic::async_trait]

@@ -21,10 +21,7 @@ pub fn money(currency: &str, minor_units: i64) -> Option<Money> {
 }
 
 pub fn timestamp(time: DateTime<Utc>) -> Option<Timestamp> {
-    Some(Timestamp {
-        seconds: time.timestamp(),
-        nanos: i32::try_from(time.timestamp_subsec_nanos()).unwrap_or(0),
-    })
+    Some(microloan_platform::convert::timestamp(time))
 }
 
 pub fn date(date: NaiveDate) -> Option<Date> {
