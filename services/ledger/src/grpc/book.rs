@@ -717,11 +717,17 @@ impl LedgerApi {
         .await?;
         let more = i64::try_from(rows.len()).unwrap_or(i64::MAX) > page_size;
         rows.truncate(usize::try_from(page_size).unwrap_or(usize::MAX));
-        let mut loans = Vec::with_capacity(rows.len());
-        for row in &rows {
-            let installments = store::book::load_installments(&mut conn, row.loan_id).await?;
-            loans.push(loan(row, &installments, today.business_date));
-        }
+        let ids: Vec<uuid::Uuid> = rows.iter().map(|row| row.loan_id).collect();
+        let installments = store::book::load_installments_of(&mut conn, &ids).await?;
+        let loans = rows
+            .iter()
+            .map(|row| {
+                let schedule = installments
+                    .get(&row.loan_id)
+                    .map_or(&[][..], Vec::as_slice);
+                loan(row, schedule, today.business_date)
+            })
+            .collect();
         Ok(proto::ListLoansResponse {
             loans,
             next_page_token: match (more, rows.last()) {

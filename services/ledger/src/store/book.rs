@@ -391,15 +391,40 @@ pub async fn load_installments(
     conn: &mut PgConnection,
     loan_id: Uuid,
 ) -> Result<Vec<InstallmentRow>, LedgerError> {
-    Ok(sqlx::query_as(
-        "SELECT sequence, due_date, period_days, principal_minor, interest_minor, \
+    let mut by_loan = load_installments_of(conn, &[loan_id]).await?;
+    Ok(by_loan.remove(&loan_id).unwrap_or_default())
+}
+
+/// The instalments of several loans in one round trip (a page of ListLoans), each
+/// loan's in sequence order.
+pub async fn load_installments_of(
+    conn: &mut PgConnection,
+    loan_ids: &[Uuid],
+) -> Result<std::collections::HashMap<Uuid, Vec<InstallmentRow>>, LedgerError> {
+    #[derive(FromRow)]
+    struct Row {
+        loan_id: Uuid,
+        #[sqlx(flatten)]
+        installment: InstallmentRow,
+    }
+    let rows: Vec<Row> = sqlx::query_as(
+        "SELECT loan_id, sequence, due_date, period_days, principal_minor, interest_minor, \
              principal_paid, interest_accrued, interest_paid, penalty_charged, penalty_paid, \
              settled_date \
-         FROM installments WHERE loan_id = $1 ORDER BY sequence",
+         FROM installments WHERE loan_id = ANY($1) ORDER BY loan_id, sequence",
     )
-    .bind(loan_id)
+    .bind(loan_ids)
     .fetch_all(conn)
-    .await?)
+    .await?;
+    let mut by_loan: std::collections::HashMap<Uuid, Vec<InstallmentRow>> =
+        std::collections::HashMap::with_capacity(loan_ids.len());
+    for row in rows {
+        by_loan
+            .entry(row.loan_id)
+            .or_default()
+            .push(row.installment);
+    }
+    Ok(by_loan)
 }
 
 /// The transfers posted for a loan, in commit order.
