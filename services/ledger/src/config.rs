@@ -4,6 +4,7 @@
 use microloan_events::EventsConfig;
 use microloan_platform::config::{CommonConfig, ConfigError, Env, ServiceIdentity};
 use rust_decimal::Decimal;
+use std::time::Duration;
 
 use crate::book::BookRules;
 
@@ -22,6 +23,9 @@ pub struct Config {
     /// `CREDIT_LINE_LIMIT_MAX_MINOR_UNITS`, `DRAWDOWN_MIN_MINOR_UNITS`,
     /// `DRAWDOWN_MAX_MINOR_UNITS`, `LOAN_TERMS_MONTHS`, `APR_CAP`, `PENALTY_RATE_MULTIPLIER`.
     pub book: BookRules,
+    /// `LEDGER_EXPIRY_SWEEP_INTERVAL_MS` (default 1000, 10..=3,600,000): how often the
+    /// background sweep releases reservations past their timeout (docs/ledger.md).
+    pub expiry_sweep_interval: Duration,
 }
 
 impl Config {
@@ -31,6 +35,12 @@ impl Config {
             events: EventsConfig::from_env(env, &common)?,
             common,
             book: book_rules(env)?,
+            expiry_sweep_interval: Duration::from_millis(env.bounded(
+                "LEDGER_EXPIRY_SWEEP_INTERVAL_MS",
+                1_000,
+                10,
+                3_600_000,
+            )?),
         })
     }
 }
@@ -155,6 +165,8 @@ mod tests {
             ("APR_CAP", "-0.1"),
             ("PENALTY_RATE_MULTIPLIER", "3"),
             ("DRAWDOWN_MIN_MINOR_UNITS", "0"),
+            ("LEDGER_EXPIRY_SWEEP_INTERVAL_MS", "5"),
+            ("LEDGER_EXPIRY_SWEEP_INTERVAL_MS", "soon"),
         ] {
             let err = config(&[(variable, value)]).expect_err(value);
             assert_eq!(err.variable, variable, "{value}");

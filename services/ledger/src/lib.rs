@@ -6,6 +6,7 @@
 pub mod book;
 pub mod config;
 pub mod error;
+pub mod expiry;
 pub mod gl;
 pub mod grpc;
 pub mod store;
@@ -39,11 +40,17 @@ pub async fn run(
         cache.clone(),
         server.metrics().registry(),
     )?;
+    // The expiry sweep runs beside the server and stops with it (aborted: an open
+    // sweep transaction rolls back).
+    let sweeper = tokio::spawn(expiry::run(pool.clone(), config.expiry_sweep_interval));
     let api = grpc::LedgerApi::new(pool, cache, config.book.clone());
     let service = LedgerServiceServer::new(api)
         .max_decoding_message_size(config.common.message_bytes_max)
         .max_encoding_message_size(config.common.message_bytes_max);
-    microloan_events::serve_with(events, server.serve(service, listener, shutdown)).await
+    let served =
+        microloan_events::serve_with(events, server.serve(service, listener, shutdown)).await;
+    sweeper.abort();
+    served
 }
 
 /// Ties the ledger service into the shared process lifecycle ([`microloan_platform::launch`]).

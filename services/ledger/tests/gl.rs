@@ -893,6 +893,68 @@ async fn two_phase_transfers_reserve_post_in_full_or_part_void_expire_and_resolv
 }
 
 #[tokio::test]
+async fn the_background_sweep_expires_a_reservation_nothing_touches_again() {
+    use CreateTransferStatus as S;
+    let mut book = common::book_with(&[("LEDGER_EXPIRY_SWEEP_INTERVAL_MS", "100")]).await;
+    let ids = book.open(vec![guarded(0), funding(1)]).await;
+    let (guard, plain) = (ids[0].clone(), ids[1].clone());
+    assert_eq!(
+        book.post(vec![transfer(&plain, &guard, 100)]).await,
+        [S::Created]
+    );
+    let pending = |amount, timeout| Transfer {
+        flags: flags(false, true, false, false),
+        timeout_seconds: timeout,
+        ..transfer(&guard, &plain, amount)
+    };
+    let (expiring, kept) = (pending(40, 1), pending(10, 0));
+    assert_eq!(
+        book.post(vec![expiring.clone(), kept.clone()]).await,
+        [S::Created; 2]
+    );
+    // Read the rows directly: GetAccount would expire lazily and hide the sweep.
+    let database = book.database().await;
+    let stored = |id: &str| {
+        let (database, id) = (database.clone(), Uuid::parse_str(id).expect("uuid"));
+        async move {
+            sqlx::query_as::<_, (i16, i64)>(
+                "SELECT p.status, a.debits_pending FROM pending_transfers p \
+                 JOIN accounts a ON a.id = p.debit_account_id WHERE p.transfer_id = $1",
+            )
+            .bind(id)
+            .fetch_one(&database)
+            .await
+            .expect("reservation row")
+        }
+    };
+    assert_eq!(stored(&expiring.transfer_id).await, (1, 50), "reserved");
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while stored(&expiring.transfer_id).await.0 == 1 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the sweep did not expire the reservation within 10 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    // EXPIRED (4), its 40 released; the reservation without a timeout stays.
+    assert_eq!(stored(&expiring.transfer_id).await, (4, 10));
+    assert_eq!(stored(&kept.transfer_id).await, (1, 10));
+    let post_expired = Transfer {
+        flags: flags(false, false, true, false),
+        pending_id: expiring.transfer_id.clone(),
+        amount: cny(0),
+        ..transfer(&guard, &plain, 0)
+    };
+    assert_eq!(
+        book.post(vec![post_expired]).await,
+        [S::PendingTransferExpired]
+    );
+    assert_eq!(book.balances(&guard).await, (0, 100, 10, 0));
+    assert!(book.verify(0).await.ok);
+    book.app.stop().await.expect("clean stop");
+}
+
+#[tokio::test]
 async fn concurrent_transfers_never_overdraw_a_guarded_account() {
     use CreateTransferStatus as S;
     let mut book = book().await;

@@ -203,14 +203,24 @@ async fn release_expired_reservations(
 
 /// The sweep: expires reservations past their timeout (at most `limit`; only those
 /// touching `account` if given) in one transaction, locking their accounts in id order
-/// first. Returns how many accounts it released balance on. Called lazily by GetAccount;
-/// end of day may call it for the whole book.
+/// first. Returns how many accounts it released balance on. Called lazily by GetAccount
+/// and for the whole book by the background sweep ([`crate::expiry`]).
+///
+/// Like every writer it share-locks the business date before any account (the lock
+/// order of docs/ledger.md): end of day updates accounts in no particular order while it
+/// holds the date, so a sweep locking accounts meanwhile could deadlock with it. While
+/// end of day runs the sweep does nothing (0) and the next one catches up.
 pub async fn expire_due_reservations(
     pool: &PgPool,
     account: Option<Uuid>,
     limit: i64,
 ) -> Result<u64, LedgerError> {
     let mut tx = pool.begin().await?;
+    match business_date::share_lock_business_date(&mut tx).await {
+        Ok(_) => {}
+        Err(LedgerError::EndOfDayRunning) => return Ok(0),
+        Err(err) => return Err(err),
+    }
     let rows: Vec<(Uuid, Uuid)> = sqlx::query_as(
         "SELECT debit_account_id, credit_account_id FROM pending_transfers \
          WHERE status = 1 AND expires_at <= now() \

@@ -24,7 +24,12 @@ pub struct Book {
 }
 
 pub async fn book() -> Book {
-    let app = testing::spawn::<Ledger>(&[]).await;
+    book_with(&[]).await
+}
+
+/// A ledger started with extra environment `overrides`.
+pub async fn book_with(overrides: &[(&str, &str)]) -> Book {
+    let app = testing::spawn::<Ledger>(overrides).await;
     let client = LedgerServiceClient::new(app.channel().await);
     Book {
         app,
