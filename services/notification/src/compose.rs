@@ -14,8 +14,7 @@ use crate::{
     policy::{Disposition, Preferences, dispose},
     store::{
         notifications::{
-            NewAttempt, NewNotification, NotificationRow, find_by_event, insert_attempt,
-            insert_notification,
+            InitialAttempt, NewNotification, NotificationRow, find_by_event, insert_notifications,
         },
         preferences::{find_preferences_and_customer_locale, upsert_customer_locale},
     },
@@ -98,7 +97,7 @@ pub async fn create_notifications(
         Content::Raw(rendered) => ("", Ok((rendered.clone(), locale))),
     };
     let now = Utc::now();
-    let mut rows = Vec::with_capacity(notice.channels.len());
+    let mut new = Vec::with_capacity(notice.channels.len());
     for &channel in &notice.channels {
         let disposition = dispose(&preferences, notice.class, channel, now, notice.not_before);
         let (rendered_locale, title, body, render_error) = match &rendered {
@@ -118,56 +117,61 @@ pub async fn create_notifications(
                 (Status::Pending, None, Some(not_before))
             }
         };
-        let new = NewNotification {
-            notification_id: Uuid::now_v7(),
-            customer_id: notice.customer_id,
-            channel,
-            class: notice.class,
-            status,
-            suppression,
-            locale: rendered_locale,
-            template_key,
-            event_id: notice.event_id,
-            title,
-            body,
-            next_attempt_time,
-            sent: status == Status::Sent,
-        };
-        let Some(mut row) = insert_notification(conn, &new).await? else {
-            // This (event_id, channel) has its notification already (a redelivery, a
-            // second Send naming the event, or a concurrent insert that won).
-            if let Some(event_id) = notice.event_id
-                && let Some(existing) = find_by_event(conn, event_id, channel).await?
-            {
-                rows.push(existing);
-            }
-            continue;
-        };
-        let attempt = match (&render_error, status) {
-            (Some(error), _) => Some(NewAttempt {
+        let attempt = match (render_error, status) {
+            (Some(error), _) => Some(InitialAttempt {
                 start_time: now,
-                latency_ms: 0,
                 outcome: None,
-                http_status: 0,
                 error_message: format!("render failed: {error}"),
-                provider_message_id: String::new(),
             }),
-            (None, Status::Sent) => Some(NewAttempt {
+            (None, Status::Sent) => Some(InitialAttempt {
                 start_time: now,
-                latency_ms: 0,
                 outcome: Some(Outcome::Delivered),
-                http_status: 0,
                 error_message: String::new(),
-                provider_message_id: String::new(),
             }),
             _ => None,
         };
-        if let Some(attempt) = attempt {
-            insert_attempt(conn, row.notification_id, 1, &attempt).await?;
-            row.attempt_count = 1;
+        new.push((
+            NewNotification {
+                notification_id: Uuid::now_v7(),
+                customer_id: notice.customer_id,
+                channel,
+                class: notice.class,
+                status,
+                suppression,
+                locale: rendered_locale,
+                template_key,
+                event_id: notice.event_id,
+                title,
+                body,
+                next_attempt_time,
+                sent: status == Status::Sent,
+            },
+            attempt,
+        ));
+    }
+    // Every channel in one statement (with the initial attempts).
+    let mut inserted = insert_notifications(conn, &new).await?;
+    let mut rows = Vec::with_capacity(new.len());
+    for (candidate, _) in &new {
+        let position = inserted
+            .iter()
+            .position(|row| row.notification_id == candidate.notification_id);
+        match position {
+            Some(position) => {
+                let row = inserted.swap_remove(position);
+                metrics.created(candidate.channel, candidate.status);
+                rows.push(row);
+            }
+            // This (event_id, channel) has its notification already (a redelivery, a
+            // second Send naming the event, or a concurrent insert that won).
+            None => {
+                if let Some(event_id) = notice.event_id
+                    && let Some(existing) = find_by_event(conn, event_id, candidate.channel).await?
+                {
+                    rows.push(existing);
+                }
+            }
         }
-        metrics.created(channel, status);
-        rows.push(row);
     }
     Ok(rows)
 }

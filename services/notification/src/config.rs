@@ -78,17 +78,35 @@ pub struct Config {
     pub account_url: String,
     pub delivery: DeliveryConfig,
     pub stream: StreamConfig,
+    /// `NOTIFICATION_RETENTION_DAYS` (default 730, at least `EVENTS_PROCESSED_RETENTION_DAYS`,
+    /// at most 3650): notifications in a final state older than this are deleted with
+    /// their attempts (docs/notification.md "Retention").
+    pub retention: Duration,
 }
 
 impl Config {
     pub fn from_env(env: &Env<'_>) -> Result<Self, ConfigError> {
         let common = CommonConfig::from_env(env, IDENTITY)?;
+        let events = EventsConfig::from_env(env, &common)?;
+        // The (event_id, channel) uniqueness is the dedupe of last resort once the
+        // consumer's processed-event record has expired: it must outlive that record.
+        let processed_days = events.processed_retention.as_secs().div_ceil(86_400);
+        let retention_days = env.bounded("NOTIFICATION_RETENTION_DAYS", 730, 1, 3_650)?;
+        if retention_days < processed_days {
+            return Err(ConfigError {
+                variable: "NOTIFICATION_RETENTION_DAYS",
+                reason: format!(
+                    "must be at least EVENTS_PROCESSED_RETENTION_DAYS ({processed_days})"
+                ),
+            });
+        }
         Ok(Self {
-            events: EventsConfig::from_env(env, &common)?,
+            events,
             common,
             account_url: env.peer_url("ACCOUNT_URL", "http://127.0.0.1:50051")?,
             delivery: delivery(env)?,
             stream: stream(env)?,
+            retention: Duration::from_secs(retention_days * 86_400),
         })
     }
 }
@@ -232,6 +250,7 @@ mod tests {
         assert_eq!(config.delivery.attempts_max, 6);
         assert!(config.delivery.sms.is_none() && config.delivery.push.is_none());
         assert_eq!(config.stream.heartbeat, Duration::from_secs(30));
+        assert_eq!(config.retention, Duration::from_secs(730 * 86_400));
     }
 
     #[test]
@@ -270,6 +289,17 @@ mod tests {
                 "NOTIFICATION_ATTEMPTS_MAX",
             ),
             (vec![("ACCOUNT_URL", "account:50051")], "ACCOUNT_URL"),
+            (
+                vec![("NOTIFICATION_RETENTION_DAYS", "0")],
+                "NOTIFICATION_RETENTION_DAYS",
+            ),
+            (
+                vec![
+                    ("EVENTS_PROCESSED_RETENTION_DAYS", "90"),
+                    ("NOTIFICATION_RETENTION_DAYS", "60"),
+                ],
+                "NOTIFICATION_RETENTION_DAYS",
+            ),
         ];
         for (pairs, variable) in cases {
             let err = load(&pairs).expect_err(variable);

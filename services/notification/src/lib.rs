@@ -87,6 +87,11 @@ pub async fn run(
         signals.clone(),
     )?;
     let workers = tokio::spawn(deliverer.run(stop.clone()));
+    let retention = tokio::spawn(store::retention::run(
+        pool.clone(),
+        config.retention,
+        stop.clone(),
+    ));
     let api = grpc::NotificationApi::new(
         pool,
         directory,
@@ -109,6 +114,8 @@ pub async fn run(
     stop.cancel();
     // A worker that does not stop in time is abandoned: its claims expire.
     let _ = tokio::time::timeout(std::time::Duration::from_secs(5), workers).await;
+    // A sweep cut short rolls back its statement; the next start sweeps again.
+    retention.abort();
     served
 }
 

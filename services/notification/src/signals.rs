@@ -2,7 +2,13 @@
 //! IN_APP notice wakes the open Subscribe streams. Both also poll, so notices written
 //! by other replicas (or committed after the wake-up) are found within a poll interval.
 
-use std::time::Duration;
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
 
 use tokio::sync::watch;
 
@@ -14,6 +20,11 @@ const LATE_WAKE: Duration = Duration::from_millis(25);
 pub struct Signals {
     delivery: watch::Sender<u64>,
     in_app: watch::Sender<u64>,
+    /// A late-wake task runs: later `created_soon` calls ride on it (one timer task
+    /// under load, not one per event).
+    late_wake_pending: Arc<AtomicBool>,
+    /// A `created_soon` call came since the late-wake task last slept.
+    late_wake_again: Arc<AtomicBool>,
 }
 
 impl Default for Signals {
@@ -21,6 +32,8 @@ impl Default for Signals {
         Self {
             delivery: watch::channel(0).0,
             in_app: watch::channel(0).0,
+            late_wake_pending: Arc::new(AtomicBool::new(false)),
+            late_wake_again: Arc::new(AtomicBool::new(false)),
         }
     }
 }
@@ -44,10 +57,29 @@ impl Signals {
     /// wake now and again shortly after.
     pub fn created_soon(&self) {
         self.created();
+        self.late_wake_again.store(true, Ordering::Release);
+        if self.late_wake_pending.swap(true, Ordering::AcqRel) {
+            return;
+        }
         let signals = self.clone();
+        // Every call is followed by a wake-up at least LATE_WAKE after it: the task
+        // sleeps again while calls keep coming, and ends only after a quiet sleep.
         tokio::spawn(async move {
-            tokio::time::sleep(LATE_WAKE).await;
-            signals.created();
+            loop {
+                signals.late_wake_again.store(false, Ordering::Release);
+                tokio::time::sleep(LATE_WAKE).await;
+                signals.created();
+                if signals.late_wake_again.load(Ordering::Acquire) {
+                    continue;
+                }
+                signals.late_wake_pending.store(false, Ordering::Release);
+                // A call between the check and the store found the task still running.
+                if !signals.late_wake_again.load(Ordering::Acquire)
+                    || signals.late_wake_pending.swap(true, Ordering::AcqRel)
+                {
+                    break;
+                }
+            }
         });
     }
 

@@ -318,3 +318,83 @@ async fn push_goes_to_the_provider_by_customer_id_and_a_render_error_fails_visib
     );
     stack.stop().await;
 }
+
+#[tokio::test]
+async fn the_retention_sweep_deletes_settled_notifications_past_retention_and_keeps_the_rest() {
+    use chrono::{Duration as Days, Utc};
+    use notification::store::retention::delete_settled_before;
+    use uuid::Uuid;
+    let prefix = format!("test:{}:", Uuid::new_v4().simple());
+    let app = testing::spawn::<notification::Notification>(&[("REDIS_KEY_PREFIX", &prefix)]).await;
+    let pool = sqlx::PgPool::connect(&app.database_url)
+        .await
+        .expect("connect");
+    let now = Utc::now();
+    let customer = Uuid::now_v7();
+    // (age in days, status): SENT 2, FAILED 3, DEAD_LETTERED 4, PENDING 1.
+    let rows = [(40, 2), (40, 3), (40, 4), (40, 1), (5, 2)];
+    let mut ids = Vec::new();
+    for (age_days, status) in rows {
+        let created = now - Days::days(age_days);
+        let id = Uuid::new_v7(uuid::Timestamp::from_unix(
+            uuid::NoContext,
+            created.timestamp() as u64,
+            created.timestamp_subsec_nanos(),
+        ));
+        sqlx::query(
+            "INSERT INTO notifications (notification_id, customer_id, channel, message_class, \
+                 status, locale, title, body, next_attempt_time, create_time, update_time) \
+             VALUES ($1, $2, 3, 2, $3, 'en', 't', 'b', \
+                 CASE WHEN $3 = 1 THEN $4 END, $4, $4)",
+        )
+        .bind(id)
+        .bind(customer)
+        .bind(status as i16)
+        .bind(created)
+        .execute(&pool)
+        .await
+        .expect("notification");
+        sqlx::query(
+            "INSERT INTO delivery_attempts (notification_id, attempt_number, start_time, \
+                 latency_ms, outcome) VALUES ($1, 1, $2, 1, 1)",
+        )
+        .bind(id)
+        .bind(created)
+        .execute(&pool)
+        .await
+        .expect("attempt");
+        ids.push(id);
+    }
+    let deleted = delete_settled_before(&pool, now - Days::days(30))
+        .await
+        .expect("sweep");
+    assert_eq!(
+        deleted, 3,
+        "the three settled notifications older than 30 days"
+    );
+    let left: Vec<Uuid> =
+        sqlx::query_scalar("SELECT notification_id FROM notifications ORDER BY notification_id")
+            .fetch_all(&pool)
+            .await
+            .expect("left");
+    assert_eq!(
+        left,
+        vec![ids[3], ids[4]],
+        "the old PENDING one and the recent one stay"
+    );
+    let attempts: i64 = sqlx::query_scalar("SELECT count(*) FROM delivery_attempts")
+        .fetch_one(&pool)
+        .await
+        .expect("attempts");
+    assert_eq!(
+        attempts, 2,
+        "the attempts of deleted notifications go with them"
+    );
+    assert_eq!(
+        delete_settled_before(&pool, now - Days::days(30))
+            .await
+            .expect("sweep again"),
+        0
+    );
+    app.stop().await.expect("stops");
+}

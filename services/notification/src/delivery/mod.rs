@@ -2,8 +2,11 @@
 //! deliveries in flight, so a slow provider holds back only its own channel.
 //!
 //! A worker claims due PENDING notifications with `FOR UPDATE SKIP LOCKED` and a lease
-//! (`claimed_until`), delivers each outside any transaction, then records the attempt
-//! and the new status in one transaction guarded by its claim token. A process killed
+//! (`claimed_until`), delivers each outside any transaction, then hands the outcome to
+//! its channel's settler, which records the attempts and new statuses of every
+//! delivery finished meanwhile in one statement guarded by the claim token (one commit
+//! per batch, not per notification: under load the batch grows while the previous one
+//! commits; idle, a batch is one delivery, at once). A process killed
 //! between claim and record leaves the row PENDING with an expiring lease: after it,
 //! any worker (this one after a restart, or another replica) claims it again, so every
 //! notification is delivered, and at most once per claim. Retries are rows with a
@@ -19,7 +22,10 @@ use std::{
 use chrono::Utc;
 use rand::Rng;
 use sqlx::PgPool;
-use tokio::{sync::Semaphore, task::JoinSet};
+use tokio::{
+    sync::{Semaphore, mpsc},
+    task::JoinSet,
+};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -29,8 +35,13 @@ use crate::{
     metrics::Metrics,
     model::{Channel, MessageClass, Outcome, Status, Suppression, mask_phone},
     signals::Signals,
-    store::notifications::{Claimed, NewAttempt, Settled, claim_due, settle_claimed},
+    store::notifications::{Claimed, NewAttempt, Settled, Settlement, claim_due, settle_claimed},
 };
+
+/// Deliveries waiting for their settler at most (back-pressure on the workers).
+const SETTLE_QUEUE_MAX: usize = 1_024;
+/// Deliveries one settling statement records at most.
+const SETTLE_BATCH_MAX: usize = 256;
 
 /// What a delivery came to, before it is recorded.
 #[derive(Debug, Clone)]
@@ -96,6 +107,13 @@ async fn work(shared: Arc<Deliverer>, channel: Channel, stop: CancellationToken)
     let limit = shared.config.channel_concurrency;
     let permits = Arc::new(Semaphore::new(limit));
     let claim_token = Uuid::new_v4();
+    let (settle, settle_queue) = mpsc::channel(SETTLE_QUEUE_MAX);
+    let settler = tokio::spawn(settle_batches(
+        Arc::clone(&shared),
+        channel,
+        claim_token,
+        settle_queue,
+    ));
     let mut in_flight = JoinSet::new();
     let mut wake = shared.signals.delivery();
     loop {
@@ -119,8 +137,11 @@ async fn work(shared: Arc<Deliverer>, channel: Channel, stop: CancellationToken)
                             break;
                         };
                         let shared = Arc::clone(&shared);
+                        let settle = settle.clone();
                         in_flight.spawn(async move {
-                            deliver_and_settle(&shared, channel, claim_token, notification).await;
+                            let settlement = deliver_one(&shared, channel, notification).await;
+                            // Waits while the settler is SETTLE_QUEUE_MAX behind.
+                            let _ = settle.send(settlement).await;
                             drop(permit);
                         });
                     }
@@ -145,16 +166,55 @@ async fn work(shared: Arc<Deliverer>, channel: Channel, stop: CancellationToken)
             () = tokio::time::sleep(shared.config.poll_interval) => {}
         }
     }
-    // Dropping the set aborts deliveries in flight: their leases expire.
-    in_flight.abort_all();
+    // Deliveries in flight are abandoned (their leases expire); what finished is
+    // settled before the worker ends.
+    in_flight.shutdown().await;
+    drop(settle);
+    let _ = settler.await;
 }
 
-async fn deliver_and_settle(
-    shared: &Deliverer,
+/// Records finished deliveries in batches until every sender is gone.
+async fn settle_batches(
+    shared: Arc<Deliverer>,
     channel: Channel,
     claim_token: Uuid,
-    notification: Claimed,
+    mut queue: mpsc::Receiver<Settlement>,
 ) {
+    let mut batch = Vec::with_capacity(SETTLE_BATCH_MAX);
+    while queue.recv_many(&mut batch, SETTLE_BATCH_MAX).await > 0 {
+        match settle_claimed(&shared.pool, claim_token, &batch).await {
+            Ok(settled) => {
+                let settled: std::collections::HashSet<Uuid> = settled.into_iter().collect();
+                let mut in_app_sent = false;
+                for settlement in &batch {
+                    if !settled.contains(&settlement.notification_id) {
+                        tracing::warn!(
+                            notification_id = %settlement.notification_id,
+                            "claim lost before the attempt was recorded; another worker owns it"
+                        );
+                        continue;
+                    }
+                    let status = settlement.settled.status;
+                    if status != Status::Pending {
+                        shared.metrics.settled(channel, status);
+                    }
+                    in_app_sent |= channel == Channel::InApp && status == Status::Sent;
+                }
+                if in_app_sent {
+                    shared.signals.in_app_sent();
+                }
+            }
+            Err(err) => tracing::warn!(
+                channel = channel.name(), deliveries = batch.len(), error = %err,
+                "cannot record delivery attempts; the claims expire and they are tried again"
+            ),
+        }
+        batch.clear();
+    }
+}
+
+/// Delivers one claimed notification and decides its next state.
+async fn deliver_one(shared: &Deliverer, channel: Channel, notification: Claimed) -> Settlement {
     let delivered = deliver(shared, channel, &notification).await;
     let attempt_number = notification.attempt_count + 1;
     let (attempt, settled) = match delivered {
@@ -198,31 +258,11 @@ async fn deliver_and_settle(
             )
         }
     };
-    match settle_claimed(
-        &shared.pool,
-        &notification,
-        claim_token,
-        attempt.as_ref(),
-        &settled,
-    )
-    .await
-    {
-        Ok(true) => {
-            if settled.status != Status::Pending {
-                shared.metrics.settled(channel, settled.status);
-            }
-            if channel == Channel::InApp && settled.status == Status::Sent {
-                shared.signals.in_app_sent();
-            }
-        }
-        Ok(false) => tracing::warn!(
-            notification_id = %notification.notification_id,
-            "claim lost before the attempt was recorded; another worker owns it"
-        ),
-        Err(err) => tracing::warn!(
-            notification_id = %notification.notification_id, error = %err,
-            "cannot record a delivery attempt; the claim expires and it is tried again"
-        ),
+    Settlement {
+        notification_id: notification.notification_id,
+        attempt_count: notification.attempt_count + i32::from(attempt.is_some()),
+        attempt,
+        settled,
     }
 }
 

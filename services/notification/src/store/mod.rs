@@ -3,3 +3,4 @@
 
 pub mod notifications;
 pub mod preferences;
+pub mod retention;

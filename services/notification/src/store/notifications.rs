@@ -83,34 +83,106 @@ pub const COLUMNS: &str = "notification_id, customer_id, channel, message_class,
     suppression_reason, locale, template_key, event_id, title, body, destination_masked, \
     attempt_count, next_attempt_time, create_time, sent_time, update_time";
 
-/// Inserts `new`; `None` when a notification for the same (event_id, channel) exists.
-pub async fn insert_notification(
+/// The first attempt a notification is stored with (delivered by storing it, or its
+/// render failure).
+#[derive(Debug, Clone)]
+pub struct InitialAttempt {
+    pub start_time: DateTime<Utc>,
+    /// `None`: not a delivery outcome (a render failure).
+    pub outcome: Option<Outcome>,
+    pub error_message: String,
+}
+
+/// Inserts `new` (each with its initial attempt, if any) in one statement: the
+/// notifications with `ON CONFLICT (event_id, channel) DO NOTHING` and the attempts of
+/// those inserted. Returns the rows inserted, in no particular order; a notification
+/// whose (event_id, channel) exists already is left out.
+pub async fn insert_notifications(
     conn: &mut PgConnection,
-    new: &NewNotification<'_>,
-) -> Result<Option<NotificationRow>, sqlx::Error> {
+    new: &[(NewNotification<'_>, Option<InitialAttempt>)],
+) -> Result<Vec<NotificationRow>, sqlx::Error> {
+    if new.is_empty() {
+        return Ok(Vec::new());
+    }
+    let column = |f: &dyn Fn(&NewNotification<'_>, Option<&InitialAttempt>) -> String| {
+        new.iter()
+            .map(|(n, a)| f(n, a.as_ref()))
+            .collect::<Vec<String>>()
+    };
+    let small = |f: &dyn Fn(&NewNotification<'_>) -> i16| {
+        new.iter().map(|(n, _)| f(n)).collect::<Vec<i16>>()
+    };
     sqlx::query_as(&format!(
-        "INSERT INTO notifications (notification_id, customer_id, channel, message_class, \
-             status, suppression_reason, locale, template_key, event_id, title, body, \
-             next_attempt_time, sent_time) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, \
-             CASE WHEN $13 THEN now() END) \
-         ON CONFLICT (event_id, channel) DO NOTHING \
-         RETURNING {COLUMNS}"
+        "WITH input AS ( \
+             SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::int2[], $4::int2[], $5::int2[], \
+                 $6::int2[], $7::text[], $8::text[], $9::uuid[], $10::text[], $11::text[], \
+                 $12::timestamptz[], $13::bool[], $14::bool[], $15::timestamptz[], $16::int2[], \
+                 $17::text[]) WITH ORDINALITY AS i(notification_id, customer_id, channel, \
+                 message_class, status, suppression_reason, locale, template_key, event_id, \
+                 title, body, next_attempt_time, sent, has_attempt, attempt_start, \
+                 attempt_outcome, attempt_error, ordinal)), \
+         inserted AS ( \
+             INSERT INTO notifications (notification_id, customer_id, channel, message_class, \
+                 status, suppression_reason, locale, template_key, event_id, title, body, \
+                 next_attempt_time, sent_time, attempt_count) \
+             SELECT notification_id, customer_id, channel, message_class, status, \
+                 suppression_reason, locale, template_key, event_id, title, body, \
+                 next_attempt_time, CASE WHEN sent THEN now() END, \
+                 CASE WHEN has_attempt THEN 1 ELSE 0 END \
+             FROM input ORDER BY ordinal \
+             ON CONFLICT (event_id, channel) DO NOTHING \
+             RETURNING {COLUMNS}), \
+         attempts AS ( \
+             INSERT INTO delivery_attempts (notification_id, attempt_number, start_time, \
+                 latency_ms, outcome, http_status, error_message, provider_message_id) \
+             SELECT i.notification_id, 1, i.attempt_start, 0, i.attempt_outcome, 0, \
+                 i.attempt_error, '' \
+             FROM input i JOIN inserted n ON n.notification_id = i.notification_id \
+             WHERE i.has_attempt) \
+         SELECT * FROM inserted"
     ))
-    .bind(new.notification_id)
-    .bind(new.customer_id)
-    .bind(new.channel.as_i16())
-    .bind(new.class.as_i16())
-    .bind(new.status.as_i16())
-    .bind(new.suppression.map_or(0, Suppression::as_i16))
-    .bind(new.locale.as_str())
-    .bind(new.template_key)
-    .bind(new.event_id)
-    .bind(new.title)
-    .bind(new.body)
-    .bind(new.next_attempt_time)
-    .bind(new.sent)
-    .fetch_optional(conn)
+    .bind(
+        new.iter()
+            .map(|(n, _)| n.notification_id)
+            .collect::<Vec<_>>(),
+    )
+    .bind(new.iter().map(|(n, _)| n.customer_id).collect::<Vec<_>>())
+    .bind(small(&|n| n.channel.as_i16()))
+    .bind(small(&|n| n.class.as_i16()))
+    .bind(small(&|n| n.status.as_i16()))
+    .bind(small(&|n| n.suppression.map_or(0, Suppression::as_i16)))
+    .bind(column(&|n, _| n.locale.as_str().to_owned()))
+    .bind(column(&|n, _| n.template_key.to_owned()))
+    .bind(new.iter().map(|(n, _)| n.event_id).collect::<Vec<_>>())
+    .bind(column(&|n, _| n.title.to_owned()))
+    .bind(column(&|n, _| n.body.to_owned()))
+    .bind(
+        new.iter()
+            .map(|(n, _)| n.next_attempt_time)
+            .collect::<Vec<_>>(),
+    )
+    .bind(new.iter().map(|(n, _)| n.sent).collect::<Vec<_>>())
+    .bind(new.iter().map(|(_, a)| a.is_some()).collect::<Vec<_>>())
+    .bind(
+        new.iter()
+            .map(|(_, a)| a.as_ref().map(|a| a.start_time))
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        new.iter()
+            .map(|(_, a)| {
+                a.as_ref()
+                    .and_then(|a| a.outcome)
+                    .map_or(0, Outcome::as_i16)
+            })
+            .collect::<Vec<_>>(),
+    )
+    .bind(column(&|_, a| {
+        a.map_or(String::new(), |a| {
+            crate::templates::truncate(&a.error_message, 512)
+        })
+    }))
+    .fetch_all(conn)
     .await
 }
 
@@ -155,31 +227,6 @@ pub async fn attempts_of(
     .bind(notification_ids)
     .fetch_all(conn)
     .await
-}
-
-/// Records attempt number `attempt_count + 1` of a notification.
-pub async fn insert_attempt(
-    conn: &mut PgConnection,
-    notification_id: Uuid,
-    attempt_number: i32,
-    attempt: &NewAttempt,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO delivery_attempts (notification_id, attempt_number, start_time, \
-             latency_ms, outcome, http_status, error_message, provider_message_id) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-    )
-    .bind(notification_id)
-    .bind(attempt_number)
-    .bind(attempt.start_time)
-    .bind(attempt.latency_ms)
-    .bind(attempt.outcome.map_or(0, Outcome::as_i16))
-    .bind(attempt.http_status)
-    .bind(crate::templates::truncate(&attempt.error_message, 512))
-    .bind(&attempt.provider_message_id)
-    .execute(conn)
-    .await?;
-    Ok(())
 }
 
 /// Filters of ListNotifications (all AND-ed; empty lists mean any).
@@ -298,51 +345,129 @@ pub struct Settled {
     pub destination_masked: Option<String>,
 }
 
-/// Records `attempt` (if any) and the new state of a claimed notification in one
-/// statement (so atomically, in one round trip); false (nothing written) when the
-/// claim was lost to another worker.
+/// One claimed notification's delivery, ready to be recorded.
+#[derive(Debug, Clone)]
+pub struct Settlement {
+    pub notification_id: Uuid,
+    /// The attempt made, if any (`None`: suppressed at delivery time).
+    pub attempt: Option<NewAttempt>,
+    /// The attempts counted once this one is recorded.
+    pub attempt_count: i32,
+    pub settled: Settled,
+}
+
+/// Records a batch of deliveries of one claim token in one statement (so atomically,
+/// in one round trip and one commit): each notification's new state and its attempt.
+/// Returns the ids settled; a notification whose claim was lost to another worker (its
+/// token changed) is left out and nothing of it is written.
 pub async fn settle_claimed(
     pool: &PgPool,
-    claimed: &Claimed,
     claim_token: Uuid,
-    attempt: Option<&NewAttempt>,
-    settled: &Settled,
-) -> Result<bool, sqlx::Error> {
-    let attempt_count = claimed.attempt_count + i32::from(attempt.is_some());
-    let settled_rows: i64 = sqlx::query_scalar(
-        "WITH settled AS ( \
-             UPDATE notifications SET status = $3, suppression_reason = $4, \
-                 next_attempt_time = $5, attempt_count = $6, \
-                 destination_masked = COALESCE($7, destination_masked), \
-                 sent_time = CASE WHEN $3 = $8 THEN now() END, \
+    batch: &[Settlement],
+) -> Result<Vec<Uuid>, sqlx::Error> {
+    if batch.is_empty() {
+        return Ok(Vec::new());
+    }
+    let attempt = |f: &dyn Fn(&NewAttempt) -> String| {
+        batch
+            .iter()
+            .map(|s| s.attempt.as_ref().map_or(String::new(), f))
+            .collect::<Vec<String>>()
+    };
+    sqlx::query_scalar(
+        "WITH input AS ( \
+             SELECT * FROM unnest($1::uuid[], $2::int2[], $3::int2[], $4::timestamptz[], \
+                 $5::int4[], $6::text[], $7::bool[], $8::timestamptz[], $9::int8[], \
+                 $10::int2[], $11::int4[], $12::text[], $13::text[]) \
+                 AS i(notification_id, status, suppression_reason, next_attempt_time, \
+                      attempt_count, destination_masked, has_attempt, start_time, latency_ms, \
+                      outcome, http_status, error_message, provider_message_id)), \
+         settled AS ( \
+             UPDATE notifications n SET status = i.status, \
+                 suppression_reason = i.suppression_reason, \
+                 next_attempt_time = i.next_attempt_time, attempt_count = i.attempt_count, \
+                 destination_masked = COALESCE(i.destination_masked, n.destination_masked), \
+                 sent_time = CASE WHEN i.status = $14 THEN now() END, \
                  claim_token = NULL, claimed_until = NULL, update_time = now() \
-             WHERE notification_id = $1 AND claim_token = $2 \
-             RETURNING notification_id), \
+             FROM input i \
+             WHERE n.notification_id = i.notification_id AND n.claim_token = $15 \
+             RETURNING n.notification_id), \
          attempt AS ( \
              INSERT INTO delivery_attempts (notification_id, attempt_number, start_time, \
                  latency_ms, outcome, http_status, error_message, provider_message_id) \
-             SELECT notification_id, $6, $10, $11, $12, $13, $14, $15 FROM settled \
-             WHERE $9) \
-         SELECT count(*) FROM settled",
+             SELECT i.notification_id, i.attempt_count, i.start_time, i.latency_ms, i.outcome, \
+                 i.http_status, i.error_message, i.provider_message_id \
+             FROM input i JOIN settled s ON s.notification_id = i.notification_id \
+             WHERE i.has_attempt) \
+         SELECT notification_id FROM settled",
     )
-    .bind(claimed.notification_id)
-    .bind(claim_token)
-    .bind(settled.status.as_i16())
-    .bind(settled.suppression.map_or(0, Suppression::as_i16))
-    .bind(settled.next_attempt_time)
-    .bind(attempt_count)
-    .bind(settled.destination_masked.as_deref())
-    .bind(Status::Sent.as_i16())
-    .bind(attempt.is_some())
-    .bind(attempt.map(|a| a.start_time))
-    .bind(attempt.map_or(0, |a| a.latency_ms))
-    .bind(attempt.and_then(|a| a.outcome).map_or(0, Outcome::as_i16))
-    .bind(attempt.map_or(0, |a| a.http_status))
-    .bind(attempt.map_or(String::new(), |a| {
+    .bind(batch.iter().map(|s| s.notification_id).collect::<Vec<_>>())
+    .bind(
+        batch
+            .iter()
+            .map(|s| s.settled.status.as_i16())
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        batch
+            .iter()
+            .map(|s| s.settled.suppression.map_or(0, Suppression::as_i16))
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        batch
+            .iter()
+            .map(|s| s.settled.next_attempt_time)
+            .collect::<Vec<_>>(),
+    )
+    .bind(batch.iter().map(|s| s.attempt_count).collect::<Vec<_>>())
+    .bind(
+        batch
+            .iter()
+            .map(|s| s.settled.destination_masked.clone())
+            .collect::<Vec<Option<String>>>(),
+    )
+    .bind(
+        batch
+            .iter()
+            .map(|s| s.attempt.is_some())
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        batch
+            .iter()
+            .map(|s| s.attempt.as_ref().map(|a| a.start_time))
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        batch
+            .iter()
+            .map(|s| s.attempt.as_ref().map_or(0, |a| a.latency_ms))
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        batch
+            .iter()
+            .map(|s| {
+                s.attempt
+                    .as_ref()
+                    .and_then(|a| a.outcome)
+                    .map_or(0, Outcome::as_i16)
+            })
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        batch
+            .iter()
+            .map(|s| s.attempt.as_ref().map_or(0, |a| a.http_status))
+            .collect::<Vec<_>>(),
+    )
+    .bind(attempt(&|a| {
         crate::templates::truncate(&a.error_message, 512)
     }))
-    .bind(attempt.map_or("", |a| a.provider_message_id.as_str()))
-    .fetch_one(pool)
-    .await?;
-    Ok(settled_rows == 1)
+    .bind(attempt(&|a| a.provider_message_id.clone()))
+    .bind(Status::Sent.as_i16())
+    .bind(claim_token)
+    .fetch_all(pool)
+    .await
 }
