@@ -1,6 +1,8 @@
-//! The scoring service's configuration: the shared settings plus its peers' URLs.
+//! The scoring service's configuration: the shared settings, its peers' URLs, the
+//! active model's file, and the thresholds of the decision policy and the anti-fraud
+//! rules (docs/scoring-decisions.md).
 
-use std::time::Duration;
+use std::{path::PathBuf, time::Duration};
 
 use microloan_events::EventsConfig;
 use microloan_platform::config::{CommonConfig, ConfigError, Env, ServiceIdentity};
@@ -23,7 +25,18 @@ pub struct Config {
     /// `SCORING_PAGERANK_REFRESH_SECONDS`: how often the defaulter-seeded PageRank is
     /// recomputed over the stored graph (default 900; 0 = only on demand; at most a day).
     pub pagerank_refresh: Duration,
+    /// `SCORING_MODEL_PATH`: the active scorecard artefact (default
+    /// [`MODEL_PATH_DEFAULT`]; a relative path is tried from the working directory, then
+    /// from the workspace root).
+    pub model_path: PathBuf,
+    /// Grades, prices, limits and expiry.
+    pub policy: crate::policy::PolicyConfig,
+    /// The anti-fraud rules' thresholds.
+    pub fraud: crate::fraud::FraudConfig,
 }
+
+/// The shipped model, relative to the workspace root (`make train-model` writes it).
+pub const MODEL_PATH_DEFAULT: &str = "services/scoring/model/default.json";
 
 pub const PAGERANK_REFRESH_DEFAULT: Duration = Duration::from_secs(900);
 const PAGERANK_REFRESH_MAX: Duration = Duration::from_secs(86_400);
@@ -41,6 +54,9 @@ impl Config {
                 PAGERANK_REFRESH_DEFAULT,
                 PAGERANK_REFRESH_MAX,
             )?,
+            model_path: env.or("SCORING_MODEL_PATH", PathBuf::from(MODEL_PATH_DEFAULT))?,
+            policy: crate::policy::PolicyConfig::from_env(env)?,
+            fraud: crate::fraud::FraudConfig::from_env(env)?,
         })
     }
 }

@@ -7,7 +7,7 @@
 use chrono::{DateTime, Utc};
 use microloan_events::{Handler, HandlerError};
 use microloan_proto::{
-    common::v1::{CreditLineStatus, Money},
+    common::v1::{CreditLineStatus, Money, WriteOffReason},
     events::v1::{Event, event::Payload},
     scoring::v1::{IdentifierKind, RepaymentOutcomeKind, SightingContext},
 };
@@ -49,6 +49,14 @@ impl Handler for SignalsFromEvents {
         }
         if let Some(update) = line {
             update_credit_line(tx, customer_id, update, event_time(event)).await?;
+        }
+        // A loan written off as fraud confirms the fraud: it seeds the ring rule and
+        // blacklists the customer's identifiers (fraud.rs).
+        if let Some(Payload::LoanWrittenOff(written_off)) = &event.payload
+            && written_off.reason == WriteOffReason::Fraud as i32
+        {
+            crate::fraud::confirm_fraud(tx, customer_id, "LoanWrittenOff", event_time(event))
+                .await?;
         }
         Ok(())
     }

@@ -18,6 +18,16 @@ pub enum ScoringError {
         message: String,
         metadata: Vec<(&'static str, String)>,
     },
+    /// UNAVAILABLE MODEL_UNAVAILABLE: no verified scorecard is loaded (why, for the log
+    /// and the message; never a path a client could not see anyway).
+    #[error("model unavailable: {0}")]
+    ModelUnavailable(String),
+    /// NOT_FOUND with a ResourceInfo.
+    #[error("{resource_type} {name} not found")]
+    NotFound {
+        resource_type: &'static str,
+        name: String,
+    },
     /// UNAVAILABLE DEPENDENCY_UNAVAILABLE (Postgres unreachable) or INTERNAL.
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
@@ -73,6 +83,16 @@ impl From<ScoringError> for Status {
                 reason,
                 &metadata,
             ),
+            ScoringError::ModelUnavailable(why) => status::with_reason(
+                &domain(),
+                Code::Unavailable,
+                format!("no active scoring model: {why}"),
+                "MODEL_UNAVAILABLE",
+            ),
+            ScoringError::NotFound {
+                resource_type,
+                name,
+            } => status::not_found(resource_type, name),
             ScoringError::Database(err) => status::database(&domain(), &err),
             ScoringError::Stream(status) => status,
             ScoringError::Internal(message) => status::internal(&message),

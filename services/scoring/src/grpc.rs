@@ -7,7 +7,9 @@ use microloan_platform::{
     cache::Cache,
 };
 use microloan_proto::scoring::v1::{
-    IngestSignalsRequest, IngestSignalsResponse, SignalRejection,
+    EvaluateRequest, EvaluateResponse, ExplainDecisionRequest, ExplainDecisionResponse,
+    GetModelInfoRequest, GetModelInfoResponse, IngestSignalsRequest, IngestSignalsResponse,
+    SignalRejection,
     scoring_service_server::{SERVICE_NAME, ScoringService},
 };
 use microloan_proto::{
@@ -18,6 +20,7 @@ use sqlx::PgPool;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::{
+    decision::Decisions,
     error::ScoringError,
     ingest::{BatchOutcome, apply_batch},
     metrics::Metrics,
@@ -49,7 +52,8 @@ pub struct ScoringApi {
     pool: PgPool,
     metrics: Metrics,
     pagerank: PageRankTrigger,
-    #[allow(dead_code, reason = "used by the scoring RPCs as they land")]
+    decisions: std::sync::Arc<Decisions>,
+    #[allow(dead_code, reason = "used by RunPortfolioReview when it lands")]
     cache: Cache,
     #[allow(dead_code, reason = "used by the scoring RPCs as they land")]
     peers: Peers,
@@ -69,11 +73,13 @@ impl ScoringApi {
         peers: Peers,
         metrics: Metrics,
         pagerank: PageRankTrigger,
+        decisions: Decisions,
     ) -> Self {
         Self {
             pool,
             metrics,
             pagerank,
+            decisions: std::sync::Arc::new(decisions),
             cache,
             peers,
         }
@@ -146,6 +152,43 @@ impl ScoringService for ScoringApi {
         let caller = Caller::of(&request)?.clone();
         Ok(Response::new(
             self.ingest_signals(&caller, request.into_inner()).await?,
+        ))
+    }
+
+    async fn evaluate(
+        &self,
+        request: Request<EvaluateRequest>,
+    ) -> Result<Response<EvaluateResponse>, Status> {
+        let scope = Caller::of(&request)?.idempotency_scope();
+        let response = self
+            .decisions
+            .evaluate(&scope, request.get_ref())
+            .await
+            .inspect(|response| {
+                if let Some(decision) = &response.decision {
+                    self.metrics.decision(decision.outcome);
+                }
+            })?;
+        Ok(Response::new(response))
+    }
+
+    async fn explain_decision(
+        &self,
+        request: Request<ExplainDecisionRequest>,
+    ) -> Result<Response<ExplainDecisionResponse>, Status> {
+        Caller::of(&request)?;
+        Ok(Response::new(
+            self.decisions.explain(request.get_ref()).await?,
+        ))
+    }
+
+    async fn get_model_info(
+        &self,
+        request: Request<GetModelInfoRequest>,
+    ) -> Result<Response<GetModelInfoResponse>, Status> {
+        Caller::of(&request)?;
+        Ok(Response::new(
+            self.decisions.model_info(request.get_ref()).await?,
         ))
     }
 }

@@ -5,13 +5,17 @@
 
 pub mod config;
 pub mod consumer;
+pub mod decision;
 pub mod error;
 pub mod features;
+pub mod fraud;
 pub mod grpc;
 pub mod ingest;
 pub mod metrics;
 pub mod model;
+pub mod policy;
 pub mod refresh;
+pub mod scorer;
 pub mod signals;
 pub mod store;
 
@@ -76,7 +80,14 @@ pub async fn run(
         account: AccountServiceClient::new(client::connect(&config.account_url, &options)?),
         ledger: LedgerServiceClient::new(client::connect(&config.ledger_url, &options)?),
     };
-    let api = grpc::ScoringApi::new(pool, cache, peers, metrics, trigger);
+    let decisions = decision::Decisions::new(
+        pool.clone(),
+        cache.clone(),
+        scorer::load(&config.model_path),
+        config.policy.clone(),
+        config.fraud.clone(),
+    );
+    let api = grpc::ScoringApi::new(pool, cache, peers, metrics, trigger, decisions);
     let service = ScoringServiceServer::new(api)
         .max_decoding_message_size(config.common.message_bytes_max)
         .max_encoding_message_size(config.common.message_bytes_max);

@@ -16,6 +16,8 @@ pub struct Metrics {
     pagerank_refreshes_total: IntCounterVec,
     /// Iterations of the last completed PageRank refresh.
     pagerank_iterations: IntGauge,
+    /// Evaluate decisions, by outcome.
+    decisions_total: IntCounterVec,
 }
 
 impl Metrics {
@@ -47,12 +49,20 @@ impl Metrics {
                 "scoring_pagerank_iterations",
                 "Power iterations of the last completed PageRank refresh",
             )?,
+            decisions_total: IntCounterVec::new(
+                Opts::new(
+                    "scoring_decisions_total",
+                    "Evaluate decisions, by outcome (approved, declined, manual_review)",
+                ),
+                &["outcome"],
+            )?,
         };
         registry.register(Box::new(metrics.batches_total.clone()))?;
         registry.register(Box::new(metrics.signals_accepted_total.clone()))?;
         registry.register(Box::new(metrics.signals_rejected_total.clone()))?;
         registry.register(Box::new(metrics.pagerank_refreshes_total.clone()))?;
         registry.register(Box::new(metrics.pagerank_iterations.clone()))?;
+        registry.register(Box::new(metrics.decisions_total.clone()))?;
         Ok(metrics)
     }
 
@@ -81,5 +91,16 @@ impl Metrics {
         if let Some(iterations) = iterations {
             self.pagerank_iterations.set(i64::from(iterations));
         }
+    }
+
+    /// One decision of `outcome` (a DecisionOutcome number).
+    pub fn decision(&self, outcome: i32) {
+        let label = match microloan_proto::common::v1::DecisionOutcome::try_from(outcome) {
+            Ok(microloan_proto::common::v1::DecisionOutcome::Approved) => "approved",
+            Ok(microloan_proto::common::v1::DecisionOutcome::Declined) => "declined",
+            Ok(microloan_proto::common::v1::DecisionOutcome::ManualReview) => "manual_review",
+            _ => "unspecified",
+        };
+        self.decisions_total.with_label_values(&[label]).inc();
     }
 }

@@ -2,7 +2,7 @@
 
 use microloan_platform::{auth::Role, testing};
 use microloan_proto::scoring::v1::{
-    EvaluateRequest, GetModelInfoRequest, IngestSignalsRequest,
+    EvaluateRequest, IngestSignalsRequest, RunPortfolioReviewRequest,
     scoring_service_client::ScoringServiceClient, scoring_service_server::SERVICE_NAME,
 };
 use scoring::Scoring;
@@ -28,8 +28,8 @@ async fn only_staff_reach_scoring() {
         .expect_err("customers never call scoring");
     assert_eq!(status.code(), Code::PermissionDenied);
     let status = scoring
-        .get_model_info(testing::with_token(
-            GetModelInfoRequest::default(),
+        .run_portfolio_review(testing::with_token(
+            RunPortfolioReviewRequest::default(),
             &service,
         ))
         .await

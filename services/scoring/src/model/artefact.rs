@@ -53,9 +53,59 @@ pub struct Artefact {
     pub options: TrainOptions,
     pub scorecard: Scorecard,
     pub metrics: TrainingMetrics,
+    /// The training rows' score distribution, the reference of the live PSI
+    /// (GetModelInfo); absent in artefacts written before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub training_scores: Option<ScoreDistribution>,
     /// Hex SHA-256 of the canonical JSON without this field.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sha256: Option<String>,
+}
+
+/// Scores in (at most) [`SCORE_BANDS`] quantile bands: band k holds the scores in
+/// (edges[k-1], edges[k]], the first band everything up to edges[0], the last band
+/// everything above the last edge.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScoreDistribution {
+    pub edges: Vec<i32>,
+    /// Share of the rows in each band (edges.len() + 1 of them, summing to 1).
+    pub shares: Vec<f64>,
+}
+
+/// Deciles: the conventional PSI resolution.
+pub const SCORE_BANDS: usize = 10;
+
+impl ScoreDistribution {
+    /// Decile edges of `scores` (ties merged, so fewer bands when scores repeat); `None`
+    /// without scores.
+    pub fn of_scores(scores: &[i32]) -> Option<Self> {
+        if scores.is_empty() {
+            return None;
+        }
+        let mut sorted = scores.to_vec();
+        sorted.sort_unstable();
+        let mut edges: Vec<i32> = (1..SCORE_BANDS)
+            .map(|k| sorted[(k * sorted.len() / SCORE_BANDS).saturating_sub(1)])
+            .collect();
+        edges.dedup();
+        if edges.last() == sorted.last() {
+            edges.pop();
+        }
+        let mut counts = vec![0_usize; edges.len() + 1];
+        for score in &sorted {
+            counts[Self::band_of(&edges, *score)] += 1;
+        }
+        let shares = counts
+            .iter()
+            .map(|count| *count as f64 / sorted.len() as f64)
+            .collect();
+        Some(Self { edges, shares })
+    }
+
+    /// The band of `score`.
+    pub fn band_of(edges: &[i32], score: i32) -> usize {
+        edges.partition_point(|edge| *edge < score)
+    }
 }
 
 /// The data file as the artefact names it.
@@ -113,6 +163,10 @@ pub fn train_artefact(
     let card = scorecard::train(data, &train_rows, &run.options)?;
     let train = validation::measure(&card, data, &train_rows).ok_or(TrainError::OneClass)?;
     let holdout = validation::measure(&card, data, &holdout_rows);
+    let training_scores = card
+        .scores(data, &train_rows)
+        .ok()
+        .and_then(|scores| ScoreDistribution::of_scores(&scores));
     let artefact = Artefact {
         format: FORMAT.to_owned(),
         model_version: run
@@ -135,6 +189,7 @@ pub fn train_artefact(
         options: run.options.clone(),
         scorecard: card,
         metrics: TrainingMetrics { train, holdout },
+        training_scores,
         sha256: None,
     };
     Ok(artefact.sealed())
@@ -248,5 +303,21 @@ mod tests {
         assert_eq!(artefact.metrics.holdout, None);
         assert_eq!(artefact.metrics.train.rows, 300);
         assert!(artefact.verify());
+    }
+
+    #[test]
+    fn the_training_scores_are_kept_in_decile_bands() {
+        let artefact = run(3);
+        let distribution = artefact.training_scores.expect("recorded");
+        assert_eq!(distribution.shares.len(), distribution.edges.len() + 1);
+        assert!((distribution.shares.iter().sum::<f64>() - 1.0).abs() < 1e-9);
+        let even = ScoreDistribution::of_scores(&(1..=100).collect::<Vec<i32>>()).unwrap();
+        assert_eq!(even.edges, vec![10, 20, 30, 40, 50, 60, 70, 80, 90]);
+        assert!(even.shares.iter().all(|share| (share - 0.1).abs() < 1e-12));
+        assert_eq!(ScoreDistribution::band_of(&even.edges, 10), 0);
+        assert_eq!(ScoreDistribution::band_of(&even.edges, 11), 1);
+        assert_eq!(ScoreDistribution::band_of(&even.edges, 95), 9);
+        let flat = ScoreDistribution::of_scores(&[5, 5, 5]).unwrap();
+        assert_eq!((flat.edges.len(), flat.shares), (0, vec![1.0]));
     }
 }

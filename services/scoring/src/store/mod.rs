@@ -2,6 +2,7 @@
 //! statement or a few set-based statements in the caller's transaction, named for what
 //! it does. Batches go in as arrays (`unnest`), never one statement per signal.
 
+pub mod decisions;
 pub mod features;
 pub mod pagerank;
 pub mod signals;
