@@ -6,8 +6,10 @@
 mod id;
 pub mod loan;
 mod money;
+mod product;
 mod rate;
 
 pub use id::{CustomerId, IdError, LoanId};
 pub use money::{CurrencyCode, Money, MoneyError};
+pub use product::{ProductRules, ProductRulesError};
 pub use rate::{DailyRate, RateError};

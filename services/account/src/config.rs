@@ -4,6 +4,10 @@
 use microloan_events::EventsConfig;
 use microloan_platform::config::{CommonConfig, ConfigError, Env, Secret, ServiceIdentity};
 
+use std::time::Duration;
+
+use microloan_domain::ProductRules;
+
 use crate::{identity::AgeBand, pii::PiiKeys};
 
 pub const IDENTITY: ServiceIdentity = ServiceIdentity {
@@ -30,6 +34,59 @@ pub struct Config {
     /// `CUSTOMER_AGE_MIN_YEARS` / `CUSTOMER_AGE_MAX_YEARS`: the eligible age band from
     /// the national id's birth date (default 18-60, inclusive).
     pub age_band: AgeBand,
+    /// The product bounds, parsed by the parser the ledger uses (libs/domain
+    /// `ProductRules`): `CREDIT_LINE_LIMIT_*_MINOR_UNITS`, `DRAWDOWN_*_MINOR_UNITS`,
+    /// `LOAN_TERMS_MONTHS`, `APR_CAP`, `PENALTY_RATE_MULTIPLIER`.
+    pub product: ProductRules,
+    /// The credit-line journeys' own settings.
+    pub lines: LineSettings,
+    /// `RATE_LIMIT_*`: per customer and per device, per minute.
+    pub rate_limits: RateLimits,
+}
+
+/// Clocks of the credit-line journeys.
+#[derive(Debug, Clone, Copy)]
+pub struct LineSettings {
+    /// `CREDIT_LINE_CACHE_TTL_SECONDS` (default 300): how long Redis keeps a line.
+    pub cache_ttl: Duration,
+    /// `QUOTE_TTL_SECONDS` (default 900): how long a quote locks its terms.
+    pub quote_ttl: Duration,
+    /// `LIMIT_INCREASE_COOLDOWN_DAYS` (default 30).
+    pub increase_cooldown_days: u32,
+    /// `REAPPLY_COOLDOWN_DAYS` (default 30): after a declined application.
+    pub reapply_cooldown_days: u32,
+}
+
+impl Default for LineSettings {
+    fn default() -> Self {
+        Self {
+            cache_ttl: Duration::from_secs(300),
+            quote_ttl: Duration::from_secs(900),
+            increase_cooldown_days: 30,
+            reapply_cooldown_days: 30,
+        }
+    }
+}
+
+/// Requests per minute allowed per customer and per device, by RPC; 0 = unlimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimits {
+    /// `RATE_LIMIT_CREATE_CUSTOMER_PER_CUSTOMER` (per national id) / `..._PER_DEVICE`.
+    pub create_customer: (u32, u32),
+    /// `RATE_LIMIT_APPLY_PER_CUSTOMER` / `RATE_LIMIT_APPLY_PER_DEVICE`.
+    pub apply: (u32, u32),
+    /// `RATE_LIMIT_BORROW_PER_CUSTOMER` / `RATE_LIMIT_BORROW_PER_DEVICE`.
+    pub borrow: (u32, u32),
+}
+
+impl Default for RateLimits {
+    fn default() -> Self {
+        Self {
+            create_customer: (10, 20),
+            apply: (5, 10),
+            borrow: (30, 60),
+        }
+    }
 }
 
 impl Config {
@@ -43,6 +100,15 @@ impl Config {
             notification_url: env.peer_url("NOTIFICATION_URL", "http://127.0.0.1:50054")?,
             pii: pii_keys(env)?,
             age_band: age_band(env)?,
+            product: ProductRules::from_lookup(|variable| {
+                env.optional::<String>(variable).ok().flatten()
+            })
+            .map_err(|err| ConfigError {
+                variable: err.variable,
+                reason: err.reason,
+            })?,
+            lines: line_settings(env)?,
+            rate_limits: rate_limits(env)?,
         })
     }
 }
@@ -95,4 +161,59 @@ fn age_band(env: &Env<'_>) -> Result<AgeBand, ConfigError> {
         });
     }
     Ok(band)
+}
+
+fn line_settings(env: &Env<'_>) -> Result<LineSettings, ConfigError> {
+    let defaults = LineSettings::default();
+    let days = |variable, default: u32| -> Result<u32, ConfigError> {
+        let value = env.bounded(variable, u64::from(default), 0, 3_650)?;
+        Ok(u32::try_from(value).unwrap_or(default))
+    };
+    Ok(LineSettings {
+        cache_ttl: Duration::from_secs(env.bounded(
+            "CREDIT_LINE_CACHE_TTL_SECONDS",
+            defaults.cache_ttl.as_secs(),
+            1,
+            86_400,
+        )?),
+        quote_ttl: Duration::from_secs(env.bounded(
+            "QUOTE_TTL_SECONDS",
+            defaults.quote_ttl.as_secs(),
+            1,
+            86_400,
+        )?),
+        increase_cooldown_days: days(
+            "LIMIT_INCREASE_COOLDOWN_DAYS",
+            defaults.increase_cooldown_days,
+        )?,
+        reapply_cooldown_days: days("REAPPLY_COOLDOWN_DAYS", defaults.reapply_cooldown_days)?,
+    })
+}
+
+fn rate_limits(env: &Env<'_>) -> Result<RateLimits, ConfigError> {
+    let defaults = RateLimits::default();
+    let per_minute = |variable, default: u32| -> Result<u32, ConfigError> {
+        let value = env.bounded(variable, u64::from(default), 0, 1_000_000)?;
+        Ok(u32::try_from(value).unwrap_or(default))
+    };
+    Ok(RateLimits {
+        create_customer: (
+            per_minute(
+                "RATE_LIMIT_CREATE_CUSTOMER_PER_CUSTOMER",
+                defaults.create_customer.0,
+            )?,
+            per_minute(
+                "RATE_LIMIT_CREATE_CUSTOMER_PER_DEVICE",
+                defaults.create_customer.1,
+            )?,
+        ),
+        apply: (
+            per_minute("RATE_LIMIT_APPLY_PER_CUSTOMER", defaults.apply.0)?,
+            per_minute("RATE_LIMIT_APPLY_PER_DEVICE", defaults.apply.1)?,
+        ),
+        borrow: (
+            per_minute("RATE_LIMIT_BORROW_PER_CUSTOMER", defaults.borrow.0)?,
+            per_minute("RATE_LIMIT_BORROW_PER_DEVICE", defaults.borrow.1)?,
+        ),
+    })
 }

@@ -41,6 +41,21 @@ pub enum AccountError {
         dependency: &'static str,
         message: String,
     },
+    /// A refusal passed on from scoring or the ledger, re-issued in account's domain with
+    /// the peer's code, reason and metadata (e.g. CREDIT_LIMIT_EXCEEDED from Disburse).
+    #[error("{message}")]
+    Passed {
+        code: Code,
+        reason: String,
+        message: String,
+        metadata: Vec<(String, String)>,
+    },
+    /// RESOURCE_EXHAUSTED RATE_LIMITED (metadata retry_after_seconds).
+    #[error("rate limited for {retry_after_seconds} s")]
+    RateLimited { retry_after_seconds: u64 },
+    /// PERMISSION_DENIED ROLE_NOT_ALLOWED for a value the role may not send.
+    #[error("role {role} may not send this value")]
+    RoleNotAllowed { role: &'static str },
     /// UNAVAILABLE DEPENDENCY_UNAVAILABLE (Postgres, or a peer, unreachable) or INTERNAL.
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
@@ -131,6 +146,34 @@ impl From<AccountError> for Status {
                     format!("{dependency} is unavailable; retry with the same request_id"),
                 )
             }
+            AccountError::Passed {
+                code,
+                reason,
+                message,
+                metadata,
+            } => {
+                let metadata: Vec<(&str, &str)> = metadata
+                    .iter()
+                    .map(|(key, value)| (key.as_str(), value.as_str()))
+                    .collect();
+                status::with_reason_and_metadata(&domain(), code, message, &reason, &metadata)
+            }
+            AccountError::RateLimited {
+                retry_after_seconds,
+            } => status::with_reason_and_metadata(
+                &domain(),
+                Code::ResourceExhausted,
+                format!("too many requests; retry in {retry_after_seconds} s"),
+                "RATE_LIMITED",
+                &[("retry_after_seconds", &retry_after_seconds.to_string())],
+            ),
+            AccountError::RoleNotAllowed { role } => status::with_reason_and_metadata(
+                &domain(),
+                Code::PermissionDenied,
+                "the caller's role may not send this value",
+                "ROLE_NOT_ALLOWED",
+                &[("role", role)],
+            ),
             AccountError::Database(err) => status::database(&domain(), &err),
             AccountError::Internal(message) => status::internal(&message),
         }

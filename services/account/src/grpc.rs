@@ -1,5 +1,5 @@
-//! The gRPC face of the account service: proto ⇄ domain and errors → `Status`. RPCs not yet
-//! implemented answer UNIMPLEMENTED (generated default methods).
+//! The gRPC face of the account service: proto ⇄ domain and errors → `Status`. The
+//! credit-line and loan journeys live in `lines.rs`, `apply.rs` and `loans.rs`.
 
 use chrono::{FixedOffset, NaiveDate, Utc};
 use microloan_events::NewEvent;
@@ -24,12 +24,16 @@ use sqlx::PgPool;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
+use microloan_domain::ProductRules;
+
 use crate::{
-    config::IDENTITY,
+    config::{IDENTITY, LineSettings, RateLimits},
     customers::{CustomerStatus, NewCustomer},
     error::AccountError,
     identity::AgeBand,
+    line_cache::LineCache,
     pii::{PiiField, PiiKeys},
+    store::lines::{LineStatus, LineUpdate, lock_latest_line, update_line},
     store::{
         audit::{AuditEntry, insert_audit_entry},
         customers::{
@@ -74,15 +78,18 @@ pub fn permissions() -> PermissionTable {
 pub struct Rules {
     pub pii: PiiKeys,
     pub age_band: AgeBand,
+    pub product: ProductRules,
+    pub lines: LineSettings,
+    pub rate_limits: RateLimits,
 }
 
 #[derive(Debug, Clone)]
 pub struct AccountApi {
-    pool: PgPool,
-    rules: Rules,
-    #[allow(dead_code, reason = "used by the account RPCs as they land")]
-    cache: Cache,
-    peers: Peers,
+    pub(crate) pool: PgPool,
+    pub(crate) rules: Rules,
+    pub(crate) cache: Cache,
+    pub(crate) line_cache: LineCache,
+    pub(crate) peers: Peers,
 }
 
 /// Clients for the services this one calls.
@@ -95,10 +102,12 @@ pub struct Peers {
 
 impl AccountApi {
     pub fn new(pool: PgPool, cache: Cache, peers: Peers, rules: Rules) -> Self {
+        let line_cache = LineCache::new(cache.clone(), rules.lines.cache_ttl);
         Self {
             pool,
             rules,
             cache,
+            line_cache,
             peers,
         }
     }
@@ -110,18 +119,33 @@ impl AccountApi {
     ) -> Result<proto::CreateCustomerResponse, AccountError> {
         let customer = with_request_id(&request.request_id, NewCustomer::parse(&request))?;
         customer.ensure_eligible(self.rules.age_band, today_in_shanghai())?;
-        let body = proto::CreateCustomerRequest {
-            request_id: String::new(),
-            ..request.clone()
-        }
-        .encode_to_vec();
-        let caller_key = caller.idempotency_scope();
-        let key = RequestKey {
-            caller: &caller_key,
-            rpc: "CreateCustomer",
-            request_id: &request.request_id,
-            body: &body,
-        };
+        // Per person (the national id's keyed hash: no PII in Redis) and per device.
+        let person = crate::loans::hex(
+            &self
+                .rules
+                .pii
+                .lookup_hash(PiiField::NationalId, customer.national_id.expose()),
+        );
+        crate::rate_limit::check(
+            &self.cache,
+            &[
+                crate::rate_limit::Limit {
+                    rpc: "CreateCustomer",
+                    kind: "customer",
+                    subject: &person,
+                    per_minute: self.rules.rate_limits.create_customer.0,
+                },
+                crate::rate_limit::Limit {
+                    rpc: "CreateCustomer",
+                    kind: "device",
+                    subject: &customer.device_id,
+                    per_minute: self.rules.rate_limits.create_customer.1,
+                },
+            ],
+        )
+        .await?;
+        let owned_key = OwnedKey::new(caller, "CreateCustomer", &request);
+        let key = owned_key.key();
         let mut tx = self.pool.begin().await?;
         if let Some(stored) = idempotency::claim(&mut tx, key).await? {
             return decode_stored(&stored);
@@ -230,18 +254,8 @@ impl AccountApi {
         let (Some(customer_id), Some(target)) = (customer_id, target) else {
             return Err(AccountError::Internal("parsed without a violation".into()));
         };
-        let body = proto::UpdateCustomerStatusRequest {
-            request_id: String::new(),
-            ..request.clone()
-        }
-        .encode_to_vec();
-        let caller_key = caller.idempotency_scope();
-        let key = RequestKey {
-            caller: &caller_key,
-            rpc: "UpdateCustomerStatus",
-            request_id: &request.request_id,
-            body: &body,
-        };
+        let owned_key = OwnedKey::new(caller, "UpdateCustomerStatus", &request);
+        let key = owned_key.key();
         let mut tx = self.pool.begin().await?;
         if let Some(stored) = idempotency::claim(&mut tx, key).await? {
             return decode_stored(&stored);
@@ -278,14 +292,111 @@ impl AccountApi {
             },
         )
         .await?;
-        // Credit lines are not kept by account yet: no line to freeze or close.
+        // Suspending freezes the line, closing closes it (reactivating unfreezes nothing).
+        let line_change = match target {
+            CustomerStatus::Suspended if target != current => Some(LineStatus::Frozen),
+            CustomerStatus::Closed if target != current => Some(LineStatus::Closed),
+            _ => None,
+        };
+        let line = match line_change {
+            Some(status) => {
+                self.line_follows_customer(&mut tx, customer_id, status)
+                    .await?
+            }
+            None => None,
+        };
         let response = proto::UpdateCustomerStatusResponse {
             customer: Some(customer_to_proto(&after)?),
-            credit_line: None,
+            credit_line: line.as_ref().map(|(_, line)| line.clone()),
         };
         idempotency::record_response(&mut tx, key, &response.encode_to_vec()).await?;
         tx.commit().await?;
+        if let Some((version, line)) = line {
+            self.line_cache.put(customer_id, version, &line).await;
+        }
         Ok(response)
+    }
+
+    /// Freezes or closes the customer's line with the customer's status change
+    /// (CreditLineChanged, source CUSTOMER_STATUS_CHANGE); closing sets its ledger
+    /// limit to 0. Returns the line's new cache version and view, if it changed.
+    async fn line_follows_customer(
+        &self,
+        tx: &mut sqlx::PgConnection,
+        customer_id: Uuid,
+        status: LineStatus,
+    ) -> Result<Option<(i64, proto::CreditLine)>, AccountError> {
+        use crate::lines::{Balance, ChangeView, change_to_proto, derived_id, line_to_proto};
+        let Some(before_row) = lock_latest_line(tx, customer_id).await? else {
+            return Ok(None);
+        };
+        let current = before_row.status();
+        if current == LineStatus::Closed || current == status {
+            return Ok(None);
+        }
+        let before = self.ledger_balance(customer_id).await?;
+        let after = if status == LineStatus::Closed {
+            let mut ledger = self.peers.ledger.clone();
+            let changed = ledger
+                .change_credit_limit(microloan_proto::ledger::v1::ChangeCreditLimitRequest {
+                    request_id: derived_id(&["CloseLine", &before_row.credit_line_id.to_string()])
+                        .to_string(),
+                    customer_id: customer_id.to_string(),
+                    new_limit: Some(cny(0)),
+                    clamp_to_utilisation: true,
+                })
+                .await
+                .map_err(|status| crate::peers::from_peer("ledger", &status))?
+                .into_inner();
+            Balance::of_ledger(changed.credit_line.as_ref())
+        } else {
+            before
+        };
+        let reason = if status == LineStatus::Closed {
+            "CUSTOMER_CLOSED"
+        } else {
+            "CUSTOMER_SUSPENDED"
+        };
+        let after_row = update_line(
+            tx,
+            before_row.credit_line_id,
+            &LineUpdate {
+                status: Some((status, reason.to_owned())),
+                limit_changed: after.limit_minor != before.limit_minor,
+                ..LineUpdate::default()
+            },
+        )
+        .await?;
+        let change = change_to_proto(&ChangeView {
+            before_row: &before_row,
+            before: &before,
+            after_row: &after_row,
+            after: &after,
+            source: common::CreditLineChangeSource::CustomerStatusChange,
+            reasons: vec![common::ReasonCode {
+                code: reason.to_owned(),
+                description: "the customer's status changed".to_owned(),
+                points_lost: 0,
+                feature: String::new(),
+            }],
+            decision_id: None,
+        });
+        microloan_events::append(
+            tx,
+            IDENTITY.name,
+            NewEvent {
+                customer_id,
+                business_date: None,
+                payload: Payload::CreditLineChanged(
+                    microloan_proto::events::v1::CreditLineChanged {
+                        change: Some(change),
+                    },
+                ),
+            },
+        )
+        .await?;
+        let line = line_to_proto(&after_row, &after, &self.rules.product, &self.rules.lines);
+        Ok(Some((after_row.cache_version, line)))
     }
 
     /// OUTSTANDING_BALANCE while the ledger holds an active loan of the customer.
@@ -399,12 +510,69 @@ fn with_request_id<T>(
     Err(AccountError::InvalidArgument(violations))
 }
 
-fn decode_stored<T: Message + Default>(stored: &[u8]) -> Result<T, AccountError> {
+/// A mutating request that carries an idempotency key.
+pub(crate) trait Idempotent: Message + Clone {
+    fn request_id_mut(&mut self) -> &mut String;
+}
+
+macro_rules! idempotent_requests {
+    ($($request:ident),* $(,)?) => {
+        $(impl Idempotent for proto::$request {
+            fn request_id_mut(&mut self) -> &mut String {
+                &mut self.request_id
+            }
+        })*
+    };
+}
+
+idempotent_requests!(
+    CreateCustomerRequest,
+    UpdateCustomerStatusRequest,
+    ApplyForCreditLineRequest,
+    RequestLimitIncreaseRequest,
+    AdjustCreditLineRequest,
+    BorrowRequest,
+    RepayRequest,
+);
+
+/// A request's idempotency key, owned: the caller's scope, the RPC, the request_id and
+/// the body without it (so a retry with the same body matches).
+#[derive(Debug)]
+pub(crate) struct OwnedKey {
+    pub caller: String,
+    rpc: &'static str,
+    request_id: String,
+    body: Vec<u8>,
+}
+
+impl OwnedKey {
+    pub fn new<R: Idempotent>(caller: &Caller, rpc: &'static str, request: &R) -> Self {
+        let mut body = request.clone();
+        let request_id = std::mem::take(body.request_id_mut());
+        Self {
+            caller: caller.idempotency_scope(),
+            rpc,
+            request_id,
+            body: body.encode_to_vec(),
+        }
+    }
+
+    pub fn key(&self) -> RequestKey<'_> {
+        RequestKey {
+            caller: &self.caller,
+            rpc: self.rpc,
+            request_id: &self.request_id,
+            body: &self.body,
+        }
+    }
+}
+
+pub(crate) fn decode_stored<T: Message + Default>(stored: &[u8]) -> Result<T, AccountError> {
     T::decode(stored).map_err(|err| AccountError::Internal(format!("stored response: {err}")))
 }
 
 /// A UUID request field, normalised; INVALID_ARGUMENT naming `field` otherwise.
-fn parse_id(field: &'static str, text: &str) -> Result<Uuid, AccountError> {
+pub(crate) fn parse_id(field: &'static str, text: &str) -> Result<Uuid, AccountError> {
     Uuid::parse_str(text)
         .ok()
         .filter(|_| text.len() == 36)
@@ -412,13 +580,13 @@ fn parse_id(field: &'static str, text: &str) -> Result<Uuid, AccountError> {
 }
 
 /// Business dates are in Asia/Shanghai, which has been UTC+8 all year since 1991.
-fn today_in_shanghai() -> NaiveDate {
+pub(crate) fn today_in_shanghai() -> NaiveDate {
     const SHANGHAI_OFFSET_SECONDS: i32 = 8 * 60 * 60;
     let offset = FixedOffset::east_opt(SHANGHAI_OFFSET_SECONDS).expect("valid offset");
     Utc::now().with_timezone(&offset).date_naive()
 }
 
-fn cny(minor_units: i64) -> common::Money {
+pub(crate) fn cny(minor_units: i64) -> common::Money {
     common::Money {
         currency_code: "CNY".into(),
         minor_units,
@@ -485,6 +653,78 @@ impl AccountService for AccountApi {
         Ok(Response::new(
             self.get_contact_point(&caller, request.into_inner())
                 .await?,
+        ))
+    }
+
+    async fn apply_for_credit_line(
+        &self,
+        request: Request<proto::ApplyForCreditLineRequest>,
+    ) -> Result<Response<proto::ApplyForCreditLineResponse>, Status> {
+        let caller = Caller::of(&request)?.clone();
+        Ok(Response::new(
+            self.apply_for_credit_line(&caller, request.into_inner())
+                .await?,
+        ))
+    }
+
+    async fn get_credit_line(
+        &self,
+        request: Request<proto::GetCreditLineRequest>,
+    ) -> Result<Response<proto::GetCreditLineResponse>, Status> {
+        let caller = Caller::of(&request)?.clone();
+        Ok(Response::new(
+            self.get_credit_line(&caller, request.into_inner()).await?,
+        ))
+    }
+
+    async fn adjust_credit_line(
+        &self,
+        request: Request<proto::AdjustCreditLineRequest>,
+    ) -> Result<Response<proto::AdjustCreditLineResponse>, Status> {
+        let caller = Caller::of(&request)?.clone();
+        Ok(Response::new(
+            self.adjust_credit_line(&caller, request.into_inner())
+                .await?,
+        ))
+    }
+
+    async fn quote_loan(
+        &self,
+        request: Request<proto::QuoteLoanRequest>,
+    ) -> Result<Response<proto::QuoteLoanResponse>, Status> {
+        let caller = Caller::of(&request)?.clone();
+        Ok(Response::new(
+            self.quote_loan(&caller, request.into_inner()).await?,
+        ))
+    }
+
+    async fn borrow(
+        &self,
+        request: Request<proto::BorrowRequest>,
+    ) -> Result<Response<proto::BorrowResponse>, Status> {
+        let caller = Caller::of(&request)?.clone();
+        Ok(Response::new(
+            self.borrow(&caller, request.into_inner()).await?,
+        ))
+    }
+
+    async fn repay(
+        &self,
+        request: Request<proto::RepayRequest>,
+    ) -> Result<Response<proto::RepayResponse>, Status> {
+        let caller = Caller::of(&request)?.clone();
+        Ok(Response::new(
+            self.repay(&caller, request.into_inner()).await?,
+        ))
+    }
+
+    async fn list_loans(
+        &self,
+        request: Request<proto::ListLoansRequest>,
+    ) -> Result<Response<proto::ListLoansResponse>, Status> {
+        let caller = Caller::of(&request)?.clone();
+        Ok(Response::new(
+            self.list_loans(&caller, request.into_inner()).await?,
         ))
     }
 

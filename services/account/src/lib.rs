@@ -3,18 +3,25 @@
 //! decisions, the ledger for every movement of money and limit, and notification.
 #![forbid(unsafe_code)]
 
+pub mod apply;
 pub mod config;
+pub mod consumer;
 pub mod customers;
 pub mod error;
 pub mod grpc;
 pub mod identity;
+pub mod line_cache;
+pub mod lines;
+pub mod loans;
+pub mod peers;
 pub mod pii;
+pub mod rate_limit;
 pub mod reencrypt;
 pub mod store;
 
 use std::future::Future;
 
-use microloan_events::Events;
+use microloan_events::{Events, GroupStart};
 use microloan_platform::{
     App,
     cache::Cache,
@@ -45,12 +52,21 @@ pub async fn run(
     let cache = Cache::connect(&config.common).await?;
     let server = GrpcServer::new(&config.common, grpc::permissions(), FILE_DESCRIPTOR_SET);
     // Every service relays its own outbox; consumers are registered with `events.consume`.
-    let events = Events::start(
+    let mut events = Events::start(
         config.events.clone(),
         pool.clone(),
         cache.clone(),
         server.metrics().registry(),
     )?;
+    // Only balance moves from now on matter to the cache: older ones are already in
+    // what the ledger answers on a miss.
+    events.consume(
+        consumer::GROUP,
+        consumer::LinesFromEvents {
+            cache: line_cache::LineCache::new(cache.clone(), config.lines.cache_ttl),
+        },
+        GroupStart::NewEvents,
+    );
     let options = ClientOptions::for_service(&config.common);
     let peers = grpc::Peers {
         scoring: ScoringServiceClient::new(client::connect(&config.scoring_url, &options)?),
@@ -63,6 +79,9 @@ pub async fn run(
     let rules = grpc::Rules {
         pii: config.pii.clone(),
         age_band: config.age_band,
+        product: config.product.clone(),
+        lines: config.lines,
+        rate_limits: config.rate_limits,
     };
     let api = grpc::AccountApi::new(pool, cache, peers, rules);
     let service = AccountServiceServer::new(api)

@@ -3,7 +3,6 @@
 
 use microloan_events::EventsConfig;
 use microloan_platform::config::{CommonConfig, ConfigError, Env, ServiceIdentity};
-use rust_decimal::Decimal;
 use std::time::Duration;
 
 use crate::book::BookRules;
@@ -45,86 +44,14 @@ impl Config {
     }
 }
 
-/// Largest term any configuration may offer (months) and most terms offered.
-const TERM_MONTHS_MAX: u32 = 60;
-const TERMS_OFFERED_MAX: usize = 12;
-/// The legal ceiling on the cost of credit the cap may be set to (PRC courts: 36% a year).
-const APR_CAP_CEILING: Decimal = Decimal::from_parts(36, 0, 0, false, 2);
-
+/// The product bounds, parsed by the one parser account shares (libs/domain).
 fn book_rules(env: &Env<'_>) -> Result<BookRules, ConfigError> {
-    let defaults = BookRules::default();
-    let amount = |variable: &'static str, default: i64| -> Result<i64, ConfigError> {
-        let value = env.bounded(variable, default.unsigned_abs(), 1, 1_000_000_000_000)?;
-        i64::try_from(value).map_err(|_| ConfigError {
-            variable,
-            reason: "too large".into(),
-        })
-    };
-    let rules = BookRules {
-        line_limit_min_minor: amount(
-            "CREDIT_LINE_LIMIT_MIN_MINOR_UNITS",
-            defaults.line_limit_min_minor,
-        )?,
-        line_limit_max_minor: amount(
-            "CREDIT_LINE_LIMIT_MAX_MINOR_UNITS",
-            defaults.line_limit_max_minor,
-        )?,
-        drawdown_min_minor: amount("DRAWDOWN_MIN_MINOR_UNITS", defaults.drawdown_min_minor)?,
-        drawdown_max_minor: amount("DRAWDOWN_MAX_MINOR_UNITS", defaults.drawdown_max_minor)?,
-        offered_terms: terms(env)?,
-        apr_cap: env.or("APR_CAP", defaults.apr_cap)?,
-        penalty_multiplier: env.or("PENALTY_RATE_MULTIPLIER", defaults.penalty_multiplier)?,
-    };
-    let refuse = |variable: &'static str, reason: &str| ConfigError {
-        variable,
-        reason: reason.to_owned(),
-    };
-    if rules.line_limit_min_minor > rules.line_limit_max_minor {
-        return Err(refuse(
-            "CREDIT_LINE_LIMIT_MAX_MINOR_UNITS",
-            "must be at least the minimum",
-        ));
-    }
-    if rules.drawdown_min_minor > rules.drawdown_max_minor {
-        return Err(refuse(
-            "DRAWDOWN_MAX_MINOR_UNITS",
-            "must be at least the minimum",
-        ));
-    }
-    if rules.apr_cap <= Decimal::ZERO || rules.apr_cap > APR_CAP_CEILING {
-        return Err(refuse("APR_CAP", "must be a fraction in (0, 0.36]"));
-    }
-    if rules.penalty_multiplier < Decimal::ONE || rules.penalty_multiplier > Decimal::TWO {
-        return Err(refuse("PENALTY_RATE_MULTIPLIER", "must be in [1, 2]"));
-    }
-    Ok(rules)
-}
-
-/// `LOAN_TERMS_MONTHS`: a comma-separated list of terms in months (default "5,10,20").
-fn terms(env: &Env<'_>) -> Result<Vec<u32>, ConfigError> {
-    let text: String = env.or("LOAN_TERMS_MONTHS", "5,10,20".to_owned())?;
-    let refuse = || ConfigError {
-        variable: "LOAN_TERMS_MONTHS",
-        reason: format!(
-            "must be 1-{TERMS_OFFERED_MAX} distinct months in 1..={TERM_MONTHS_MAX}, comma-separated"
-        ),
-    };
-    let mut terms: Vec<u32> = text
-        .split(',')
-        .map(|part| {
-            part.trim()
-                .parse::<u32>()
-                .ok()
-                .filter(|months| (1..=TERM_MONTHS_MAX).contains(months))
-        })
-        .collect::<Option<_>>()
-        .ok_or_else(refuse)?;
-    terms.sort_unstable();
-    terms.dedup();
-    if terms.is_empty() || terms.len() > TERMS_OFFERED_MAX {
-        return Err(refuse());
-    }
-    Ok(terms)
+    BookRules::from_lookup(|variable| env.optional::<String>(variable).ok().flatten()).map_err(
+        |err| ConfigError {
+            variable: err.variable,
+            reason: err.reason,
+        },
+    )
 }
 
 #[cfg(test)]

@@ -25,33 +25,9 @@ use crate::{
 };
 
 /// The product's bounds as the ledger enforces them (ledger.proto: the ledger checks
-/// them from its own configuration, with the same defaults as account).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct BookRules {
-    pub line_limit_min_minor: i64,
-    pub line_limit_max_minor: i64,
-    pub drawdown_min_minor: i64,
-    pub drawdown_max_minor: i64,
-    pub offered_terms: Vec<u32>,
-    pub apr_cap: Decimal,
-    pub penalty_multiplier: Decimal,
-}
-
-impl Default for BookRules {
-    /// DESIGN §4: lines 500-200,000 CNY; drawdowns 100-40,000 CNY; 5, 10 or 20 months;
-    /// APR cap 24%; penalty 1.5 x the daily rate.
-    fn default() -> Self {
-        Self {
-            line_limit_min_minor: 50_000,
-            line_limit_max_minor: 20_000_000,
-            drawdown_min_minor: 10_000,
-            drawdown_max_minor: 4_000_000,
-            offered_terms: vec![5, 10, 20],
-            apr_cap: Decimal::new(24, 2),
-            penalty_multiplier: Decimal::new(15, 1),
-        }
-    }
-}
+/// them from its own configuration, with the same defaults as account): one type and one
+/// parser in libs/domain, shared with account.
+pub type BookRules = microloan_domain::ProductRules;
 
 /// The platform sub-account (0..63) every posting of `customer_id` uses: the same
 /// FNV-1a hash the events outbox partitions by, so a customer always lands on one

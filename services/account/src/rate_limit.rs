@@ -1,0 +1,75 @@
+//! Rate limits in Redis (RESOURCE_EXHAUSTED RATE_LIMITED, metadata retry_after_seconds):
+//! a fixed one-minute window per (RPC, subject), counted with one Lua script (INCR and
+//! the window's expiry together). Subjects are a customer id, a national-id keyed hash
+//! or a device id, always inside a `{...}` hash tag. With Redis unreachable the limits
+//! are not enforced (logged): Redis is never a reason to refuse a customer, and the
+//! ledger's posting still guards every fen.
+
+use microloan_platform::cache::Cache;
+
+use crate::{error::AccountError, line_cache::bounded};
+
+/// Window length (seconds).
+pub const WINDOW_SECONDS: u64 = 60;
+
+/// Counts one call and returns {count, seconds left in the window}.
+const COUNT_SCRIPT: &str = r"
+local count = redis.call('INCR', KEYS[1])
+if count == 1 then
+  redis.call('EXPIRE', KEYS[1], ARGV[1])
+end
+local ttl = redis.call('TTL', KEYS[1])
+if ttl < 0 then
+  redis.call('EXPIRE', KEYS[1], ARGV[1])
+  ttl = tonumber(ARGV[1])
+end
+return {count, ttl}
+";
+
+/// One limit to check: `rpc` by `kind` (`customer`, `device`) for `subject`, at most
+/// `per_minute` calls (0 = unlimited).
+#[derive(Debug, Clone, Copy)]
+pub struct Limit<'a> {
+    pub rpc: &'static str,
+    pub kind: &'static str,
+    pub subject: &'a str,
+    pub per_minute: u32,
+}
+
+/// Counts the call against every limit; RATE_LIMITED naming the longest wait if any is
+/// exceeded. Empty subjects (an unknown device) are skipped.
+pub async fn check(cache: &Cache, limits: &[Limit<'_>]) -> Result<(), AccountError> {
+    let mut retry_after_seconds = 0;
+    for limit in limits {
+        if limit.per_minute == 0 || limit.subject.is_empty() {
+            continue;
+        }
+        let key = cache.key(&format!(
+            "ratelimit:{}:{}:{{{}}}",
+            limit.rpc, limit.kind, limit.subject
+        ));
+        let counted = bounded(async {
+            let mut connection = cache.connection().await?;
+            redis::cmd("EVAL")
+                .arg(COUNT_SCRIPT)
+                .arg(1)
+                .arg(&key)
+                .arg(WINDOW_SECONDS)
+                .query_async::<(u64, i64)>(&mut connection)
+                .await
+        })
+        .await;
+        if let Some((count, ttl_seconds)) = counted
+            && count > u64::from(limit.per_minute)
+        {
+            let wait = u64::try_from(ttl_seconds.max(1)).unwrap_or(WINDOW_SECONDS);
+            retry_after_seconds = retry_after_seconds.max(wait);
+        }
+    }
+    if retry_after_seconds > 0 {
+        return Err(AccountError::RateLimited {
+            retry_after_seconds,
+        });
+    }
+    Ok(())
+}

@@ -1,0 +1,366 @@
+//! Credit lines, applications, quotes and drawdowns in Postgres (migration
+//! `0020_credit_lines.sql`). Balances are never here: they are the ledger's.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use rust_decimal::Decimal;
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+/// A line's status as stored (CreditLineStatus numbers).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LineStatus {
+    Active = 1,
+    Frozen = 2,
+    Closed = 3,
+}
+
+impl LineStatus {
+    pub fn from_i16(value: i16) -> Option<Self> {
+        match value {
+            1 => Some(Self::Active),
+            2 => Some(Self::Frozen),
+            3 => Some(Self::Closed),
+            _ => None,
+        }
+    }
+
+    pub fn as_i16(self) -> i16 {
+        self as i16
+    }
+}
+
+/// A credit line's terms as account keeps them.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct LineRow {
+    pub credit_line_id: Uuid,
+    pub customer_id: Uuid,
+    pub status: i16,
+    pub status_reason: String,
+    pub daily_rate: Decimal,
+    pub penalty_daily_rate: Decimal,
+    pub risk_grade: i16,
+    pub decision_id: Option<Uuid>,
+    pub open_time: DateTime<Utc>,
+    pub update_time: DateTime<Utc>,
+    pub limit_change_time: DateTime<Utc>,
+    pub increase_declined_time: Option<DateTime<Utc>>,
+    pub cache_version: i64,
+}
+
+impl LineRow {
+    pub fn status(&self) -> LineStatus {
+        LineStatus::from_i16(self.status).unwrap_or(LineStatus::Closed)
+    }
+}
+
+const LINE_COLUMNS: &str = "credit_line_id, customer_id, status, status_reason, daily_rate, \
+    penalty_daily_rate, risk_grade, decision_id, open_time, update_time, limit_change_time, \
+    increase_declined_time, cache_version";
+
+/// The customer's most recent line (even if CLOSED).
+pub async fn latest_line(
+    conn: &mut PgConnection,
+    customer_id: Uuid,
+) -> Result<Option<LineRow>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "SELECT {LINE_COLUMNS} FROM credit_lines WHERE customer_id = $1 \
+         ORDER BY open_time DESC, credit_line_id DESC LIMIT 1"
+    ))
+    .bind(customer_id)
+    .fetch_optional(conn)
+    .await
+}
+
+/// The customer's most recent line, locked for a change.
+pub async fn lock_latest_line(
+    conn: &mut PgConnection,
+    customer_id: Uuid,
+) -> Result<Option<LineRow>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "SELECT {LINE_COLUMNS} FROM credit_lines WHERE customer_id = $1 \
+         ORDER BY open_time DESC, credit_line_id DESC LIMIT 1 FOR UPDATE"
+    ))
+    .bind(customer_id)
+    .fetch_optional(conn)
+    .await
+}
+
+/// A new line's terms.
+#[derive(Debug, Clone)]
+pub struct NewLine {
+    pub credit_line_id: Uuid,
+    pub customer_id: Uuid,
+    pub daily_rate: Decimal,
+    pub penalty_daily_rate: Decimal,
+    pub risk_grade: i16,
+    pub decision_id: Option<Uuid>,
+}
+
+pub async fn insert_line(conn: &mut PgConnection, line: &NewLine) -> Result<LineRow, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "INSERT INTO credit_lines (credit_line_id, customer_id, status, daily_rate, \
+             penalty_daily_rate, risk_grade, decision_id) \
+         VALUES ($1, $2, 1, $3, $4, $5, $6) RETURNING {LINE_COLUMNS}"
+    ))
+    .bind(line.credit_line_id)
+    .bind(line.customer_id)
+    .bind(line.daily_rate)
+    .bind(line.penalty_daily_rate)
+    .bind(line.risk_grade)
+    .bind(line.decision_id)
+    .fetch_one(conn)
+    .await
+}
+
+/// What a change sets on a line (`None` = unchanged).
+#[derive(Debug, Clone, Default)]
+pub struct LineUpdate {
+    pub status: Option<(LineStatus, String)>,
+    pub daily_rate: Option<(Decimal, Decimal)>,
+    pub limit_changed: bool,
+    pub increase_declined: bool,
+    pub decision_id: Option<Uuid>,
+}
+
+/// Applies `update` and bumps the cache version; returns the line after.
+pub async fn update_line(
+    conn: &mut PgConnection,
+    credit_line_id: Uuid,
+    update: &LineUpdate,
+) -> Result<LineRow, sqlx::Error> {
+    let (status, reason) = update
+        .status
+        .as_ref()
+        .map_or((None, None), |(status, reason)| {
+            (Some(status.as_i16()), Some(reason.as_str()))
+        });
+    let (rate, penalty) = update
+        .daily_rate
+        .map_or((None, None), |(rate, penalty)| (Some(rate), Some(penalty)));
+    let changed = status.is_some() || rate.is_some() || update.limit_changed;
+    sqlx::query_as(&format!(
+        "UPDATE credit_lines SET \
+             status = COALESCE($2, status), \
+             status_reason = COALESCE($3, status_reason), \
+             daily_rate = COALESCE($4, daily_rate), \
+             penalty_daily_rate = COALESCE($5, penalty_daily_rate), \
+             limit_change_time = CASE WHEN $6 THEN now() ELSE limit_change_time END, \
+             increase_declined_time = CASE WHEN $7 THEN now() ELSE increase_declined_time END, \
+             decision_id = COALESCE($8, decision_id), \
+             update_time = CASE WHEN $9 THEN now() ELSE update_time END, \
+             cache_version = cache_version + 1 \
+         WHERE credit_line_id = $1 RETURNING {LINE_COLUMNS}"
+    ))
+    .bind(credit_line_id)
+    .bind(status)
+    .bind(reason)
+    .bind(rate)
+    .bind(penalty)
+    .bind(update.limit_changed)
+    .bind(update.increase_declined)
+    .bind(update.decision_id)
+    .bind(changed)
+    .fetch_one(conn)
+    .await
+}
+
+/// Bumps the cache version of the customer's latest line (a balance moved in the
+/// ledger); returns the line after, if there is one.
+pub async fn bump_version(
+    conn: &mut PgConnection,
+    customer_id: Uuid,
+) -> Result<Option<LineRow>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "UPDATE credit_lines SET cache_version = cache_version + 1 \
+         WHERE credit_line_id = (SELECT credit_line_id FROM credit_lines WHERE customer_id = $1 \
+             ORDER BY open_time DESC, credit_line_id DESC LIMIT 1) \
+         RETURNING {LINE_COLUMNS}"
+    ))
+    .bind(customer_id)
+    .fetch_optional(conn)
+    .await
+}
+
+/// An application that did not open a line.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ApplicationRow {
+    pub decision_id: Uuid,
+    pub customer_id: Uuid,
+    pub outcome: i16,
+    pub reasons: serde_json::Value,
+    pub offered_limit_minor: Option<i64>,
+    pub requested_limit_minor: Option<i64>,
+    pub daily_rate: Option<Decimal>,
+    pub risk_grade: i16,
+    pub reapply_after_date: Option<NaiveDate>,
+    pub expire_time: Option<DateTime<Utc>>,
+    pub resolved: bool,
+}
+
+const APPLICATION_COLUMNS: &str = "decision_id, customer_id, outcome, reasons, \
+    offered_limit_minor, requested_limit_minor, daily_rate, risk_grade, reapply_after_date, \
+    expire_time, resolved";
+
+pub async fn insert_application(
+    conn: &mut PgConnection,
+    row: &ApplicationRow,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO credit_applications (decision_id, customer_id, outcome, reasons, \
+             offered_limit_minor, requested_limit_minor, daily_rate, risk_grade, \
+             reapply_after_date, expire_time, resolved) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
+         ON CONFLICT (decision_id) DO NOTHING",
+    )
+    .bind(row.decision_id)
+    .bind(row.customer_id)
+    .bind(row.outcome)
+    .bind(&row.reasons)
+    .bind(row.offered_limit_minor)
+    .bind(row.requested_limit_minor)
+    .bind(row.daily_rate)
+    .bind(row.risk_grade)
+    .bind(row.reapply_after_date)
+    .bind(row.expire_time)
+    .bind(row.resolved)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// The latest cooling-off date of the customer's declined applications.
+pub async fn reapply_after(
+    conn: &mut PgConnection,
+    customer_id: Uuid,
+) -> Result<Option<NaiveDate>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT max(reapply_after_date) FROM credit_applications WHERE customer_id = $1",
+    )
+    .bind(customer_id)
+    .fetch_one(conn)
+    .await
+}
+
+pub async fn lock_application(
+    conn: &mut PgConnection,
+    decision_id: Uuid,
+) -> Result<Option<ApplicationRow>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "SELECT {APPLICATION_COLUMNS} FROM credit_applications WHERE decision_id = $1 FOR UPDATE"
+    ))
+    .bind(decision_id)
+    .fetch_optional(conn)
+    .await
+}
+
+pub async fn resolve_application(
+    conn: &mut PgConnection,
+    decision_id: Uuid,
+    reapply_after_date: Option<NaiveDate>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE credit_applications SET resolved = true, \
+             reapply_after_date = COALESCE($2, reapply_after_date) WHERE decision_id = $1",
+    )
+    .bind(decision_id)
+    .bind(reapply_after_date)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// A stored quote.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct QuoteRow {
+    pub quote_id: Uuid,
+    pub customer_id: Uuid,
+    pub principal_minor: i64,
+    pub term_months: i32,
+    pub repayment_method: i16,
+    pub daily_rate: Decimal,
+    pub penalty_daily_rate: Decimal,
+    pub business_date: NaiveDate,
+    pub expire_time: DateTime<Utc>,
+}
+
+pub async fn insert_quote(conn: &mut PgConnection, quote: &QuoteRow) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO loan_quotes (quote_id, customer_id, principal_minor, term_months, \
+             repayment_method, daily_rate, penalty_daily_rate, business_date, expire_time) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+    )
+    .bind(quote.quote_id)
+    .bind(quote.customer_id)
+    .bind(quote.principal_minor)
+    .bind(quote.term_months)
+    .bind(quote.repayment_method)
+    .bind(quote.daily_rate)
+    .bind(quote.penalty_daily_rate)
+    .bind(quote.business_date)
+    .bind(quote.expire_time)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn find_quote(
+    conn: &mut PgConnection,
+    quote_id: Uuid,
+) -> Result<Option<QuoteRow>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT quote_id, customer_id, principal_minor, term_months, repayment_method, \
+             daily_rate, penalty_daily_rate, business_date, expire_time \
+         FROM loan_quotes WHERE quote_id = $1",
+    )
+    .bind(quote_id)
+    .fetch_optional(conn)
+    .await
+}
+
+pub async fn insert_drawdown(
+    conn: &mut PgConnection,
+    loan_id: Uuid,
+    customer_id: Uuid,
+    purpose: i16,
+    decision_id: Option<Uuid>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO drawdowns (loan_id, customer_id, purpose, decision_id) \
+         VALUES ($1, $2, $3, $4) ON CONFLICT (loan_id) DO NOTHING",
+    )
+    .bind(loan_id)
+    .bind(customer_id)
+    .bind(purpose)
+    .bind(decision_id)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// The customer's keyed lookup hashes (national id, phone), as scoring receives them.
+pub async fn customer_hashes(
+    conn: &mut PgConnection,
+    customer_id: Uuid,
+) -> Result<Option<(Vec<u8>, Vec<u8>)>, sqlx::Error> {
+    sqlx::query_as("SELECT national_id_hash, phone_hash FROM customers WHERE customer_id = $1")
+        .bind(customer_id)
+        .fetch_optional(conn)
+        .await
+}
+
+/// Records a new declared annual income.
+pub async fn update_income(
+    conn: &mut PgConnection,
+    customer_id: Uuid,
+    annual_income_minor: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE customers SET annual_income_minor = $2, update_time = now() \
+         WHERE customer_id = $1",
+    )
+    .bind(customer_id)
+    .bind(annual_income_minor)
+    .execute(conn)
+    .await?;
+    Ok(())
+}

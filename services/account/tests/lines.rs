@@ -1,0 +1,487 @@
+//! Credit lines and the ledger-side journeys against a real ledger and account (port
+//! 0), real Postgres and Redis: GetCreditLine's cache (hit, miss, stale write refused,
+//! refreshed after a change), QuoteLoan = the loan the ledger books, Repay, ListLoans,
+//! AdjustCreditLine, status refusals, ownership, rate limits, and scoring down.
+
+mod common;
+
+use common::{cny, customer_token, metadata, minor, reason, world};
+use microloan_platform::testing;
+use microloan_proto::{
+    account::v1::{
+        AdjustCreditLineRequest, BorrowRequest, CustomerStatus, ListLoansRequest, LoanPurpose,
+        QuoteLoanRequest, RepayRequest, UpdateCustomerStatusRequest,
+    },
+    common::v1::{CreditLineChangeSource, CreditLineStatus, ReasonCode, RepaymentMethod},
+    events::v1::{Event, event::Payload},
+    ledger::v1::DisburseRequest,
+};
+use prost::Message;
+use tonic::Code;
+use uuid::Uuid;
+
+fn quote_request(customer_id: &str, principal_minor: i64, term_months: i32) -> QuoteLoanRequest {
+    QuoteLoanRequest {
+        customer_id: customer_id.to_owned(),
+        principal: cny(principal_minor),
+        term_months,
+        repayment_method: RepaymentMethod::EqualInstallment as i32,
+    }
+}
+
+fn borrow_request(customer_id: &str, principal_minor: i64) -> BorrowRequest {
+    BorrowRequest {
+        request_id: Uuid::now_v7().to_string(),
+        customer_id: customer_id.to_owned(),
+        principal: cny(principal_minor),
+        term_months: 10,
+        repayment_method: RepaymentMethod::EqualPrincipal as i32,
+        quote_id: String::new(),
+        device_id: "device-test".into(),
+        purpose: LoanPurpose::Consumption as i32,
+    }
+}
+
+#[tokio::test]
+async fn get_credit_line_misses_fills_hits_and_refuses_a_stale_write() {
+    let mut world = world(None, &[]).await;
+    let customer_id = world.customer(1).await;
+    let credit_line_id = world.open_line(&customer_id, 1_000_000, "0.0005").await;
+    let cache = world.cache();
+    let id = Uuid::parse_str(&customer_id).expect("uuid");
+    assert!(
+        cache.get(id).await.is_none(),
+        "nothing cached before the first read"
+    );
+
+    // Miss: built from Postgres and the ledger, and the cache filled.
+    let line = world
+        .credit_line(&customer_id, &world.service.clone())
+        .await
+        .expect("line");
+    assert_eq!(line.credit_line_id, credit_line_id);
+    assert_eq!(line.status, CreditLineStatus::Active as i32);
+    assert_eq!(
+        (
+            minor(&line.limit),
+            minor(&line.available),
+            minor(&line.utilised)
+        ),
+        (1_000_000, 1_000_000, 0)
+    );
+    assert_eq!(minor(&line.max_drawdown), 1_000_000);
+    assert_eq!(line.daily_rate, "0.0005");
+    assert_eq!(line.apr, "0.1825");
+    assert_eq!(line.penalty_daily_rate, "0.00075");
+    assert_eq!(line.allowed_term_months, [5, 10, 20]);
+    let (version, cached) = cache.get(id).await.expect("filled on the miss");
+    assert_eq!(cached, line);
+
+    // Hit: a value stored at the same version is what GetCreditLine answers.
+    let mut marked = line.clone();
+    marked.status_reason = "served from the cache".into();
+    assert_eq!(
+        cache.put(id, version, &marked).await,
+        account::line_cache::PutOutcome::Written
+    );
+    let hit = world
+        .credit_line(&customer_id, &customer_token(&customer_id))
+        .await
+        .expect("hit");
+    assert_eq!(hit.status_reason, "served from the cache");
+
+    // A value built from an older version is refused and changes nothing.
+    let mut stale = line.clone();
+    stale.available = cny(1);
+    assert_eq!(
+        cache.put(id, version - 1, &stale).await,
+        account::line_cache::PutOutcome::Stale
+    );
+    assert_eq!(cache.get(id).await.expect("kept").1, marked);
+    world.stop().await;
+}
+
+#[tokio::test]
+async fn the_quote_equals_the_loan_the_ledger_books_and_repay_and_list_loans_go_through_account() {
+    let mut world = world(None, &[]).await;
+    let customer_id = world.customer(2).await;
+    let credit_line_id = world.open_line(&customer_id, 2_000_000, "0.0003").await;
+    let token = customer_token(&customer_id);
+    let quote = world
+        .account
+        .quote_loan(testing::with_token(
+            quote_request(&customer_id, 1_234_567, 10),
+            &token,
+        ))
+        .await
+        .expect("quoted")
+        .into_inner()
+        .quote
+        .expect("quote");
+    assert!(!quote.quote_id.is_empty() && quote.quote_id.len() <= 512);
+    assert_eq!(quote.daily_rate, "0.0003");
+    assert_eq!(quote.penalty_daily_rate, "0.00045");
+
+    // Cached before the ledger moves, so only the consumed event can refresh it.
+    let before = world.credit_line(&customer_id, &token).await.expect("line");
+    assert_eq!(minor(&before.utilised), 0);
+    // Booked by the ledger with the same terms Borrow sends.
+    let booked = world
+        .ledger
+        .disburse(testing::with_token(
+            DisburseRequest {
+                request_id: Uuid::now_v7().to_string(),
+                customer_id: customer_id.clone(),
+                loan_id: Uuid::now_v7().to_string(),
+                credit_line_id,
+                principal: cny(1_234_567),
+                term_months: 10,
+                repayment_method: RepaymentMethod::EqualInstallment as i32,
+                daily_rate: quote.daily_rate.clone(),
+                penalty_daily_rate: quote.penalty_daily_rate.clone(),
+            },
+            &world.service,
+        ))
+        .await
+        .expect("disbursed")
+        .into_inner()
+        .loan
+        .expect("loan");
+    assert_eq!(booked.apr, quote.apr);
+    assert_eq!(booked.disbursement_date, quote.disbursement_date);
+    let quoted = quote.schedule.expect("schedule");
+    let schedule = booked.schedule.clone().expect("schedule");
+    assert_eq!(quoted.installments.len(), 10);
+    assert_eq!(quoted.total_interest, schedule.total_interest);
+    assert_eq!(quoted.total_repayable, schedule.total_repayable);
+    assert_eq!(quoted.maturity_date, schedule.maturity_date);
+    for (quoted, booked) in quoted.installments.iter().zip(&schedule.installments) {
+        assert_eq!(
+            (
+                quoted.sequence,
+                &quoted.due_date,
+                &quoted.principal,
+                &quoted.interest,
+                &quoted.total,
+                &quoted.remaining_principal,
+                quoted.period_days
+            ),
+            (
+                booked.sequence,
+                &booked.due_date,
+                &booked.principal,
+                &booked.interest,
+                &booked.total,
+                &booked.remaining_principal,
+                booked.period_days
+            )
+        );
+    }
+
+    // The ledger's LoanDisbursed reaches account's consumer: the line is read afresh.
+    let mut line = None;
+    for _ in 0..100 {
+        let read = world.credit_line(&customer_id, &token).await.expect("line");
+        if minor(&read.utilised) == 1_234_567 {
+            line = Some(read);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let line = line.expect("the disbursement reached the cached line");
+    assert_eq!(minor(&line.available), 2_000_000 - 1_234_567);
+
+    let listed = world
+        .account
+        .list_loans(testing::with_token(
+            ListLoansRequest {
+                customer_id: customer_id.clone(),
+                ..ListLoansRequest::default()
+            },
+            &token,
+        ))
+        .await
+        .expect("listed")
+        .into_inner();
+    assert_eq!(listed.loans.len(), 1);
+    assert_eq!(listed.loans[0].loan_id, booked.loan_id);
+
+    let repay = RepayRequest {
+        request_id: Uuid::now_v7().to_string(),
+        customer_id: customer_id.clone(),
+        loan_id: booked.loan_id.clone(),
+        amount: None,
+        pay_off: true,
+        external_reference: "bank-1".into(),
+    };
+    let repaid = world
+        .account
+        .repay(testing::with_token(repay.clone(), &token))
+        .await
+        .expect("repaid")
+        .into_inner();
+    let after = repaid.credit_line.expect("line after");
+    assert_eq!(
+        (minor(&after.available), minor(&after.utilised)),
+        (2_000_000, 0)
+    );
+    // A retry replays; the cached line equals the ledger's.
+    let replay = world
+        .account
+        .repay(testing::with_token(repay, &token))
+        .await
+        .expect("replayed")
+        .into_inner();
+    assert_eq!(replay.repayment, repaid.repayment);
+    let read = world.credit_line(&customer_id, &token).await.expect("line");
+    assert_eq!(minor(&read.available), 2_000_000);
+    world.stop().await;
+}
+
+#[tokio::test]
+async fn refusals_follow_the_documented_order_and_nothing_is_half_done() {
+    let mut world = world(None, &[("RATE_LIMIT_BORROW_PER_CUSTOMER", "3")]).await;
+    let customer_id = world.customer(3).await;
+    let other_id = world.customer(4).await;
+    world.open_line(&customer_id, 1_000_000, "0.0005").await;
+    let token = customer_token(&customer_id);
+
+    // Another customer's token: PERMISSION_DENIED NOT_RESOURCE_OWNER.
+    let status = world
+        .credit_line(&customer_id, &customer_token(&other_id))
+        .await
+        .expect_err("not the owner");
+    assert_eq!(
+        (status.code(), reason(&status).as_str()),
+        (Code::PermissionDenied, "NOT_RESOURCE_OWNER")
+    );
+    let status = world
+        .account
+        .borrow(testing::with_token(
+            borrow_request(&customer_id, 50_000),
+            &customer_token(&other_id),
+        ))
+        .await
+        .expect_err("not the owner");
+    assert_eq!(reason(&status), "NOT_RESOURCE_OWNER");
+    // No line: NOT_FOUND.
+    let status = world
+        .credit_line(&other_id, &world.service.clone())
+        .await
+        .expect_err("no line");
+    assert_eq!(status.code(), Code::NotFound);
+
+    // Purpose and amounts.
+    let mut no_purpose = borrow_request(&customer_id, 50_000);
+    no_purpose.purpose = LoanPurpose::Unspecified as i32;
+    let status = world
+        .account
+        .borrow(testing::with_token(no_purpose, &token))
+        .await
+        .expect_err("purpose required");
+    assert_eq!(status.code(), Code::InvalidArgument);
+    for (principal, want) in [
+        (9_999, "DRAWDOWN_BELOW_MINIMUM"),
+        (4_000_001, "DRAWDOWN_LIMIT_EXCEEDED"),
+    ] {
+        let status = world
+            .account
+            .quote_loan(testing::with_token(
+                quote_request(&customer_id, principal, 10),
+                &token,
+            ))
+            .await
+            .expect_err(want);
+        assert_eq!(reason(&status), want);
+    }
+    let status = world
+        .account
+        .quote_loan(testing::with_token(
+            quote_request(&customer_id, 1_000_001, 10),
+            &token,
+        ))
+        .await
+        .expect_err("above the headroom");
+    assert_eq!(reason(&status), "CREDIT_LIMIT_EXCEEDED");
+
+    // Scoring down: UNAVAILABLE DEPENDENCY_UNAVAILABLE and no loan in the ledger.
+    for _ in 0..3 {
+        let status = world
+            .account
+            .borrow(testing::with_token(
+                borrow_request(&customer_id, 50_000),
+                &token,
+            ))
+            .await
+            .expect_err("scoring is down");
+        assert_eq!(
+            (status.code(), reason(&status).as_str()),
+            (Code::Unavailable, "DEPENDENCY_UNAVAILABLE")
+        );
+    }
+    // The fourth within the minute: RATE_LIMITED with retry_after_seconds.
+    let status = world
+        .account
+        .borrow(testing::with_token(
+            borrow_request(&customer_id, 50_000),
+            &token,
+        ))
+        .await
+        .expect_err("rate limited");
+    assert_eq!(
+        (status.code(), reason(&status).as_str()),
+        (Code::ResourceExhausted, "RATE_LIMITED")
+    );
+    let retry_after: u64 = metadata(&status, "retry_after_seconds")
+        .parse()
+        .expect("retry_after_seconds");
+    assert!((1..=60).contains(&retry_after));
+    let line = world.credit_line(&customer_id, &token).await.expect("line");
+    assert_eq!(minor(&line.utilised), 0, "nothing disbursed");
+
+    // Frozen by an operator: LINE_FROZEN; suspended: CUSTOMER_NOT_ACTIVE (before the line).
+    let frozen = world
+        .account
+        .adjust_credit_line(testing::with_token(
+            AdjustCreditLineRequest {
+                request_id: Uuid::now_v7().to_string(),
+                customer_id: customer_id.clone(),
+                new_status: CreditLineStatus::Frozen as i32,
+                source: CreditLineChangeSource::Operator as i32,
+                reasons: vec![ReasonCode {
+                    code: "FRAUD_REVIEW".into(),
+                    ..ReasonCode::default()
+                }],
+                ..AdjustCreditLineRequest::default()
+            },
+            &world.operator,
+        ))
+        .await
+        .expect("frozen")
+        .into_inner();
+    assert_eq!(
+        frozen.credit_line.expect("line").status,
+        CreditLineStatus::Frozen as i32
+    );
+    let status = world
+        .account
+        .quote_loan(testing::with_token(
+            quote_request(&customer_id, 50_000, 10),
+            &token,
+        ))
+        .await
+        .expect_err("frozen");
+    assert_eq!(reason(&status), "LINE_FROZEN");
+    let line = world.credit_line(&customer_id, &token).await.expect("line");
+    assert_eq!(
+        line.status,
+        CreditLineStatus::Frozen as i32,
+        "the cache was refreshed"
+    );
+    assert_eq!(minor(&line.max_drawdown), 0);
+    world
+        .account
+        .update_customer_status(testing::with_token(
+            UpdateCustomerStatusRequest {
+                request_id: Uuid::now_v7().to_string(),
+                customer_id: customer_id.clone(),
+                status: CustomerStatus::Suspended as i32,
+                reason: "complaint".into(),
+            },
+            &world.operator,
+        ))
+        .await
+        .expect("suspended");
+    let status = world
+        .account
+        .borrow(testing::with_token(
+            borrow_request(&customer_id, 50_000),
+            &world.service,
+        ))
+        .await
+        .expect_err("suspended");
+    assert_eq!(
+        (status.code(), reason(&status).as_str()),
+        (Code::FailedPrecondition, "CUSTOMER_NOT_ACTIVE")
+    );
+    world.stop().await;
+}
+
+#[tokio::test]
+async fn adjust_credit_line_checks_source_and_cap_lands_in_the_ledger_and_emits_the_change() {
+    let mut world = world(None, &[]).await;
+    let customer_id = world.customer(5).await;
+    world.open_line(&customer_id, 1_000_000, "0.0005").await;
+    let adjust = |source: CreditLineChangeSource, limit: i64| AdjustCreditLineRequest {
+        request_id: Uuid::now_v7().to_string(),
+        customer_id: customer_id.clone(),
+        new_limit: cny(limit),
+        new_daily_rate: "0.0004".into(),
+        source: source as i32,
+        reasons: vec![ReasonCode {
+            code: "GOOD_HISTORY".into(),
+            ..ReasonCode::default()
+        }],
+        ..AdjustCreditLineRequest::default()
+    };
+    // An operator may send only OPERATOR.
+    let status = world
+        .account
+        .adjust_credit_line(testing::with_token(
+            adjust(CreditLineChangeSource::RiskPolicy, 2_000_000),
+            &world.operator,
+        ))
+        .await
+        .expect_err("source");
+    assert_eq!(
+        (status.code(), reason(&status).as_str()),
+        (Code::PermissionDenied, "ROLE_NOT_ALLOWED")
+    );
+    assert_eq!(metadata(&status, "role"), "operator");
+    // Income 600,000 CNY: the cap is 200,000 CNY.
+    let status = world
+        .account
+        .adjust_credit_line(testing::with_token(
+            adjust(CreditLineChangeSource::RiskPolicy, 20_000_000),
+            &world.service,
+        ))
+        .await
+        .expect("at the cap");
+    let changed = status.into_inner();
+    let change = changed.change.expect("change");
+    assert_eq!(
+        (minor(&change.previous_limit), minor(&change.new_limit)),
+        (1_000_000, 20_000_000)
+    );
+    assert_eq!(
+        (
+            change.previous_daily_rate.as_str(),
+            change.new_daily_rate.as_str()
+        ),
+        ("0.0005", "0.0004")
+    );
+    assert_eq!(change.new_apr, "0.146");
+    let line = world
+        .credit_line(&customer_id, &world.service.clone())
+        .await
+        .expect("line");
+    assert_eq!(minor(&line.limit), 20_000_000);
+    assert_eq!(line.daily_rate, "0.0004");
+    // The CreditLineChanged event is on the outbox.
+    let payloads: Vec<Vec<u8>> = sqlx::query_scalar("SELECT payload FROM outbox ORDER BY id")
+        .fetch_all(&world.pool)
+        .await
+        .expect("outbox");
+    let changes: Vec<_> = payloads
+        .iter()
+        .filter_map(
+            |bytes| match Event::decode(bytes.as_slice()).ok()?.payload? {
+                Payload::CreditLineChanged(changed) => changed.change,
+                _ => None,
+            },
+        )
+        .collect();
+    assert_eq!(changes.len(), 1);
+    assert_eq!(changes[0].reasons[0].code, "GOOD_HISTORY");
+    world.stop().await;
+}
