@@ -4,8 +4,10 @@
 mod decisions_support;
 
 use decisions_support::*;
+use microloan_events::{NewEvent, append};
 use microloan_proto::{
-    common::v1::{DecisionOutcome, DecisionPurpose, RiskGrade},
+    common::v1::{DecisionOutcome, DecisionPurpose, RiskGrade, WriteOffReason},
+    events::v1::{LoanWrittenOff, event::Payload},
     scoring::v1::{Decision, EvaluateRequest, FraudFlag, IdentifierKind, RepaymentOutcomeKind},
 };
 use uuid::Uuid;
@@ -189,11 +191,40 @@ async fn a_confirmed_fraud_blacklists_its_identifiers_and_marks_its_ring() {
     let before = decide(&mut harness, application(linked)).await;
     assert!(before.fraud_flags.is_empty(), "{:?}", before.fraud_flags);
 
-    let mut conn = harness.pool.acquire().await.expect("acquire");
-    scoring::fraud::confirm_fraud(&mut conn, fraudster, "test", chrono::Utc::now())
-        .await
-        .expect("confirm");
-    drop(conn);
+    // The ledger writes the fraudster's loan off as FRAUD: through the outbox, the
+    // stream and the scoring consumer.
+    let mut tx = harness.pool.begin().await.expect("begin");
+    append(
+        &mut tx,
+        "ledger",
+        NewEvent {
+            customer_id: fraudster,
+            business_date: None,
+            payload: Payload::LoanWrittenOff(LoanWrittenOff {
+                loan_id: Uuid::now_v7().to_string(),
+                reason: WriteOffReason::Fraud as i32,
+                days_past_due: 0,
+                total: cny(100_000),
+                ..LoanWrittenOff::default()
+            }),
+        },
+    )
+    .await
+    .expect("append");
+    tx.commit().await.expect("commit");
+    let mut confirmed = false;
+    for _ in 0..500 {
+        let count: i64 = sqlx::query_scalar("SELECT count(*) FROM fraud_confirmations")
+            .fetch_one(&harness.pool)
+            .await
+            .expect("count");
+        if count == 1 {
+            confirmed = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(confirmed, "the write-off confirmed the fraud within 10 s");
 
     // Shares the fraudster's phone: blacklisted, and in its ring → DECLINED.
     let accomplice_decision = decide(&mut harness, application(accomplice)).await;
