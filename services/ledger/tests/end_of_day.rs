@@ -648,3 +648,36 @@ async fn a_write_off_closes_the_line_and_end_of_day_writes_off_at_180_days() {
     book.verify().await;
     book.app.stop().await.expect("clean stop");
 }
+
+#[tokio::test]
+async fn a_run_refreshes_the_book_statistics_after_it_commits() {
+    let mut book = book().await;
+    let customer = new_id();
+    let line = book.open_line(&customer).await;
+    book.disburse(Book::drawdown(&customer, &line, 100_000))
+        .await;
+    let pool = book.pool().await;
+    let analyzed = "SELECT count(*) FROM pg_stat_user_tables \
+         WHERE relname IN ('accounts', 'transfers', 'pending_transfers', 'credit_lines', \
+                           'loans', 'installments', 'repayments') \
+           AND last_analyze IS NOT NULL";
+    let before = count(&pool, analyzed).await;
+    let today = book.business_date().await;
+    book.run(today).await.expect("end of day");
+    // ANALYZE runs after the commit, in the background; the statistics collector
+    // reports it a moment later.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let after = count(&pool, analyzed).await;
+        if after == 7 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{after} of 7 book tables analyzed 10 s after end of day (before: {before})"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(before < 7, "a fresh database has no manual ANALYZE yet");
+    book.app.stop().await.expect("clean stop");
+}

@@ -758,6 +758,13 @@ pub async fn run_end_of_day(
         store::record_response(&mut tx, key, &response).await?;
     }
     tx.commit().await?;
+    // Fresh planner statistics for the next day's postings, in the background.
+    let pool = pool.clone();
+    tokio::spawn(async move {
+        if let Err(err) = eod_rows::refresh_statistics(&pool).await {
+            tracing::warn!(%err, "end of day: ANALYZE of the book failed");
+        }
+    });
     Ok(response)
 }
 
