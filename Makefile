@@ -39,6 +39,10 @@ deploy-check: ## render every kustomize overlay, validate it and run checkov
 token: ## mint a dev JWT: make token ROLE=operator|service|customer [CUSTOMER_ID=...]
 	@scripts/token.sh "$(ROLE)" "$(CUSTOMER_ID)"
 
+.PHONY: train-model
+train-model: ## train the shipped scoring model from the synthetic population; prints hold-out AUC with and without social features
+	cargo run --release -p microloan-scoring -- train-population --seed 42 --customers 10000 --out services/scoring/model/default.json
+
 .PHONY: german-credit
 german-credit: ## cross-validate the scorecard on the German credit data
 	cargo run --release -p microloan-scoring -- cross-validate --data services/scoring/data/german_credit.csv --target creditability --bad-value bad --folds 5 --repeats 5

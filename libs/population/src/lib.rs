@@ -42,6 +42,9 @@ pub struct PopulationConfig {
     pub community_risk_sd: f64,
     /// Standard deviation of the individual effect.
     pub individual_risk_sd: f64,
+    /// How strongly income and spending follow the risk: the standardised latent risk
+    /// is multiplied by this before it shifts each behaviour (0: behaviour is noise).
+    pub behaviour_risk_weight: f64,
     /// Contacts each person adds inside their community.
     pub contacts_within: usize,
     /// Contacts each person adds anywhere in the population.
@@ -69,18 +72,19 @@ impl PopulationConfig {
         Self {
             seed,
             customers,
-            community_size_mean: 30,
-            base_log_odds: -2.4,
-            community_risk_sd: 1.1,
-            individual_risk_sd: 0.8,
-            contacts_within: 6,
-            contacts_across: 2,
+            community_size_mean: 50,
+            base_log_odds: -2.9,
+            community_risk_sd: 1.6,
+            individual_risk_sd: 0.5,
+            behaviour_risk_weight: 0.4,
+            contacts_within: 8,
+            contacts_across: 1,
             external_contacts: 1,
             fraud_rings: customers / 1_000,
             fraud_ring_size: 6,
             fraud_log_odds_boost: 3.0,
             household_device_share: 0.04,
-            history_share: 0.5,
+            history_share: 0.6,
             behaviour_months: 12,
             application_time: DateTime::from_timestamp(1_782_864_000, 0)
                 .expect("2026-07-01T00:00:00Z"),
@@ -353,7 +357,8 @@ fn people(config: &PopulationConfig, draw: &mut Draw) -> Vec<Person> {
     for person in &mut people {
         person.default_probability = logistic(person.latent_log_odds);
         // Standardised risk: what behaviour is drawn from.
-        let risk = (person.latent_log_odds - config.base_log_odds) / spread;
+        let risk =
+            config.behaviour_risk_weight * (person.latent_log_odds - config.base_log_odds) / spread;
         person.income_kind = if draw.normal() + 0.6 * risk < 0.5 {
             IncomeKind::Salary
         } else {
@@ -614,7 +619,8 @@ fn behaviour(config: &PopulationConfig, people: &[Person], draw: &mut Draw) -> V
         .max(1e-9);
     let mut events = Vec::new();
     for person in people {
-        let risk = (person.latent_log_odds - config.base_log_odds) / spread;
+        let risk =
+            config.behaviour_risk_weight * (person.latent_log_odds - config.base_log_odds) / spread;
         let customer_id = person.customer_id;
         let employer = employers[draw.below(EMPLOYERS)].clone();
         let spend_ratio = 0.55 + 0.35 * draw.unit();

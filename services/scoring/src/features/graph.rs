@@ -115,6 +115,35 @@ pub fn personalised_pagerank(
     }
 }
 
+/// Personalised PageRank over parties named by string: `adjacency` rows (party,
+/// neighbour) are the arcs, `defaulters` the seeds (a seed without arcs keeps its mass).
+/// Parties are numbered in order of first appearance, adjacency first. Returns the
+/// parties in that order with the run. The stored refresh and offline training share it.
+pub fn party_pagerank(
+    adjacency: &[(String, String)],
+    defaulters: &[String],
+    options: PageRankOptions,
+) -> (Vec<String>, PageRank) {
+    let mut index: std::collections::HashMap<String, u32> = std::collections::HashMap::new();
+    let mut names: Vec<String> = Vec::new();
+    let mut id_of = |name: &String| -> u32 {
+        if let Some(id) = index.get(name) {
+            return *id;
+        }
+        let id = u32::try_from(names.len()).expect("fewer than 2^32 parties");
+        index.insert(name.clone(), id);
+        names.push(name.clone());
+        id
+    };
+    let arcs: Vec<(u32, u32)> = adjacency
+        .iter()
+        .map(|(party, neighbour)| (id_of(party), id_of(neighbour)))
+        .collect();
+    let seeds: Vec<u32> = defaulters.iter().map(&mut id_of).collect();
+    let rank = personalised_pagerank(names.len(), &arcs, &seeds, options);
+    (names, rank)
+}
+
 /// Disjoint sets with union by size and path halving.
 #[derive(Debug, Clone)]
 pub struct UnionFind {

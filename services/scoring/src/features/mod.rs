@@ -8,9 +8,10 @@
 pub mod behaviour;
 pub mod graph;
 pub mod history;
+pub mod offline;
 pub mod social;
 
-use microloan_proto::scoring::v1::FeatureGroup;
+use microloan_proto::scoring::v1::{FeatureGroup, RepaymentOutcomeKind};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
@@ -135,21 +136,34 @@ pub async fn features_for(
 ) -> Result<FeatureVector, sqlx::Error> {
     let party = customer_id.to_string();
     let hood = store::neighbourhood(conn, &party).await?;
-    let local = social::local_features(&hood);
     let own = store::customer_scalars(conn, customer_id).await?;
+    let months = store::behaviour_months(conn, customer_id).await?;
+    let outcomes = store::installment_outcomes(conn, customer_id).await?;
+    Ok(assemble(customer_id, &hood, &own, &months, &outcomes))
+}
+
+/// The features from a customer's feature inputs, however they were read: the live
+/// path reads them from Postgres ([`features_for`]), training computes them in memory
+/// ([`offline`]); both end here, so a model is trained on the numbers it is served.
+pub fn assemble(
+    customer_id: Uuid,
+    hood: &social::Neighbourhood,
+    own: &store::CustomerScalars,
+    months: &[behaviour::MonthTotals],
+    outcomes: &[RepaymentOutcomeKind],
+) -> FeatureVector {
+    let local = social::local_features(hood);
     let self_defaulter = own.credit.is_some_and(|(_, defaulter)| defaulter);
     let (size, defaulters) = own.component.unwrap_or((1, 0));
     let (component_size, component_bad_rate) =
         social::component_features(size, defaulters, self_defaulter);
-    let months = store::behaviour_months(conn, customer_id).await?;
-    let outcomes = store::installment_outcomes(conn, customer_id).await?;
-    Ok(FeatureValues {
+    FeatureValues {
         local,
         pagerank: own.pagerank,
         component_size,
         component_bad_rate,
-        behaviour: behaviour::behaviour_features(&months, own.distinct_lenders),
-        on_time_ratio: history::on_time_ratio(&outcomes),
+        behaviour: behaviour::behaviour_features(months, own.distinct_lenders),
+        on_time_ratio: history::on_time_ratio(outcomes),
         max_days_past_due: own.credit.map(|(days, _)| f64::from(days)),
         utilisation: own
             .line
@@ -157,7 +171,7 @@ pub async fn features_for(
         customers_per_device: own.customers_per_device as f64,
         customers_per_phone: own.customers_per_phone as f64,
     }
-    .into_vector(customer_id))
+    .into_vector(customer_id)
 }
 
 #[cfg(test)]

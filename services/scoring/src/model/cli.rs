@@ -1,10 +1,11 @@
-//! `scoring train` and `scoring cross-validate`: the edge where files are read and
+//! `scoring train`, `scoring cross-validate` and `scoring train-population`: the edge where files are read and
 //! written and arguments checked; everything behind it is pure.
 //!
 //! Exit codes (sysexits): 0 done; 64 a bad argument or input — unknown option or column,
 //! empty or ragged file, a target with other than two values, an out-of-range threshold
 //! (the message names the option); 65 data that yields no model (no feature reaches the
-//! IV threshold); 73 the artefact cannot be written; 74 stdout cannot be written.
+//! IV threshold); 70 the population generator produced an invalid signal (a bug); 73
+//! the artefact cannot be written; 74 stdout cannot be written.
 
 use std::ffi::{OsStr, OsString};
 use std::io::Write;
@@ -17,17 +18,19 @@ use super::artefact::{self, DataSource, TrainRun};
 use super::binning::{BinningOptions, MAX_BINS, MIN_BIN_SHARE, PREBINS};
 use super::dataset::{Dataset, InputError, LoadOptions};
 use super::logistic::{L2_PENALTY, LogisticOptions};
+use super::population::{self, PopulationError, PopulationRun};
 use super::scaling::{BASE_ODDS, BASE_SCORE, POINTS_TO_DOUBLE_ODDS, ScorecardScaling};
 use super::scorecard::{MIN_IV, TrainError, TrainOptions};
 use super::validation::{self, FOLDS, HOLDOUT_SHARE, REPEATS, SEED};
 
 pub const EXIT_USAGE: u8 = 64;
 pub const EXIT_DATA: u8 = 65;
+pub const EXIT_SOFTWARE: u8 = 70;
 pub const EXIT_CANT_CREATE: u8 = 73;
 pub const EXIT_IO: u8 = 74;
 
 /// The subcommands this module serves; anything else is the service's (`launch`).
-pub const COMMANDS: [&str; 2] = ["train", "cross-validate"];
+pub const COMMANDS: [&str; 3] = ["train", "cross-validate", "train-population"];
 
 /// Runs a model command when `args` (program name first) name one; `None` otherwise.
 pub fn dispatch(args: impl IntoIterator<Item = OsString>) -> Option<ExitCode> {
@@ -65,6 +68,25 @@ enum Command {
     Train(TrainArgs),
     /// Repeated stratified K-fold cross-validation of the pipeline; prints JSON.
     CrossValidate(CrossValidateArgs),
+    /// Train the shipped model on the synthetic population (docs/scoring-population.md);
+    /// prints JSON with the hold-out AUC with and without the social features.
+    TrainPopulation(TrainPopulationArgs),
+}
+
+#[derive(Debug, Args)]
+struct TrainPopulationArgs {
+    /// Seed of the population and of the hold-out split.
+    #[arg(long, value_name = "N", default_value_t = population::SEED)]
+    seed: u64,
+    /// People in the population.
+    #[arg(long, value_name = "N", default_value_t = population::CUSTOMERS)]
+    customers: usize,
+    /// Where to write the artefact.
+    #[arg(long, value_name = "FILE")]
+    out: PathBuf,
+    /// Also write the training table as CSV (`scoring train --data` reads it).
+    #[arg(long, value_name = "FILE")]
+    csv_out: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -191,6 +213,7 @@ pub fn run(
     let (name, result) = match &cli.command {
         Command::Train(args) => ("train", train(args, out)),
         Command::CrossValidate(args) => ("cross-validate", cross_validate(args, out)),
+        Command::TrainPopulation(args) => ("train-population", train_population(args, out)),
     };
     match result {
         Ok(()) => 0,
@@ -334,10 +357,7 @@ fn train(args: &TrainArgs, out: &mut dyn Write) -> Result<(), Failure> {
         categorical: categorical_columns(&args.data),
     };
     let artefact = artefact::train_artefact(&data, &source, &run)?;
-    std::fs::write(&args.out, artefact.to_pretty_json()).map_err(|err| Failure {
-        code: EXIT_CANT_CREATE,
-        message: format!("--out: cannot write {}: {err}", args.out.display()),
-    })?;
+    write_file("--out", &args.out, artefact.to_pretty_json().as_bytes())?;
     let summary = serde_json::json!({
         "out": args.out.display().to_string(),
         "model_version": artefact.model_version,
@@ -366,6 +386,38 @@ fn cross_validate(args: &CrossValidateArgs, out: &mut dyn Write) -> Result<(), F
     let result =
         validation::cross_validate(&data, &options, args.folds, args.repeats, args.data.seed)?;
     print_json(out, &result)
+}
+
+fn write_file(option: &str, path: &Path, bytes: &[u8]) -> Result<(), Failure> {
+    std::fs::write(path, bytes).map_err(|err| Failure {
+        code: EXIT_CANT_CREATE,
+        message: format!("{option}: cannot write {}: {err}", path.display()),
+    })
+}
+
+fn train_population(args: &TrainPopulationArgs, out: &mut dyn Write) -> Result<(), Failure> {
+    check(
+        "--customers",
+        (100..=1_000_000).contains(&args.customers),
+        "must be 100 to 1,000,000",
+    )?;
+    let model = population::train_population(&PopulationRun::new(args.seed, args.customers))
+        .map_err(|err| Failure {
+            code: match err {
+                PopulationError::Train(_) => EXIT_DATA,
+                PopulationError::InvalidSignal(_) => EXIT_SOFTWARE,
+            },
+            message: err.to_string(),
+        })?;
+    if let Some(path) = &args.csv_out {
+        write_file("--csv-out", path, &population::to_csv(&model.data))?;
+    }
+    write_file(
+        "--out",
+        &args.out,
+        model.artefact.to_pretty_json().as_bytes(),
+    )?;
+    print_json(out, &model.summary)
 }
 
 #[cfg(test)]

@@ -14,6 +14,7 @@ pub mod cli;
 pub mod dataset;
 pub mod logistic;
 pub mod metrics;
+pub mod population;
 pub mod scaling;
 pub mod scorecard;
 pub mod validation;

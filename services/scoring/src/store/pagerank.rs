@@ -1,12 +1,10 @@
 //! The personalised-PageRank refresh over the stored graph: load the adjacency and the
-//! known defaulters, iterate ([`personalised_pagerank`]), replace the stored scores.
+//! known defaulters, iterate ([`party_pagerank`]), replace the stored scores.
 //! One replica at a time (a session advisory lock); the others skip the round.
-
-use std::collections::HashMap;
 
 use sqlx::PgPool;
 
-use crate::features::graph::{PageRankOptions, personalised_pagerank};
+use crate::features::graph::{PageRankOptions, party_pagerank};
 
 use super::PAGERANK_LOCK;
 
@@ -63,23 +61,9 @@ async fn refresh_locked(
             .await?;
     tx.commit().await?;
 
-    let mut index: HashMap<String, u32> = HashMap::new();
-    let mut names: Vec<String> = Vec::new();
-    let mut id_of = |name: &String| -> u32 {
-        if let Some(id) = index.get(name) {
-            return *id;
-        }
-        let id = u32::try_from(names.len()).expect("fewer than 2^32 parties");
-        index.insert(name.clone(), id);
-        names.push(name.clone());
-        id
-    };
-    let arcs: Vec<(u32, u32)> = rows
-        .iter()
-        .map(|(party, neighbour)| (id_of(party), id_of(neighbour)))
-        .collect();
-    let seeds: Vec<u32> = defaulters.iter().map(&mut id_of).collect();
-    let rank = personalised_pagerank(names.len(), &arcs, &seeds, options);
+    let (names, rank) = party_pagerank(&rows, &defaulters, options);
+    let arcs = rows.len();
+    let seeds = defaulters.len();
 
     let mut tx = pool.begin().await?;
     sqlx::query("DELETE FROM pagerank_scores")
@@ -105,8 +89,8 @@ async fn refresh_locked(
     }
     let run = PageRankRun {
         parties: names.len(),
-        arcs: arcs.len(),
-        seeds: seeds.len(),
+        arcs,
+        seeds,
         iterations: rank.iterations,
         residual: rank.residual,
     };

@@ -575,7 +575,7 @@ async fn insert_repayment_outcomes(
 
 /// Instalment-level outcomes folded per instalment with [`merge_installment_state`]
 /// (loan-level outcomes, sequence 0, are not instalments).
-fn installment_deltas(outcomes: &[Outcome]) -> BTreeMap<(Uuid, Uuid, i32), InstallmentState> {
+pub fn installment_deltas(outcomes: &[Outcome]) -> BTreeMap<(Uuid, Uuid, i32), InstallmentState> {
     let mut states: BTreeMap<(Uuid, Uuid, i32), InstallmentState> = BTreeMap::new();
     for outcome in outcomes.iter().filter(|o| o.installment_sequence >= 1) {
         let new = InstallmentState {
