@@ -152,10 +152,18 @@ async fn work(shared: Arc<Deliverer>, channel: Channel, stop: CancellationToken)
             }
         }
         if claimed_full {
-            // More may be due: claim again as soon as a permit frees up.
-            tokio::select! {
-                () = stop.cancelled() => break,
-                _ = in_flight.join_next() => {}
+            // More may be due: claim again once half the slots are free, so a claim
+            // takes a batch of rows (one statement and one commit for many) instead of
+            // one row per finished delivery.
+            let refill_at = limit.div_ceil(2);
+            while permits.available_permits() < refill_at && !in_flight.is_empty() {
+                tokio::select! {
+                    () = stop.cancelled() => break,
+                    _ = in_flight.join_next() => {}
+                }
+            }
+            if stop.is_cancelled() {
+                break;
             }
             continue;
         }
