@@ -15,6 +15,7 @@
 #![forbid(unsafe_code)]
 
 pub mod draw;
+mod rename;
 mod signals;
 
 use std::collections::BTreeSet;
