@@ -728,6 +728,17 @@ impl AccountService for AccountApi {
         ))
     }
 
+    async fn request_limit_increase(
+        &self,
+        request: Request<proto::RequestLimitIncreaseRequest>,
+    ) -> Result<Response<proto::RequestLimitIncreaseResponse>, Status> {
+        let caller = Caller::of(&request)?.clone();
+        Ok(Response::new(
+            self.request_limit_increase(&caller, request.into_inner())
+                .await?,
+        ))
+    }
+
     async fn get_customer(
         &self,
         request: Request<proto::GetCustomerRequest>,

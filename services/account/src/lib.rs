@@ -10,6 +10,7 @@ pub mod customers;
 pub mod error;
 pub mod grpc;
 pub mod identity;
+pub mod increase;
 pub mod line_cache;
 pub mod lines;
 pub mod loans;

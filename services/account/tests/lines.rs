@@ -10,7 +10,7 @@ use microloan_platform::testing;
 use microloan_proto::{
     account::v1::{
         AdjustCreditLineRequest, BorrowRequest, CustomerStatus, ListLoansRequest, LoanPurpose,
-        QuoteLoanRequest, RepayRequest, UpdateCustomerStatusRequest,
+        QuoteLoanRequest, RepayRequest, RequestLimitIncreaseRequest, UpdateCustomerStatusRequest,
     },
     common::v1::{CreditLineChangeSource, CreditLineStatus, ReasonCode, RepaymentMethod},
     events::v1::{Event, event::Payload},
@@ -270,6 +270,28 @@ async fn refusals_follow_the_documented_order_and_nothing_is_half_done() {
         .await
         .expect_err("no line");
     assert_eq!(status.code(), Code::NotFound);
+
+    // Just opened: an increase waits for the cooldown (30 days), retry_after its date.
+    let status = world
+        .account
+        .request_limit_increase(testing::with_token(
+            RequestLimitIncreaseRequest {
+                request_id: Uuid::now_v7().to_string(),
+                customer_id: customer_id.clone(),
+                requested_limit: cny(2_000_000),
+                annual_income: None,
+                device_id: String::new(),
+            },
+            &token,
+        ))
+        .await
+        .expect_err("cooldown");
+    assert_eq!(reason(&status), "LIMIT_INCREASE_COOLDOWN");
+    assert_eq!(
+        metadata(&status, "retry_after").len(),
+        10,
+        "a YYYY-MM-DD date"
+    );
 
     // Purpose and amounts.
     let mut no_purpose = borrow_request(&customer_id, 50_000);

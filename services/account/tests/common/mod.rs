@@ -174,17 +174,21 @@ pub fn national_id(serial: u32) -> String {
 }
 
 pub const NAME: &str = "李四光";
-pub const PHONE: &str = "+8613712345678";
+
+/// A distinct mobile number per serial (scoring counts customers sharing one).
+pub fn phone(serial: u32) -> String {
+    format!("+861371{:07}", serial % 10_000_000)
+}
 
 pub fn new_customer(serial: u32) -> CreateCustomerRequest {
     CreateCustomerRequest {
         request_id: Uuid::now_v7().to_string(),
         name: NAME.into(),
         national_id: national_id(serial),
-        phone: PHONE.into(),
+        phone: phone(serial),
         annual_income: cny(60_000_000),
         locale: "zh-CN".into(),
-        device_id: format!("device-{serial}"),
+        device_id: String::new(),
     }
 }
 
