@@ -14,8 +14,14 @@ use microloan_proto::{
 use sqlx::{Postgres, Transaction};
 use uuid::Uuid;
 
+use microloan_platform::client::PeerChannel;
+use microloan_proto::{
+    account::v1::account_service_client::AccountServiceClient, common::v1::CreditLineChangeSource,
+};
+
 use crate::{
     refresh::PageRankTrigger,
+    review::{self, LineRules},
     signals::{Outcome, Sighting, Signals, parse_uuid},
     store::signals::{LineUpdate, apply_signals, update_credit_line},
 };
@@ -30,6 +36,79 @@ const DEVICE_CHARS_MAX: usize = 128;
 pub struct SignalsFromEvents {
     /// Asked for an early PageRank refresh when a known defaulter is new.
     pub pagerank: PageRankTrigger,
+    /// The live line policy (review.rs): `None` only where no account service exists.
+    pub lines: Option<LivePolicy>,
+}
+
+/// The line policy applied as delinquency and repayment events arrive: an overdue
+/// instalment freezes the line (and cuts it at 30+ days past due), a repayment or
+/// pay-off that leaves nothing overdue unfreezes a line the policy froze. No rescoring
+/// here: raises and rate cuts are the review's.
+#[derive(Debug, Clone)]
+pub struct LivePolicy {
+    pub account: AccountServiceClient<PeerChannel>,
+    pub rules: LineRules,
+}
+
+impl LivePolicy {
+    /// Runs in the consumer's transaction after the event's signals are applied, so the
+    /// standing includes them. Redelivery (the transaction rolled back after account
+    /// applied the change) sends the same request_id, which account answers from its
+    /// idempotency record; a plan that changed since gets IDEMPOTENCY_KEY_REUSED, and is
+    /// applied by the next event or review instead.
+    async fn apply(
+        &self,
+        tx: &mut Transaction<'_, Postgres>,
+        event: &Event,
+        customer_id: Uuid,
+    ) -> Result<(), HandlerError> {
+        let standing = crate::store::lines::standing(tx, customer_id).await?;
+        let line = match review::fetch_line(&self.account, customer_id).await {
+            Ok(Some(line)) => line,
+            Ok(None) => return Ok(()),
+            Err(status) => {
+                return Err(HandlerError::Retry(anyhow::anyhow!(
+                    "account GetCreditLine: {}",
+                    review::peer_reason(&status)
+                )));
+            }
+        };
+        let Some(plan) = review::plan(&self.rules, &line, &standing, None) else {
+            return Ok(());
+        };
+        let request_id = format!("{}-risk-policy", event.event_id);
+        match review::apply_plan(
+            &self.account,
+            request_id,
+            customer_id,
+            &plan,
+            CreditLineChangeSource::RiskPolicy,
+            "",
+        )
+        .await
+        {
+            Ok(_) => {
+                let (frozen, raise_score) = review::memory_of(&plan);
+                crate::store::lines::remember(tx, customer_id, frozen, raise_score).await?;
+                Ok(())
+            }
+            Err(status) if review::transient(&status) => Err(HandlerError::Retry(anyhow::anyhow!(
+                "account AdjustCreditLine: {}",
+                review::peer_reason(&status)
+            ))),
+            Err(status) => {
+                // Refused for good (line closed meanwhile, key reused after a changed
+                // plan): the event's signals still apply; the next event or review acts.
+                tracing::warn!(
+                    %customer_id,
+                    event_id = %event.event_id,
+                    reason = review::peer_reason(&status),
+                    "line policy change refused by account"
+                );
+                Ok(())
+            }
+        }
+    }
 }
 
 impl Handler for SignalsFromEvents {
@@ -49,6 +128,18 @@ impl Handler for SignalsFromEvents {
         }
         if let Some(update) = line {
             update_credit_line(tx, customer_id, update, event_time(event)).await?;
+        }
+        if let Some(policy) = &self.lines
+            && matches!(
+                &event.payload,
+                Some(
+                    Payload::InstallmentOverdue(_)
+                        | Payload::RepaymentReceived(_)
+                        | Payload::LoanPaidOff(_)
+                )
+            )
+        {
+            policy.apply(tx, event, customer_id).await?;
         }
         // A loan written off as fraud confirms the fraud: it seeds the ring rule and
         // blacklists the customer's identifiers (fraud.rs).

@@ -312,6 +312,11 @@ impl Decisions {
         }
     }
 
+    /// `Ok` if a verified model is loaded, else MODEL_UNAVAILABLE.
+    pub fn require_model(&self) -> Result<(), ScoringError> {
+        self.model().map(|_| ())
+    }
+
     fn model(&self) -> Result<&Arc<ActiveModel>, ScoringError> {
         match &self.model {
             ModelState::Active(model) => Ok(model),

@@ -22,6 +22,16 @@ pub enum ScoringError {
     /// and the message; never a path a client could not see anyway).
     #[error("model unavailable: {0}")]
     ModelUnavailable(String),
+    /// ABORTED with an ErrorReason (CONCURRENT_MODIFICATION: another review runs).
+    #[error("{message}")]
+    Aborted {
+        reason: &'static str,
+        message: String,
+    },
+    /// UNAVAILABLE DEPENDENCY_UNAVAILABLE: a peer service (account, ledger) did not
+    /// answer; safe to retry with the same request_id.
+    #[error("{message}")]
+    DependencyUnavailable { dependency: String, message: String },
     /// NOT_FOUND with a ResourceInfo.
     #[error("{resource_type} {name} not found")]
     NotFound {
@@ -89,6 +99,13 @@ impl From<ScoringError> for Status {
                 format!("no active scoring model: {why}"),
                 "MODEL_UNAVAILABLE",
             ),
+            ScoringError::Aborted { reason, message } => {
+                status::with_reason(&domain(), Code::Aborted, message, reason)
+            }
+            ScoringError::DependencyUnavailable {
+                dependency,
+                message,
+            } => status::dependency_unavailable(&domain(), &dependency, message),
             ScoringError::NotFound {
                 resource_type,
                 name,

@@ -1,15 +1,12 @@
 //! The gRPC face of the scoring service: proto ⇄ domain and errors → `Status`. RPCs not yet
 //! implemented answer UNIMPLEMENTED (generated default methods).
 
+use microloan_platform::auth::{Caller, PermissionTable, Role};
 use microloan_platform::client::PeerChannel;
-use microloan_platform::{
-    auth::{Caller, PermissionTable, Role},
-    cache::Cache,
-};
 use microloan_proto::scoring::v1::{
     EvaluateRequest, EvaluateResponse, ExplainDecisionRequest, ExplainDecisionResponse,
     GetModelInfoRequest, GetModelInfoResponse, IngestSignalsRequest, IngestSignalsResponse,
-    SignalRejection,
+    RunPortfolioReviewRequest, RunPortfolioReviewResponse, SignalRejection,
     scoring_service_server::{SERVICE_NAME, ScoringService},
 };
 use microloan_proto::{
@@ -24,7 +21,9 @@ use crate::{
     error::ScoringError,
     ingest::{BatchOutcome, apply_batch},
     metrics::Metrics,
+    policy::PolicyConfig,
     refresh::PageRankTrigger,
+    review::Reviewer,
 };
 
 /// Rejections detailed in an IngestSignals summary (the rest are only counted).
@@ -53,10 +52,7 @@ pub struct ScoringApi {
     metrics: Metrics,
     pagerank: PageRankTrigger,
     decisions: std::sync::Arc<Decisions>,
-    #[allow(dead_code, reason = "used by RunPortfolioReview when it lands")]
-    cache: Cache,
-    #[allow(dead_code, reason = "used by the scoring RPCs as they land")]
-    peers: Peers,
+    reviewer: Reviewer,
 }
 
 /// Clients for the services this one calls.
@@ -69,19 +65,23 @@ pub struct Peers {
 impl ScoringApi {
     pub fn new(
         pool: PgPool,
-        cache: Cache,
         peers: Peers,
         metrics: Metrics,
         pagerank: PageRankTrigger,
         decisions: Decisions,
+        policy: PolicyConfig,
     ) -> Self {
         Self {
+            reviewer: Reviewer {
+                pool: pool.clone(),
+                account: peers.account,
+                ledger: peers.ledger,
+                policy,
+            },
             pool,
             metrics,
             pagerank,
             decisions: std::sync::Arc::new(decisions),
-            cache,
-            peers,
         }
     }
 
@@ -189,6 +189,18 @@ impl ScoringService for ScoringApi {
         Caller::of(&request)?;
         Ok(Response::new(
             self.decisions.model_info(request.get_ref()).await?,
+        ))
+    }
+
+    async fn run_portfolio_review(
+        &self,
+        request: Request<RunPortfolioReviewRequest>,
+    ) -> Result<Response<RunPortfolioReviewResponse>, Status> {
+        let scope = Caller::of(&request)?.idempotency_scope();
+        Ok(Response::new(
+            self.reviewer
+                .run(&self.decisions, &scope, request.get_ref())
+                .await?,
         ))
     }
 }

@@ -15,6 +15,7 @@ pub mod metrics;
 pub mod model;
 pub mod policy;
 pub mod refresh;
+pub mod review;
 pub mod scorer;
 pub mod signals;
 pub mod store;
@@ -62,13 +63,7 @@ pub async fn run(
     let metrics = metrics::Metrics::register(server.metrics().registry())?;
     // New known defaulters (from either path) ask for an early PageRank refresh.
     let trigger = refresh::PageRankTrigger::default();
-    events.consume(
-        consumer::GROUP,
-        consumer::SignalsFromEvents {
-            pagerank: trigger.clone(),
-        },
-        GroupStart::Beginning,
-    );
+
     let pagerank = tokio::spawn(refresh::refresh_pagerank(
         pool.clone(),
         config.pagerank_refresh,
@@ -80,14 +75,32 @@ pub async fn run(
         account: AccountServiceClient::new(client::connect(&config.account_url, &options)?),
         ledger: LedgerServiceClient::new(client::connect(&config.ledger_url, &options)?),
     };
+    events.consume(
+        consumer::GROUP,
+        consumer::SignalsFromEvents {
+            pagerank: trigger.clone(),
+            lines: Some(consumer::LivePolicy {
+                account: peers.account.clone(),
+                rules: review::LineRules::of(&config.policy),
+            }),
+        },
+        GroupStart::Beginning,
+    );
     let decisions = decision::Decisions::new(
         pool.clone(),
-        cache.clone(),
+        cache,
         scorer::load(&config.model_path),
         config.policy.clone(),
         config.fraud.clone(),
     );
-    let api = grpc::ScoringApi::new(pool, cache, peers, metrics, trigger, decisions);
+    let api = grpc::ScoringApi::new(
+        pool,
+        peers,
+        metrics,
+        trigger,
+        decisions,
+        config.policy.clone(),
+    );
     let service = ScoringServiceServer::new(api)
         .max_decoding_message_size(config.common.message_bytes_max)
         .max_encoding_message_size(config.common.message_bytes_max);

@@ -48,6 +48,12 @@ pub struct PolicyConfig {
     /// the live scores the PSI is computed over, and how many it needs.
     pub psi_window: Duration,
     pub psi_sample_min: u64,
+    /// `SCORING_REVIEW_ON_TIME_MIN` (default 3): on-time instalments before a review
+    /// may raise a limit or lower a rate (review.rs).
+    pub review_on_time_min: i64,
+    /// `SCORING_CUT_DAYS_PAST_DUE` (default 30): days past due from which the line
+    /// policy cuts the limit to what is drawn.
+    pub cut_days_past_due: i32,
 }
 
 /// Limits are offered in whole hundreds of CNY.
@@ -75,6 +81,8 @@ impl PolicyConfig {
             decision_ttl: DAY * env.bounded("SCORING_DECISION_TTL_DAYS", 30, 1, 365)? as u32,
             psi_window: DAY * env.bounded("SCORING_PSI_WINDOW_DAYS", 30, 1, 365)? as u32,
             psi_sample_min: env.bounded("SCORING_PSI_SAMPLE_MIN", 100, 1, 1_000_000)?,
+            review_on_time_min: env.bounded("SCORING_REVIEW_ON_TIME_MIN", 3, 1, 1000)? as i64,
+            cut_days_past_due: env.bounded("SCORING_CUT_DAYS_PAST_DUE", 30, 1, 180)? as i32,
         };
         if config.line_limit_min_fen > config.line_limit_max_fen {
             return Err(ConfigError {

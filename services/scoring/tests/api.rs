@@ -33,8 +33,8 @@ async fn only_staff_reach_scoring() {
             &service,
         ))
         .await
-        .expect_err("not implemented yet");
-    assert_eq!(status.code(), Code::Unimplemented);
+        .expect_err("no request_id");
+    assert_eq!(status.code(), Code::InvalidArgument);
     // Client streaming goes through the same auth layer.
     let stream = tokio_stream::iter([IngestSignalsRequest::default()]);
     let status = scoring.ingest_signals(stream).await.expect_err("no token");

@@ -4,6 +4,7 @@
 
 pub mod decisions;
 pub mod features;
+pub mod lines;
 pub mod pagerank;
 pub mod signals;
 
