@@ -160,6 +160,7 @@ fn ten_thousand_people_generate_quickly() {
     let start = std::time::Instant::now();
     let population = Population::generate(&PopulationConfig::new(1, 10_000));
     let elapsed = start.elapsed();
+    eprintln!("10,000 people in {elapsed:?}");
     assert_eq!(population.people.len(), 10_000);
     // Debug builds are ~10x slower than release; the bound is for debug.
     assert!(elapsed.as_secs_f64() < 20.0, "{elapsed:?}");
