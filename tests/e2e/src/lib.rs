@@ -23,6 +23,8 @@ use microloan_platform::{auth::Role, testing};
 use tokio::process::{Child, Command};
 use tonic::transport::{Channel, Endpoint};
 
+pub mod journey;
+
 pub use microloan_platform::testing::with_token;
 
 /// How long a service may take from spawn to SERVING (migrations included) on a
