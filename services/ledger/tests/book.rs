@@ -8,7 +8,7 @@ use common::{Book, book, cny, minor, new_id};
 
 use microloan_platform::testing::{self};
 use microloan_proto::{
-    common::v1::{InstallmentStatus, LoanStatus, RepaymentMethod},
+    common::v1::{InstallmentStatus, LoanPurpose, LoanStatus, RepaymentMethod},
     ledger::v1::{
         ChangeCreditLimitRequest, DisburseRequest, DisburseResponse, GetLoanRequest,
         ListLoansRequest, OpenCreditLineRequest, QuotePayoffRequest, RepayRequest, TransferCode,
@@ -85,6 +85,7 @@ impl Book {
             repayment_method: RepaymentMethod::EqualPrincipal as i32,
             daily_rate: "0.0005".into(),
             penalty_daily_rate: String::new(),
+            purpose: LoanPurpose::Consumption as i32,
         }
     }
 
@@ -105,6 +106,18 @@ impl Book {
             .expect("verify")
             .into_inner();
         assert!(report.ok, "{:?}", report.violations);
+    }
+
+    async fn portfolio_report(&mut self) -> microloan_proto::ledger::v1::PortfolioReport {
+        let request =
+            self.request(microloan_proto::ledger::v1::GetPortfolioReportRequest::default());
+        self.client
+            .get_portfolio_report(request)
+            .await
+            .expect("report")
+            .into_inner()
+            .report
+            .expect("report")
     }
 
     async fn pool(&self) -> PgPool {
@@ -718,15 +731,7 @@ async fn the_portfolio_report_sums_the_book() {
         .await
         .expect("paid off");
 
-    let request = book.request(GetPortfolioReportRequest::default());
-    let report = book
-        .client
-        .get_portfolio_report(request)
-        .await
-        .expect("report")
-        .into_inner()
-        .report
-        .expect("report");
+    let report = book.portfolio_report().await;
     assert_eq!(report.active_loans, 2);
     assert_eq!(minor(&report.outstanding_principal), 400_000);
     assert_eq!(minor(&report.total_outstanding), 400_000);
@@ -751,5 +756,196 @@ async fn the_portfolio_report_sums_the_book() {
         .await
         .expect_err("currency");
     assert_eq!(fields(&status), ["currency_code"]);
+    book.app.stop().await.expect("clean stop");
+}
+
+fn purposed(request: DisburseRequest, purpose: LoanPurpose) -> DisburseRequest {
+    DisburseRequest {
+        purpose: purpose as i32,
+        ..request
+    }
+}
+
+/// A repayment of `amount_minor`, or the payoff with `None`.
+fn repayment(customer_id: &str, loan_id: &str, amount_minor: Option<i64>) -> RepayRequest {
+    RepayRequest {
+        request_id: new_id(),
+        customer_id: customer_id.to_owned(),
+        loan_id: loan_id.to_owned(),
+        amount: amount_minor.and_then(cny),
+        pay_off: amount_minor.is_none(),
+        external_reference: String::new(),
+    }
+}
+
+#[tokio::test]
+async fn a_drawdown_without_a_purpose_is_refused_and_books_nothing() {
+    let mut book = book().await;
+    let customer = new_id();
+    let line = book.open_line(&customer, 1_000_000).await;
+    let pool = book.pool().await;
+    let transfers_before = count(&pool, "SELECT count(*) FROM transfers").await;
+    // UNSPECIFIED, and a number that is no LoanPurpose.
+    for purpose in [LoanPurpose::Unspecified as i32, 99] {
+        let status = book
+            .disburse(DisburseRequest {
+                purpose,
+                ..book.drawdown(&customer, &line, 300_000)
+            })
+            .await
+            .expect_err("refused");
+        assert_eq!(status.code(), Code::InvalidArgument, "{purpose}");
+        assert_eq!(fields(&status), ["purpose"], "{purpose}");
+    }
+    assert_eq!(count(&pool, "SELECT count(*) FROM loans").await, 0);
+    assert_eq!(
+        count(&pool, "SELECT count(*) FROM transfers").await,
+        transfers_before
+    );
+    assert_eq!(count(&pool, "SELECT count(*) FROM outbox").await, 0);
+    // The line's headroom is untouched: the whole limit can still be drawn.
+    book.disburse(book.drawdown(&customer, &line, 1_000_000))
+        .await
+        .expect("the full limit is still available");
+    pool.close().await;
+    book.app.stop().await.expect("clean stop");
+}
+
+#[tokio::test]
+async fn the_purpose_stays_with_the_loan_and_goes_on_the_event() {
+    let mut book = book().await;
+    let customer = new_id();
+    let line = book.open_line(&customer, 1_000_000).await;
+    let request = DisburseRequest {
+        purpose: LoanPurpose::Travel as i32,
+        ..book.drawdown(&customer, &line, 200_000)
+    };
+    let loan_id = request.loan_id.clone();
+    let booked = book.disburse(request.clone()).await.expect("booked");
+    assert_eq!(
+        booked.loan.as_ref().map(|loan| loan.purpose),
+        Some(LoanPurpose::Travel as i32)
+    );
+
+    let got = book
+        .client
+        .get_loan(book.request(GetLoanRequest {
+            loan_id: loan_id.clone(),
+        }))
+        .await
+        .expect("get")
+        .into_inner();
+    assert_eq!(
+        got.loan.map(|loan| loan.purpose),
+        Some(LoanPurpose::Travel as i32)
+    );
+    let listed = book
+        .client
+        .list_loans(book.request(ListLoansRequest {
+            customer_id: customer.clone(),
+            ..ListLoansRequest::default()
+        }))
+        .await
+        .expect("list")
+        .into_inner();
+    let purposes: Vec<i32> = listed.loans.iter().map(|loan| loan.purpose).collect();
+    assert_eq!(purposes, [LoanPurpose::Travel as i32]);
+
+    // The purpose is one of the terms: the same loan_id with another purpose is refused.
+    let other_purpose = book
+        .disburse(DisburseRequest {
+            request_id: new_id(),
+            purpose: LoanPurpose::Medical as i32,
+            ..request
+        })
+        .await
+        .expect_err("other purpose");
+    assert_eq!(other_purpose.code(), Code::AlreadyExists);
+    assert_eq!(reason(&other_purpose), "LOAN_EXISTS");
+
+    let pool = book.pool().await;
+    let payloads: Vec<Vec<u8>> = sqlx::query_scalar(
+        "SELECT payload FROM outbox WHERE event_type = 'EVENT_TYPE_LOAN_DISBURSED'",
+    )
+    .fetch_all(&pool)
+    .await
+    .expect("outbox");
+    assert_eq!(payloads.len(), 1);
+    let event =
+        <microloan_proto::events::v1::Event as prost::Message>::decode(payloads[0].as_slice())
+            .expect("an Event");
+    let Some(microloan_proto::events::v1::event::Payload::LoanDisbursed(disbursed)) = event.payload
+    else {
+        panic!("not LoanDisbursed: {event:?}");
+    };
+    assert_eq!(disbursed.loan_id, loan_id);
+    assert_eq!(disbursed.purpose, LoanPurpose::Travel as i32);
+    pool.close().await;
+    book.app.stop().await.expect("clean stop");
+}
+
+#[tokio::test]
+async fn the_portfolio_report_breaks_the_book_down_by_purpose() {
+    let mut book = book().await;
+    let first = new_id();
+    let first_line = book.open_line(&first, 1_000_000).await;
+    let second = new_id();
+    let second_line = book.open_line(&second, 1_000_000).await;
+    // CONSUMPTION: 3,000 CNY active and 500 CNY paid off; SMALL_BUSINESS: 1,000 CNY with
+    // 200 CNY prepaid on the day of disbursement (no interest accrued yet, so all of it
+    // is principal); MEDICAL: 500 CNY active. 5,000 CNY lent in all.
+    let mut loan_ids = Vec::new();
+    for (customer, line, principal_minor, purpose) in [
+        (&first, &first_line, 300_000, LoanPurpose::Consumption),
+        (&second, &second_line, 50_000, LoanPurpose::Consumption),
+        (&second, &second_line, 100_000, LoanPurpose::SmallBusiness),
+        (&first, &first_line, 50_000, LoanPurpose::Medical),
+    ] {
+        let booked = book
+            .disburse(purposed(
+                book.drawdown(customer, line, principal_minor),
+                purpose,
+            ))
+            .await
+            .expect("booked");
+        loan_ids.push(booked.loan.expect("loan").loan_id);
+    }
+    for (loan_id, amount_minor) in [(&loan_ids[1], None), (&loan_ids[2], Some(20_000))] {
+        book.client
+            .repay(book.request(repayment(&second, loan_id, amount_minor)))
+            .await
+            .expect("repaid");
+    }
+
+    let report = book.portfolio_report().await;
+    let summary = |purpose: LoanPurpose, loan_count, disbursed, outstanding, share: &str| {
+        microloan_proto::ledger::v1::PurposeSummary {
+            purpose: purpose as i32,
+            loan_count,
+            disbursed_principal: cny(disbursed),
+            outstanding_principal: cny(outstanding),
+            disbursed_share: share.to_owned(),
+        }
+    };
+    // In LoanPurpose number order; purposes without loans are left out.
+    assert_eq!(
+        report.purposes,
+        [
+            summary(LoanPurpose::Consumption, 2, 350_000, 300_000, "0.7"),
+            summary(LoanPurpose::Medical, 1, 50_000, 50_000, "0.1"),
+            summary(LoanPurpose::SmallBusiness, 1, 100_000, 80_000, "0.2"),
+        ]
+    );
+    // The breakdown adds up to the report's totals.
+    assert_eq!(minor(&report.cumulative_disbursed), 500_000);
+    assert_eq!(minor(&report.outstanding_principal), 430_000);
+    book.app.stop().await.expect("clean stop");
+}
+
+#[tokio::test]
+async fn an_empty_book_has_no_purposes() {
+    let mut book = book().await;
+    let report = book.portfolio_report().await;
+    assert!(report.purposes.is_empty());
     book.app.stop().await.expect("clean stop");
 }

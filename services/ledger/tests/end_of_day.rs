@@ -11,7 +11,8 @@ use chrono::{Days, NaiveDate};
 use microloan_platform::testing::{self};
 use microloan_proto::{
     common::v1::{
-        DelinquencyBucket, InstallmentStatus, LoanStatus, RepaymentMethod, WriteOffReason,
+        DelinquencyBucket, InstallmentStatus, LoanPurpose, LoanStatus, RepaymentMethod,
+        WriteOffReason,
     },
     ledger::v1::{
         ChangeCreditLimitRequest, DisburseRequest, DisburseResponse, EndOfDaySummary,
@@ -68,6 +69,7 @@ impl Book {
             repayment_method: RepaymentMethod::EqualPrincipal as i32,
             daily_rate: "0.0005".into(),
             penalty_daily_rate: String::new(),
+            purpose: LoanPurpose::Consumption as i32,
         }
     }
 

@@ -34,7 +34,8 @@ use microloan_platform::{
 };
 use microloan_proto::{
     common::v1::{
-        DelinquencyBucket, InstallmentStatus, Loan, LoanStatus, RepaymentMethod, WriteOffReason,
+        DelinquencyBucket, InstallmentStatus, Loan, LoanPurpose, LoanStatus, RepaymentMethod,
+        WriteOffReason,
     },
     ledger::v1::{
         CreditLineBalance, DisburseRequest, EndOfDaySummary, GetAccountRequest,
@@ -130,6 +131,7 @@ impl Book {
                 repayment_method: RepaymentMethod::EqualPrincipal as i32,
                 daily_rate: "0.0005".into(),
                 penalty_daily_rate: String::new(),
+                purpose: LoanPurpose::Consumption as i32,
             }))
             .await
             .expect("disbursed")

@@ -22,7 +22,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use hdrhistogram::Histogram;
 use microloan_platform::auth::{Role, TokenKeys};
-use microloan_proto::common::v1::{Money, RepaymentMethod};
+use microloan_proto::common::v1::{LoanPurpose, Money, RepaymentMethod};
 use microloan_proto::ledger::v1::{
     Account, AccountCode, AccountKey, CreateAccountStatus, CreateAccountsRequest,
     CreateTransferStatus, CreateTransfersRequest, DisburseRequest, GetAccountRequest,
@@ -67,7 +67,7 @@ fn cny(minor_units: i64) -> Option<Money> {
     })
 }
 
-fn bearer(args: &RunArgs) -> anyhow::Result<Bearer> {
+pub(crate) fn bearer(args: &RunArgs) -> anyhow::Result<Bearer> {
     if args.token.as_deref().is_some_and(|t| !t.trim().is_empty()) {
         return Bearer::new(args.token.as_deref());
     }
@@ -96,6 +96,7 @@ fn drawdown(customer_id: &str, credit_line_id: &str, principal_fen: i64) -> Disb
         repayment_method: RepaymentMethod::EqualPrincipal as i32,
         daily_rate: "0.0005".into(),
         penalty_daily_rate: String::new(),
+        purpose: LoanPurpose::Consumption as i32,
     }
 }
 

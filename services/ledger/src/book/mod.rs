@@ -98,6 +98,8 @@ pub struct Disbursement {
     pub method: RepaymentMethod,
     pub daily_rate: DailyRate,
     pub penalty_daily_rate: Decimal,
+    /// LoanPurpose number (1..=7, never UNSPECIFIED).
+    pub purpose: i16,
 }
 
 /// The raw fields of a drawdown, as received.
@@ -113,6 +115,9 @@ pub struct DisbursementFields<'a> {
     pub method_known: bool,
     pub daily_rate: &'a str,
     pub penalty_daily_rate: &'a str,
+    /// LoanPurpose number; `None`: UNSPECIFIED or not a LoanPurpose (required, so a
+    /// violation on `purpose`).
+    pub purpose: Option<i16>,
 }
 
 impl Disbursement {
@@ -159,6 +164,9 @@ impl Disbursement {
                 }
             }
         };
+        if fields.purpose.is_none() {
+            violations.push(("purpose", "is required (a LoanPurpose)".into()));
+        }
         finish(violations)?;
         match (
             customer_id,
@@ -168,6 +176,7 @@ impl Disbursement {
             term,
             daily_rate,
             penalty,
+            fields.purpose,
         ) {
             (
                 Some(customer_id),
@@ -177,6 +186,7 @@ impl Disbursement {
                 Some(term),
                 Some(daily_rate),
                 Some(penalty_daily_rate),
+                Some(purpose),
             ) => Ok(Self {
                 customer_id,
                 loan_id,
@@ -186,6 +196,7 @@ impl Disbursement {
                 method: fields.method.unwrap_or_default(),
                 daily_rate,
                 penalty_daily_rate,
+                purpose,
             }),
             _ => Err(LedgerError::Internal(
                 "a drawdown field parsed without a violation".into(),
@@ -291,6 +302,7 @@ mod tests {
             method_known: true,
             daily_rate: "0.0005",
             penalty_daily_rate: "",
+            purpose: Some(1),
         }
     }
 
@@ -314,6 +326,7 @@ mod tests {
             method_known: false,
             daily_rate: "0.01",
             penalty_daily_rate: "lots",
+            purpose: None,
         };
         let Err(LedgerError::InvalidArgument(violations)) =
             Disbursement::parse(bad, &BookRules::default())
@@ -330,7 +343,8 @@ mod tests {
                 "term_months",
                 "repayment_method",
                 "daily_rate",
-                "penalty_daily_rate"
+                "penalty_daily_rate",
+                "purpose"
             ]
         );
         for principal in [None, Some(("CNY", 0)), Some(("CNY", -1))] {

@@ -354,6 +354,7 @@ fn same_terms(loan: &LoanRow, drawdown: &Disbursement) -> bool {
         && loan.repayment_method == method_number(drawdown.method)
         && loan.daily_rate == drawdown.daily_rate.as_decimal()
         && loan.penalty_daily_rate == drawdown.penalty_daily_rate
+        && loan.purpose == drawdown.purpose
 }
 
 pub fn method_number(method: microloan_domain::loan::RepaymentMethod) -> i16 {
@@ -464,6 +465,7 @@ pub async fn disburse(
                 apr,
                 disbursement_date: today.business_date,
                 accounts,
+                purpose: drawdown.purpose,
             },
         )
         .await?;

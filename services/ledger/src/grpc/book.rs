@@ -216,6 +216,7 @@ pub(super) fn loan(
         write_off_reason: i32::from(loan.write_off_reason),
         written_off_amount: loan.written_off_minor.and_then(cny),
         update_time: convert::timestamp(loan.update_time),
+        purpose: i32::from(loan.purpose),
     }
 }
 
@@ -242,6 +243,7 @@ fn loan_disbursed_event(disbursed: &Disbursed) -> LoanDisbursed {
             .map(|item| item.interest_minor)
             .sum()),
         available_after: cny(disbursed.line.available_minor),
+        purpose: i32::from(disbursed.loan.purpose),
     }
 }
 
@@ -508,6 +510,10 @@ impl LedgerApi {
                 method_known: method.is_some(),
                 daily_rate: &request.daily_rate,
                 penalty_daily_rate: &request.penalty_daily_rate,
+                purpose: match common::LoanPurpose::try_from(request.purpose) {
+                    Ok(common::LoanPurpose::Unspecified) | Err(_) => None,
+                    Ok(purpose) => i16::try_from(purpose as i32).ok(),
+                },
             },
             &self.rules,
         );

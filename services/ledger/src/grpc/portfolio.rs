@@ -47,6 +47,7 @@ impl LedgerApi {
         let buckets =
             store::portfolio::active_loans_by_bucket(&mut tx, today.business_date).await?;
         let totals = store::portfolio::book_totals(&mut tx).await?;
+        let purposes = store::portfolio::loans_by_purpose(&mut tx).await?;
         tx.commit().await?;
         let sum = |f: fn(&BucketFigures) -> i64| buckets.iter().map(f).sum::<i64>();
         let principal = sum(|b| b.principal_minor);
@@ -68,6 +69,16 @@ impl LedgerApi {
                     outstanding_principal: money(bucket_principal),
                     principal_share: ratio(bucket_principal, principal),
                 }
+            })
+            .collect();
+        let purpose_summaries = purposes
+            .iter()
+            .map(|figures| proto::PurposeSummary {
+                purpose: i32::from(figures.purpose),
+                loan_count: figures.loan_count,
+                disbursed_principal: money(figures.disbursed_minor),
+                outstanding_principal: money(figures.outstanding_principal_minor),
+                disbursed_share: ratio(figures.disbursed_minor, totals.cumulative_disbursed_minor),
             })
             .collect();
         Ok(proto::GetPortfolioReportResponse {
@@ -94,6 +105,7 @@ impl LedgerApi {
                 cumulative_interest_income: money(totals.cumulative_interest_income_minor),
                 loans_paid_off: totals.loans_paid_off,
                 loans_written_off: totals.loans_written_off,
+                purposes: purpose_summaries,
                 generate_time: convert::timestamp(today.now),
             }),
         })

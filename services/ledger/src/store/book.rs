@@ -228,6 +228,8 @@ pub struct LoanRow {
     pub write_off_reason: i16,
     pub written_off_minor: Option<i64>,
     pub update_time: DateTime<Utc>,
+    /// LoanPurpose number (1..=7; loans older than the column read OTHER, 6).
+    pub purpose: i16,
     /// Receivable balances (debits - credits posted), fen.
     pub principal_outstanding_minor: i64,
     pub interest_outstanding_minor: i64,
@@ -238,7 +240,7 @@ const LOAN_SELECT: &str = "SELECT l.seq, l.loan_id, l.customer_id, l.credit_line
      l.principal_minor, l.term_months, l.repayment_method, l.daily_rate, l.penalty_daily_rate, \
      l.apr, l.disbursement_date, l.disburse_time, l.principal_account_id, \
      l.interest_account_id, l.penalty_account_id, l.paid_off_date, l.written_off_date, \
-     l.write_off_reason, l.written_off_minor, l.update_time, \
+     l.write_off_reason, l.written_off_minor, l.update_time, l.purpose, \
      (p.debits_posted - p.credits_posted) AS principal_outstanding_minor, \
      (i.debits_posted - i.credits_posted) AS interest_outstanding_minor, \
      (n.debits_posted - n.credits_posted) AS penalty_outstanding_minor \
@@ -306,14 +308,17 @@ pub struct NewLoan {
     pub apr: Decimal,
     pub disbursement_date: NaiveDate,
     pub accounts: [Uuid; 3],
+    /// LoanPurpose number (1..=7).
+    pub purpose: i16,
 }
 
 pub async fn insert_loan(conn: &mut PgConnection, loan: &NewLoan) -> Result<(), LedgerError> {
     sqlx::query(
         "INSERT INTO loans (loan_id, customer_id, credit_line_id, status, principal_minor, \
              term_months, repayment_method, daily_rate, penalty_daily_rate, apr, \
-             disbursement_date, principal_account_id, interest_account_id, penalty_account_id) \
-         VALUES ($1, $2, $3, 1, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+             disbursement_date, principal_account_id, interest_account_id, penalty_account_id, \
+             purpose) \
+         VALUES ($1, $2, $3, 1, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
     )
     .bind(loan.loan_id)
     .bind(loan.customer_id)
@@ -328,6 +333,7 @@ pub async fn insert_loan(conn: &mut PgConnection, loan: &NewLoan) -> Result<(), 
     .bind(loan.accounts[0])
     .bind(loan.accounts[1])
     .bind(loan.accounts[2])
+    .bind(loan.purpose)
     .execute(conn)
     .await?;
     Ok(())

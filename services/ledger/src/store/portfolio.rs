@@ -1,5 +1,5 @@
-//! GetPortfolioReport's figures: the loan book summed by delinquency bucket, the lines,
-//! and the cumulative totals, each one statement over the whole book (read only).
+//! GetPortfolioReport's figures: the loan book summed by delinquency bucket and by
+//! purpose, the lines, and the cumulative totals, each one statement over the whole book (read only).
 
 use chrono::NaiveDate;
 use sqlx::PgConnection;
@@ -40,6 +40,32 @@ pub async fn active_loans_by_bucket(
          FROM active GROUP BY 1 ORDER BY 1",
     )
     .bind(business_date)
+    .fetch_all(conn)
+    .await?)
+}
+
+/// The loans of one purpose (LoanPurpose number), fen.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, sqlx::FromRow)]
+pub struct PurposeFigures {
+    pub purpose: i16,
+    /// Loans ever disbursed, any status.
+    pub loan_count: i64,
+    pub disbursed_minor: i64,
+    /// Outstanding principal of the ACTIVE loans only.
+    pub outstanding_principal_minor: i64,
+}
+
+/// Every purpose with at least one loan, in LoanPurpose number order: what was lent for
+/// it and what of that is still out.
+pub async fn loans_by_purpose(conn: &mut PgConnection) -> Result<Vec<PurposeFigures>, LedgerError> {
+    Ok(sqlx::query_as(
+        "SELECT l.purpose, count(*) AS loan_count, \
+                sum(l.principal_minor)::int8 AS disbursed_minor, \
+                COALESCE(sum(p.debits_posted - p.credits_posted) FILTER (WHERE l.status = 1), \
+                         0)::int8 AS outstanding_principal_minor \
+         FROM loans l JOIN accounts p ON p.id = l.principal_account_id \
+         GROUP BY l.purpose ORDER BY l.purpose",
+    )
     .fetch_all(conn)
     .await?)
 }
