@@ -222,6 +222,10 @@ impl AccountApi {
             request.repayment_method,
             &self.rules.product.offered_terms,
         );
+        // Optional here (the price is the same for every purpose), but a known value.
+        if common::LoanPurpose::try_from(request.purpose).is_err() {
+            violations.push(("purpose", "is not a LoanPurpose".into()));
+        }
         let Some(terms) = terms.filter(|_| violations.is_empty()) else {
             return Err(AccountError::InvalidArgument(violations));
         };
@@ -323,8 +327,8 @@ impl AccountApi {
         if request.device_id.chars().count() > DEVICE_CHARS_MAX {
             violations.push(("device_id", "must be at most 128 characters".into()));
         }
-        let purpose = match proto::LoanPurpose::try_from(request.purpose) {
-            Ok(proto::LoanPurpose::Unspecified) | Err(_) => {
+        let purpose = match common::LoanPurpose::try_from(request.purpose) {
+            Ok(common::LoanPurpose::Unspecified) | Err(_) => {
                 violations.push(("purpose", "is required (a LoanPurpose)".into()));
                 None
             }
@@ -394,6 +398,7 @@ impl AccountApi {
                 repayment_method: i32::from(method_number(terms.method)),
                 daily_rate: daily_rate.normalize().to_string(),
                 penalty_daily_rate: penalty_daily_rate.normalize().to_string(),
+                purpose: purpose as i32,
             })
             .await
             .map_err(|status| match reason_of(&status).as_deref() {

@@ -10,10 +10,10 @@ use common::{NAME, cny, customer_token, minor, national_id, phone, reason, world
 use microloan_platform::testing::{self, TestApp};
 use microloan_proto::{
     account::v1::{
-        ApplyForCreditLineRequest, BorrowRequest, ListLoansRequest, LoanPurpose, QuoteLoanRequest,
-        RepayRequest, RequestLimitIncreaseRequest,
+        ApplyForCreditLineRequest, BorrowRequest, ListLoansRequest, QuoteLoanRequest, RepayRequest,
+        RequestLimitIncreaseRequest,
     },
-    common::v1::{DecisionOutcome, RepaymentMethod},
+    common::v1::{DecisionOutcome, LoanPurpose, RepaymentMethod},
     events::v1::{Event, event::Payload},
     ledger::v1::{AccountCode, AccountKey, GetAccountRequest, get_account_request::Lookup},
 };
@@ -297,6 +297,7 @@ async fn the_logs_of_a_whole_journey_hold_no_national_id_phone_or_name() {
                 principal: cny(50_000),
                 term_months: 5,
                 repayment_method: 0,
+                purpose: LoanPurpose::Travel as i32,
             },
             &token,
         ))
@@ -316,6 +317,11 @@ async fn the_logs_of_a_whole_journey_hold_no_national_id_phone_or_name() {
         .loan
         .expect("loan");
     assert_eq!(loan.apr, quote.apr, "the quote's terms were booked");
+    assert_eq!(
+        loan.purpose,
+        LoanPurpose::Consumption as i32,
+        "Borrow's purpose"
+    );
     assert_eq!(
         loan.schedule.expect("schedule").total_interest,
         quote.schedule.expect("schedule").total_interest

@@ -9,10 +9,12 @@ use common::{cny, customer_token, metadata, minor, reason, world};
 use microloan_platform::testing;
 use microloan_proto::{
     account::v1::{
-        AdjustCreditLineRequest, BorrowRequest, CustomerStatus, ListLoansRequest, LoanPurpose,
-        QuoteLoanRequest, RepayRequest, RequestLimitIncreaseRequest, UpdateCustomerStatusRequest,
+        AdjustCreditLineRequest, BorrowRequest, CustomerStatus, ListLoansRequest, QuoteLoanRequest,
+        RepayRequest, RequestLimitIncreaseRequest, UpdateCustomerStatusRequest,
     },
-    common::v1::{CreditLineChangeSource, CreditLineStatus, ReasonCode, RepaymentMethod},
+    common::v1::{
+        CreditLineChangeSource, CreditLineStatus, LoanPurpose, ReasonCode, RepaymentMethod,
+    },
     events::v1::{Event, event::Payload},
     ledger::v1::DisburseRequest,
 };
@@ -26,6 +28,7 @@ fn quote_request(customer_id: &str, principal_minor: i64, term_months: i32) -> Q
         principal: cny(principal_minor),
         term_months,
         repayment_method: RepaymentMethod::EqualInstallment as i32,
+        purpose: 0,
     }
 }
 
@@ -139,6 +142,7 @@ async fn the_quote_equals_the_loan_the_ledger_books_and_repay_and_list_loans_go_
                 repayment_method: RepaymentMethod::EqualInstallment as i32,
                 daily_rate: quote.daily_rate.clone(),
                 penalty_daily_rate: quote.penalty_daily_rate.clone(),
+                purpose: LoanPurpose::Consumption as i32,
             },
             &world.service,
         ))

@@ -9,7 +9,7 @@ use microloan_proto::{
         CreateCustomerRequest, CustomerStatus, UpdateCustomerStatusRequest,
         account_service_client::AccountServiceClient,
     },
-    common::v1::{Money, RepaymentMethod},
+    common::v1::{LoanPurpose, Money, RepaymentMethod},
     ledger::v1::{
         DisburseRequest, OpenCreditLineRequest, RepayRequest,
         ledger_service_client::LedgerServiceClient,
@@ -132,6 +132,7 @@ async fn a_customer_is_suspended_reactivated_and_closed_only_when_nothing_is_owe
                 repayment_method: RepaymentMethod::EqualPrincipal as i32,
                 daily_rate: "0.0004".into(),
                 penalty_daily_rate: String::new(),
+                purpose: LoanPurpose::Consumption as i32,
             },
             &service,
         ))
