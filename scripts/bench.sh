@@ -100,7 +100,7 @@ jwt_secret=${AUTH_JWT_SECRET:-microloan-bench-only-dev-secret-0123456789abcdef}
 ((${#jwt_secret} >= 32)) || die "AUTH_JWT_SECRET must be at least 32 bytes"
 
 echo "bench: building ledger and loadgen (release; this takes a while on a small machine)"
-cargo build --release --bin ledger --bin loadgen
+cargo build --release --bin ledger --bin scoring --bin loadgen
 target_dir=${CARGO_TARGET_DIR:-$root/target}
 ledger_bin=$target_dir/release/ledger
 loadgen_bin=$target_dir/release/loadgen
@@ -147,9 +147,22 @@ stop_ledger() {
   wait "$ledger_pid" 2>/dev/null || ledger_status=$?
   ledger_pid=
 }
+scoring_pid=
+stop_scoring() {
+  [[ -n $scoring_pid ]] || return 0
+  kill -TERM "$scoring_pid" 2>/dev/null || true
+  for _ in $(seq 1 300); do
+    kill -0 "$scoring_pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  kill -KILL "$scoring_pid" 2>/dev/null || true
+  wait "$scoring_pid" 2>/dev/null || true
+  scoring_pid=
+}
 cleanup() {
   local status=$?
   stop_ledger
+  stop_scoring
   [[ -n $tmp && -f $tmp ]] && rm -f "$tmp"
   if [[ -n $previous_exit_trap ]]; then
     eval "$previous_exit_trap" || true
@@ -255,6 +268,53 @@ fi
 stop_ledger
 [[ $ledger_status == 0 ]] || echo "bench: warning: ledger exited with status $ledger_status after SIGTERM" >&2
 
+# Scoring (issue 9), its own process on a fresh database after the ledger stopped:
+# the health ceiling and Evaluate at concurrency 16 in the same run (Evaluate first
+# loads a 100,000-party graph through IngestSignals), then IngestSignals in batches of
+# 1,000 at concurrency 4. The load average is recorded beside the rows.
+scoring_port=$(free_port)
+scoring_admin_port=$(free_port)
+scoring_target=http://127.0.0.1:$scoring_port
+if command -v psql >/dev/null 2>&1; then
+  psql -q "$pg_url" -c 'DROP DATABASE IF EXISTS microloan_bench_scoring WITH (FORCE)' >/dev/null 2>&1 || true
+fi
+env -u OTEL_EXPORTER_OTLP_ENDPOINT \
+  LISTEN_ADDR="127.0.0.1:$scoring_port" \
+  ADMIN_LISTEN_ADDR="127.0.0.1:$scoring_admin_port" \
+  DATABASE_URL="$(with_database "$pg_url" microloan_bench_scoring)" \
+  REDIS_URL="$redis_url" \
+  REDIS_KEY_PREFIX=bench-scoring: \
+  AUTH_JWT_SECRET="$jwt_secret" \
+  RUST_LOG=warn \
+  "$target_dir/release/scoring" >"$results/scoring.log" 2>&1 &
+scoring_pid=$!
+ready_by=$((SECONDS + ready_seconds))
+until "$loadgen_bin" --scenario health --target "$scoring_target" --requests 1 --warmup-seconds 0 \
+  --concurrency 1 --connections 1 --timeout-ms 1000 --format json >/dev/null 2>&1; do
+  kill -0 "$scoring_pid" 2>/dev/null || die "scoring exited before answering health (see $results/scoring.log)"
+  ((SECONDS < ready_by)) || die "scoring did not answer health within ${ready_seconds} s"
+  sleep 0.5
+done
+scoring_load=$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null) || true
+for scoring_scenario in health scoring-evaluate; do
+  file=$results/scoring-$scoring_scenario-c16.json
+  args=(--scenario "$scoring_scenario" --concurrency 16 --connections 4
+    --warmup-seconds "$warmup" --duration-seconds "$duration" --timeout-ms 60000)
+  LOADGEN_JWT_SECRET="$jwt_secret" "$loadgen_bin" "${args[@]}" --target "$scoring_target" --json "$file"
+  # Tell the scoring process's ceiling apart from the ledger's in the table.
+  sed -i 's/"scenario": "health"/"scenario": "health (scoring, ceiling)"/' "$file"
+  files+=("$file")
+  commands+=("loadgen ${args[*]} --target $scoring_target  # scoring")
+done
+file=$results/scoring-ingest.json
+args=(--scenario scoring-ingest --concurrency 4 --connections 4
+  --warmup-seconds "$warmup" --duration-seconds "$duration" --timeout-ms 60000)
+LOADGEN_JWT_SECRET="$jwt_secret" "$loadgen_bin" "${args[@]}" --target "$scoring_target" --json "$file"
+files+=("$file")
+commands+=("loadgen ${args[*]} --target $scoring_target  # scoring")
+scoring_load="$scoring_load -> $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null)" || true
+stop_scoring
+
 # events-relay: the outbox -> relay -> stream -> consumer pipeline, run by loadgen in its
 # own process (no service needed), after the ledger stopped so it has the machine.
 for per_tx in "${events_per_tx[@]}"; do
@@ -328,6 +388,8 @@ page; edits by hand are overwritten.
 | \`notification-throughput\` | Redis Stream → notification consumer → IN_APP + PUSH notices → signed webhook (services/notification, docs/notification.md) | Not an RPC: the notification service runs in the loadgen process on a fresh database \`microloan_bench_notification\`, with a local HTTP receiver as the push provider. \`concurrency\` producers each \`XADD\` one \`InstallmentDueSoon\` event and wait for its webhook (closed loop). Throughput counts webhooks delivered in the window; the latencies run from the \`XADD\` returning to the provider receiving the webhook. Target (issue 11): at least 2,000 notices/s with p99 under 200 ms. |
 | \`ledger-transfers (N/call, transfers/s)\` | \`LedgerService/CreateTransfers\` with N transfers per call | 16 workers on 16 connections, each moving 1.00 CNY back and forth between its own two platform \`FUNDING\` sub-accounts (no balance flags, no row shared between workers). \`requests\` and throughput count **transfers**; the latencies are per **call**. Compare with the pgbench line below. Target (issue 8): batched ≥ 2× pgbench's single-row INSERT tps. |
 | \`ledger-disburse (1000 customers)\` | \`LedgerService/Disburse\` | 1,000 credit lines (200,000 CNY each) opened first, then 16 workers draw 100–1,000 CNY loans (10 months, equal principal), each worker on its own customers in turn; bounded well before a line runs out. |
+| \`scoring-evaluate (...)\` | \`ScoringService/Evaluate\` (CREDIT_LINE_APPLICATION) | Against the **scoring** service (its own process and database \`microloan_bench_scoring\`, after the ledger stopped). First a 100,000-party graph is loaded through IngestSignals (1,000 applicants with 50 CONTACT edges each, one edge per other party, 2% known defaulters), then 16 workers evaluate random applicants: features over the 2-hop neighbourhood, the scorecard, the eight fraud rules, the stored decision. Compare with the \`health\` row just before it (same scoring process, same run). Target (issue 9): ≥ 50% of that ceiling, p99 under 5 ms. |
+| \`scoring-ingest (1000/batch, signals/s)\` | \`ScoringService/IngestSignals\`, one batch of 1,000 CONTACT edges per call | 4 workers; \`requests\` and throughput count **signals**, latencies are per batch. Target (issue 9): ≥ 20,000 signals/s. |
 | \`ledger-eod (N loans; loans/s, wall time)\` | \`LedgerService/RunEndOfDay\` | Loans are booked (16 concurrent \`Disburse\`, 10 per customer) until the book holds the wanted count of active loans, then one end of day for the current business date is timed. One call: \`requests\` = loans processed, throughput = loans/s, every latency column = its wall time. Target (issue 8): under 10 s for 100,000 loans. |
 
 Each row is one run: \`concurrency\` workers spread over \`connections\` HTTP/2
@@ -365,6 +427,8 @@ Latencies in milliseconds, successful calls only; throughput is successful calls
 second over the measured window.
 
 $table_md
+
+Load average (1, 5, 15 min) at the start and the end of the scoring rows: ${scoring_load:-not read}.
 
 Redis alone on the same machine in the same run (\`redis-benchmark -c 16 -n 200000\`:
 one \`XADD\` per request to one stream with the relay's \`MAXLEN ~\`, and \`SET\`):

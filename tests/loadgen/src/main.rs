@@ -20,6 +20,7 @@ mod notification_throughput;
 mod report;
 mod runner;
 mod scenario;
+mod scoring_bench;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -246,6 +247,10 @@ async fn run_scenario(args: &RunArgs) -> anyhow::Result<RunReport> {
         // The ledger's own RPCs, with their fixtures (see the module).
         ScenarioName::LedgerTransfers | ScenarioName::LedgerDisburse | ScenarioName::LedgerEod => {
             ledger_bench::run(args).await
+        }
+        // Scoring's Evaluate over a loaded graph, and IngestSignals (see the module).
+        ScenarioName::ScoringEvaluate | ScenarioName::ScoringIngest => {
+            scoring_bench::run(args).await
         }
         // Not a gRPC call: the events pipeline in this process (see its module).
         ScenarioName::EventsRelay => {

@@ -35,6 +35,11 @@ pub enum ScenarioName {
     LedgerDisburse,
     /// Ledger `RunEndOfDay` wall time over `--eod-loans` active loans.
     LedgerEod,
+    /// Scoring `Evaluate` for applicants with 50 contacts in a 100,000-party graph
+    /// (loaded first through IngestSignals).
+    ScoringEvaluate,
+    /// Scoring `IngestSignals`, one batch of 1,000 contacts per call: signals/s.
+    ScoringIngest,
 }
 
 impl ScenarioName {
@@ -46,6 +51,8 @@ impl ScenarioName {
             Self::LedgerTransfers => "ledger-transfers",
             Self::LedgerDisburse => "ledger-disburse",
             Self::LedgerEod => "ledger-eod",
+            Self::ScoringEvaluate => "scoring-evaluate",
+            Self::ScoringIngest => "scoring-ingest",
         }
     }
 }
