@@ -4,7 +4,6 @@
 
 use chrono::{DateTime, Duration as Days, Utc};
 use microloan_domain::{DailyRate, loan::penalty_daily_rate};
-use microloan_events::NewEvent;
 use microloan_platform::{
     auth::{Caller, Role},
     idempotency::{self, RequestKey},
@@ -15,24 +14,24 @@ use microloan_proto::{
     events::v1::{ApplicationDeclined, CreditLineOpened, event::Payload},
     google::r#type::Date,
     ledger::v1::OpenCreditLineRequest,
-    scoring::v1::{Decision, EvaluateRequest, EvaluationContext},
+    scoring::v1::{Decision, EvaluateRequest},
 };
 use prost::Message;
 use uuid::Uuid;
 
 use crate::{
-    config::IDENTITY,
     error::AccountError,
-    grpc::{AccountApi, OwnedKey, cny, decode_stored, parse_id, today_in_shanghai},
+    grpc::{
+        AccountApi, OwnedKey, cny, decode_stored, emit, parse_id, push_request_and_customer,
+        today_in_shanghai,
+    },
     lines::{Balance, derived_id, ensure_customer_active, indebtedness_cap_minor, line_to_proto},
-    loans::hex,
     peers::from_peer,
-    rate_limit::{self, Limit},
     store::{
         audit::{AuditEntry, insert_audit_entry},
         lines::{
-            ApplicationRow, LineStatus, NewLine, customer_hashes, insert_application, insert_line,
-            latest_line, lock_application, reapply_after, resolve_application, update_income,
+            ApplicationRow, LineStatus, NewLine, insert_application, insert_line, latest_line,
+            lock_application, reapply_after, resolve_application, update_income,
         },
     },
 };
@@ -125,17 +124,8 @@ impl AccountApi {
     ) -> Result<Application, AccountError> {
         let product = &self.rules.product;
         let mut violations: Vec<(&'static str, String)> = Vec::new();
-        if let Some(problem) = idempotency::request_id_problem(&request.request_id) {
-            violations.push(("request_id", problem.to_owned()));
-        }
-        let customer_id = match parse_id("customer_id", &request.customer_id) {
-            Ok(id) => Some(id),
-            Err(AccountError::InvalidArgument(more)) => {
-                violations.extend(more);
-                None
-            }
-            Err(other) => return Err(other),
-        };
+        let customer_id =
+            push_request_and_customer(&mut violations, &request.request_id, &request.customer_id);
         let requested_limit_minor = optional_cny(
             &mut violations,
             "requested_limit",
@@ -238,22 +228,12 @@ impl AccountApi {
             return Err(indebtedness(cap_minor));
         }
         let customer_text = customer_id.to_string();
-        rate_limit::check(
+        crate::rate_limit::check_customer_and_device(
             &self.cache,
-            &[
-                Limit {
-                    rpc: "ApplyForCreditLine",
-                    kind: "customer",
-                    subject: &customer_text,
-                    per_minute: self.rules.rate_limits.apply.0,
-                },
-                Limit {
-                    rpc: "ApplyForCreditLine",
-                    kind: "device",
-                    subject: &request.device_id,
-                    per_minute: self.rules.rate_limits.apply.1,
-                },
-            ],
+            "ApplyForCreditLine",
+            &customer_text,
+            &request.device_id,
+            self.rules.rate_limits.apply,
         )
         .await?;
         let decision = self
@@ -347,12 +327,6 @@ impl AccountApi {
         request: &proto::ApplyForCreditLineRequest,
         income_minor: i64,
     ) -> Result<Decision, AccountError> {
-        let (national_id_hash, phone_hash) = {
-            let mut conn = self.pool.acquire().await?;
-            customer_hashes(&mut conn, customer_id)
-                .await?
-                .unwrap_or_default()
-        };
         let mut scoring = self.peers.scoring.clone();
         scoring
             .evaluate(EvaluateRequest {
@@ -367,11 +341,10 @@ impl AccountApi {
                 purpose: common::DecisionPurpose::CreditLineApplication as i32,
                 annual_income: Some(cny(income_minor)),
                 requested_limit: request.requested_limit.clone(),
-                context: Some(EvaluationContext {
-                    device_id: request.device_id.clone(),
-                    phone_hash: hex(&phone_hash),
-                    national_id_hash: hex(&national_id_hash),
-                }),
+                context: Some(
+                    self.evaluation_context(customer_id, &request.device_id)
+                        .await?,
+                ),
                 ..EvaluateRequest::default()
             })
             .await
@@ -430,21 +403,17 @@ impl AccountApi {
         )
         .await?;
         let line = line_to_proto(&row, &balance, &self.rules.product, &self.rules.lines);
-        microloan_events::append(
+        emit(
             &mut tx,
-            IDENTITY.name,
-            NewEvent {
-                customer_id,
-                business_date: None,
-                payload: Payload::CreditLineOpened(CreditLineOpened {
-                    credit_line_id: credit_line_id.to_string(),
-                    limit: Some(cny(balance.limit_minor)),
-                    daily_rate: line.daily_rate.clone(),
-                    apr: line.apr.clone(),
-                    risk_grade: terms.risk_grade,
-                    decision_id: terms.decision_id.to_string(),
-                }),
-            },
+            customer_id,
+            Payload::CreditLineOpened(CreditLineOpened {
+                credit_line_id: credit_line_id.to_string(),
+                limit: Some(cny(balance.limit_minor)),
+                daily_rate: line.daily_rate.clone(),
+                apr: line.apr.clone(),
+                risk_grade: terms.risk_grade,
+                decision_id: terms.decision_id.to_string(),
+            }),
         )
         .await?;
         if let Some((resolution, _)) = resolved {
@@ -540,19 +509,15 @@ impl AccountApi {
             )
             .await?;
         }
-        microloan_events::append(
+        emit(
             &mut tx,
-            IDENTITY.name,
-            NewEvent {
-                customer_id,
-                business_date: None,
-                payload: Payload::ApplicationDeclined(ApplicationDeclined {
-                    decision_id: decision_id.to_string(),
-                    purpose: common::DecisionPurpose::CreditLineApplication as i32,
-                    reasons: reasons.clone(),
-                    reapply_after_date: Some(date(reapply_after_date)),
-                }),
-            },
+            customer_id,
+            Payload::ApplicationDeclined(ApplicationDeclined {
+                decision_id: decision_id.to_string(),
+                purpose: common::DecisionPurpose::CreditLineApplication as i32,
+                reasons: reasons.clone(),
+                reapply_after_date: Some(date(reapply_after_date)),
+            }),
         )
         .await?;
         let response = proto::ApplyForCreditLineResponse {

@@ -126,22 +126,12 @@ impl AccountApi {
                 .pii
                 .lookup_hash(PiiField::NationalId, customer.national_id.expose()),
         );
-        crate::rate_limit::check(
+        crate::rate_limit::check_customer_and_device(
             &self.cache,
-            &[
-                crate::rate_limit::Limit {
-                    rpc: "CreateCustomer",
-                    kind: "customer",
-                    subject: &person,
-                    per_minute: self.rules.rate_limits.create_customer.0,
-                },
-                crate::rate_limit::Limit {
-                    rpc: "CreateCustomer",
-                    kind: "device",
-                    subject: &customer.device_id,
-                    per_minute: self.rules.rate_limits.create_customer.1,
-                },
-            ],
+            "CreateCustomer",
+            &person,
+            &customer.device_id,
+            self.rules.rate_limits.create_customer,
         )
         .await?;
         let owned_key = OwnedKey::new(caller, "CreateCustomer", &request);
@@ -158,18 +148,14 @@ impl AccountApi {
                 message: "a customer with this national id exists".into(),
                 metadata: vec![("customer_id", existing.to_string())],
             })?;
-        microloan_events::append(
+        emit(
             &mut tx,
-            IDENTITY.name,
-            NewEvent {
-                customer_id,
-                business_date: None,
-                payload: Payload::CustomerCreated(CustomerCreated {
-                    customer_id: customer_id.to_string(),
-                    locale: customer.locale.as_str().to_owned(),
-                    device_id: customer.device_id.clone(),
-                }),
-            },
+            customer_id,
+            Payload::CustomerCreated(CustomerCreated {
+                customer_id: customer_id.to_string(),
+                locale: customer.locale.as_str().to_owned(),
+                device_id: customer.device_id.clone(),
+            }),
         )
         .await?;
         let response = proto::CreateCustomerResponse {
@@ -223,18 +209,9 @@ impl AccountApi {
         caller: &Caller,
         request: proto::UpdateCustomerStatusRequest,
     ) -> Result<proto::UpdateCustomerStatusResponse, AccountError> {
-        let mut violations = Vec::new();
-        if let Some(problem) = idempotency::request_id_problem(&request.request_id) {
-            violations.push(("request_id", problem.to_owned()));
-        }
-        let customer_id = match parse_id("customer_id", &request.customer_id) {
-            Ok(id) => Some(id),
-            Err(AccountError::InvalidArgument(more)) => {
-                violations.extend(more);
-                None
-            }
-            Err(other) => return Err(other),
-        };
+        let mut violations: Vec<(&'static str, String)> = Vec::new();
+        let customer_id =
+            push_request_and_customer(&mut violations, &request.request_id, &request.customer_id);
         let target = match proto::CustomerStatus::try_from(request.status) {
             Ok(proto::CustomerStatus::Active) => Some(CustomerStatus::Active),
             Ok(proto::CustomerStatus::Suspended) => Some(CustomerStatus::Suspended),
@@ -381,18 +358,12 @@ impl AccountApi {
             }],
             decision_id: None,
         });
-        microloan_events::append(
+        emit(
             tx,
-            IDENTITY.name,
-            NewEvent {
-                customer_id,
-                business_date: None,
-                payload: Payload::CreditLineChanged(
-                    microloan_proto::events::v1::CreditLineChanged {
-                        change: Some(change),
-                    },
-                ),
-            },
+            customer_id,
+            Payload::CreditLineChanged(microloan_proto::events::v1::CreditLineChanged {
+                change: Some(change),
+            }),
         )
         .await?;
         let line = line_to_proto(&after_row, &after, &self.rules.product, &self.rules.lines);
@@ -569,6 +540,53 @@ impl OwnedKey {
 
 pub(crate) fn decode_stored<T: Message + Default>(stored: &[u8]) -> Result<T, AccountError> {
     T::decode(stored).map_err(|err| AccountError::Internal(format!("stored response: {err}")))
+}
+
+/// A UUID field parsed into `violations`: the id, or `None` with a violation naming it.
+pub(crate) fn push_id(
+    violations: &mut Vec<(&'static str, String)>,
+    field: &'static str,
+    text: &str,
+) -> Option<Uuid> {
+    match parse_id(field, text) {
+        Ok(id) => Some(id),
+        Err(AccountError::InvalidArgument(more)) => {
+            violations.extend(more);
+            None
+        }
+        Err(_) => None,
+    }
+}
+
+/// A mutating request's `request_id` and `customer_id`, parsed into `violations`.
+pub(crate) fn push_request_and_customer(
+    violations: &mut Vec<(&'static str, String)>,
+    request_id: &str,
+    customer_id: &str,
+) -> Option<Uuid> {
+    if let Some(problem) = idempotency::request_id_problem(request_id) {
+        violations.push(("request_id", problem.to_owned()));
+    }
+    push_id(violations, "customer_id", customer_id)
+}
+
+/// Appends `payload` to account's outbox, in the caller's transaction.
+pub(crate) async fn emit(
+    conn: &mut sqlx::PgConnection,
+    customer_id: Uuid,
+    payload: Payload,
+) -> Result<(), sqlx::Error> {
+    microloan_events::append(
+        conn,
+        IDENTITY.name,
+        NewEvent {
+            customer_id,
+            business_date: None,
+            payload,
+        },
+    )
+    .await?;
+    Ok(())
 }
 
 /// A UUID request field, normalised; INVALID_ARGUMENT naming `field` otherwise.

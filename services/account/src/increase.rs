@@ -2,7 +2,6 @@
 //! ledger moves the limit; a decline starts the cooldown again.
 
 use chrono::{FixedOffset, Utc};
-use microloan_events::NewEvent;
 use microloan_platform::{auth::Caller, idempotency};
 use microloan_proto::{
     account::v1 as proto,
@@ -10,22 +9,20 @@ use microloan_proto::{
     events::v1::{ApplicationDeclined, CreditLineChanged, event::Payload},
     google::r#type::Date,
     ledger::v1::ChangeCreditLimitRequest,
-    scoring::v1::{EvaluateRequest, EvaluationContext},
+    scoring::v1::EvaluateRequest,
 };
 use prost::Message;
 use uuid::Uuid;
 
 use crate::{
-    config::IDENTITY,
     error::AccountError,
-    grpc::{AccountApi, OwnedKey, cny, decode_stored, parse_id},
+    grpc::{AccountApi, OwnedKey, cny, decode_stored, emit, push_request_and_customer},
     lines::{
         Balance, ChangeView, change_to_proto, derived_id, ensure_customer_active, ensure_line_open,
         indebtedness_cap_minor, line_to_proto, next_increase_time,
     },
-    loans::hex,
     peers::from_peer,
-    store::lines::{LineUpdate, customer_hashes, update_income, update_line},
+    store::lines::{LineUpdate, update_income, update_line},
 };
 
 const DEVICE_CHARS_MAX: usize = 128;
@@ -52,17 +49,8 @@ impl AccountApi {
     ) -> Result<proto::RequestLimitIncreaseResponse, AccountError> {
         let product = &self.rules.product;
         let mut violations: Vec<(&'static str, String)> = Vec::new();
-        if let Some(problem) = idempotency::request_id_problem(&request.request_id) {
-            violations.push(("request_id", problem.to_owned()));
-        }
-        let customer_id = match parse_id("customer_id", &request.customer_id) {
-            Ok(id) => Some(id),
-            Err(AccountError::InvalidArgument(more)) => {
-                violations.extend(more);
-                None
-            }
-            Err(other) => return Err(other),
-        };
+        let customer_id =
+            push_request_and_customer(&mut violations, &request.request_id, &request.customer_id);
         let requested_minor = match request.requested_limit.as_ref() {
             Some(money)
                 if money.currency_code == "CNY"
@@ -101,8 +89,7 @@ impl AccountApi {
         };
         let owned_key = OwnedKey::new(caller, "RequestLimitIncrease", &request);
         let (key, caller_key) = (owned_key.key(), owned_key.caller.as_str());
-        let customer = self.owned_customer(caller, customer_id).await?;
-        let line = self.current_line(customer_id).await?;
+        let (customer, line) = self.owned_customer_and_line(caller, customer_id).await?;
         if let Some(stored) = self.replayed(key).await? {
             return Ok(stored);
         }
@@ -142,12 +129,6 @@ impl AccountApi {
                 metadata: vec![("cap_minor_units", cap_minor.to_string())],
             });
         }
-        let (national_id_hash, phone_hash) = {
-            let mut conn = self.pool.acquire().await?;
-            customer_hashes(&mut conn, customer_id)
-                .await?
-                .unwrap_or_default()
-        };
         let mut scoring = self.peers.scoring.clone();
         let decision = scoring
             .evaluate(EvaluateRequest {
@@ -164,11 +145,10 @@ impl AccountApi {
                 requested_limit: request.requested_limit.clone(),
                 current_limit: Some(cny(before.limit_minor)),
                 drawdown_amount: None,
-                context: Some(EvaluationContext {
-                    device_id: request.device_id.clone(),
-                    phone_hash: hex(&phone_hash),
-                    national_id_hash: hex(&national_id_hash),
-                }),
+                context: Some(
+                    self.evaluation_context(customer_id, &request.device_id)
+                        .await?,
+                ),
             })
             .await
             .map_err(|status| from_peer("scoring", &status))?
@@ -244,36 +224,28 @@ impl AccountApi {
                 reasons,
                 decision_id: Some(decision_id),
             });
-            microloan_events::append(
+            emit(
                 &mut tx,
-                IDENTITY.name,
-                NewEvent {
-                    customer_id,
-                    business_date: None,
-                    payload: Payload::CreditLineChanged(CreditLineChanged {
-                        change: Some(view.clone()),
-                    }),
-                },
+                customer_id,
+                Payload::CreditLineChanged(CreditLineChanged {
+                    change: Some(view.clone()),
+                }),
             )
             .await?;
             change = Some(view);
         } else if !review {
-            microloan_events::append(
+            emit(
                 &mut tx,
-                IDENTITY.name,
-                NewEvent {
-                    customer_id,
-                    business_date: None,
-                    payload: Payload::ApplicationDeclined(ApplicationDeclined {
-                        decision_id: decision_id.to_string(),
-                        purpose: common::DecisionPurpose::LimitIncrease as i32,
-                        reasons: decision.reasons.clone(),
-                        reapply_after_date: Some(date(shanghai_date(next_increase_time(
-                            &after_row,
-                            &self.rules.lines,
-                        )))),
-                    }),
-                },
+                customer_id,
+                Payload::ApplicationDeclined(ApplicationDeclined {
+                    decision_id: decision_id.to_string(),
+                    purpose: common::DecisionPurpose::LimitIncrease as i32,
+                    reasons: decision.reasons.clone(),
+                    reapply_after_date: Some(date(shanghai_date(next_increase_time(
+                        &after_row,
+                        &self.rules.lines,
+                    )))),
+                }),
             )
             .await?;
         }

@@ -4,7 +4,6 @@
 
 use chrono::{DateTime, Duration as Days, Utc};
 use microloan_domain::{DailyRate, ProductRules, loan::headline_apr, loan::penalty_daily_rate};
-use microloan_events::NewEvent;
 use microloan_platform::{
     auth::{Caller, Role},
     convert, idempotency,
@@ -17,6 +16,7 @@ use microloan_proto::{
         AccountCode, AccountKey, ChangeCreditLimitRequest, CreditLineBalance, GetAccountRequest,
         ListLoansRequest, get_account_request::Lookup,
     },
+    scoring::v1::EvaluationContext,
 };
 use prost::Message;
 use rust_decimal::Decimal;
@@ -24,14 +24,17 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use crate::{
-    config::{IDENTITY, LineSettings},
+    config::LineSettings,
     error::AccountError,
-    grpc::{AccountApi, OwnedKey, cny, decode_stored, parse_id},
+    grpc::{AccountApi, OwnedKey, cny, decode_stored, emit, parse_id, push_request_and_customer},
     peers::from_peer,
     store::{
         audit::{AuditEntry, insert_audit_entry},
         customers::{CustomerRow, find_customer},
-        lines::{LineRow, LineStatus, LineUpdate, latest_line, lock_latest_line, update_line},
+        lines::{
+            LineRow, LineStatus, LineUpdate, customer_hashes, latest_line, lock_latest_line,
+            update_line,
+        },
     },
 };
 
@@ -197,12 +200,42 @@ impl AccountApi {
         Ok(row)
     }
 
-    /// The customer's latest line, or NOT_FOUND credit_line.
-    pub(crate) async fn current_line(&self, customer_id: Uuid) -> Result<LineRow, AccountError> {
+    /// The customer and its latest line: NOT_FOUND for either (customer first), then
+    /// NOT_RESOURCE_OWNER (the documented precedence: NOT_FOUND before PERMISSION_DENIED).
+    pub(crate) async fn owned_customer_and_line(
+        &self,
+        caller: &Caller,
+        customer_id: Uuid,
+    ) -> Result<(CustomerRow, LineRow), AccountError> {
         let mut conn = self.pool.acquire().await?;
-        latest_line(&mut conn, customer_id)
+        let customer = find_customer(&mut conn, customer_id)
             .await?
-            .ok_or_else(|| AccountError::not_found("credit_line", customer_id.to_string()))
+            .ok_or_else(|| AccountError::not_found("customer", customer_id.to_string()))?;
+        let line = latest_line(&mut conn, customer_id)
+            .await?
+            .ok_or_else(|| AccountError::not_found("credit_line", customer_id.to_string()))?;
+        if !caller.may_access_customer(customer_id) {
+            return Err(AccountError::NotResourceOwner);
+        }
+        Ok((customer, line))
+    }
+
+    /// What scoring is told of the session: the device and the customer's keyed hashes
+    /// (never the PII itself).
+    pub(crate) async fn evaluation_context(
+        &self,
+        customer_id: Uuid,
+        device_id: &str,
+    ) -> Result<EvaluationContext, AccountError> {
+        let mut conn = self.pool.acquire().await?;
+        let (national_id_hash, phone_hash) = customer_hashes(&mut conn, customer_id)
+            .await?
+            .unwrap_or_default();
+        Ok(EvaluationContext {
+            device_id: device_id.to_owned(),
+            phone_hash: crate::loans::hex(&phone_hash),
+            national_id_hash: crate::loans::hex(&national_id_hash),
+        })
     }
 
     /// The line's live balances: the headroom account's balance and the principal
@@ -301,10 +334,9 @@ impl AccountApi {
                 credit_line: Some(line),
             });
         }
-        self.owned_customer(caller, customer_id).await?;
         // The version is read before the ledger, so a value built from older balances
         // carries an older version and never overwrites a newer one.
-        let row = self.current_line(customer_id).await?;
+        let (_, row) = self.owned_customer_and_line(caller, customer_id).await?;
         let balance = self.ledger_balance(customer_id).await?;
         Ok(proto::GetCreditLineResponse {
             credit_line: Some(self.refresh_cache(&row, &balance).await),
@@ -332,17 +364,8 @@ fn parse_adjustment(
     product: &ProductRules,
 ) -> Result<Adjustment, AccountError> {
     let mut violations: Vec<(&'static str, String)> = Vec::new();
-    if let Some(problem) = idempotency::request_id_problem(&request.request_id) {
-        violations.push(("request_id", problem.to_owned()));
-    }
-    let customer_id = match parse_id("customer_id", &request.customer_id) {
-        Ok(id) => Some(id),
-        Err(AccountError::InvalidArgument(more)) => {
-            violations.extend(more);
-            None
-        }
-        Err(other) => return Err(other),
-    };
+    let customer_id =
+        push_request_and_customer(&mut violations, &request.request_id, &request.customer_id);
     let new_status = match common::CreditLineStatus::try_from(request.new_status) {
         Ok(common::CreditLineStatus::Unspecified) => None,
         Ok(common::CreditLineStatus::Active) => Some(LineStatus::Active),
@@ -612,16 +635,12 @@ impl AccountApi {
             reasons: request.reasons.clone(),
             decision_id: adjustment.decision_id,
         });
-        microloan_events::append(
+        emit(
             &mut tx,
-            IDENTITY.name,
-            NewEvent {
-                customer_id,
-                business_date: None,
-                payload: Payload::CreditLineChanged(CreditLineChanged {
-                    change: Some(change.clone()),
-                }),
-            },
+            customer_id,
+            Payload::CreditLineChanged(CreditLineChanged {
+                change: Some(change.clone()),
+            }),
         )
         .await?;
         if caller.role == Role::Operator {

@@ -17,20 +17,17 @@ use microloan_proto::{
     common::v1 as common,
     google::r#type::Date,
     ledger::v1::{self as ledger, GetBusinessDateRequest},
-    scoring::v1::{EvaluateRequest, EvaluationContext},
+    scoring::v1::EvaluateRequest,
 };
 use prost::Message;
 use uuid::Uuid;
 
 use crate::{
     error::AccountError,
-    grpc::{AccountApi, OwnedKey, cny, decode_stored, parse_id},
+    grpc::{AccountApi, OwnedKey, cny, decode_stored, push_id, push_request_and_customer},
     lines::{Balance, derived_id, ensure_customer_active, ensure_line_open, line_to_proto},
     peers::{from_peer, reason_of},
-    rate_limit::{self, Limit},
-    store::lines::{
-        LineRow, QuoteRow, bump_version, customer_hashes, find_quote, insert_drawdown, insert_quote,
-    },
+    store::lines::{LineRow, QuoteRow, bump_version, find_quote, insert_drawdown, insert_quote},
 };
 
 /// Longest device id and quote id (account.proto).
@@ -45,21 +42,6 @@ struct Terms {
     principal_minor: i64,
     term: TermMonths,
     method: RepaymentMethod,
-}
-
-fn push_id(
-    violations: &mut Vec<(&'static str, String)>,
-    field: &'static str,
-    text: &str,
-) -> Option<Uuid> {
-    match parse_id(field, text) {
-        Ok(id) => Some(id),
-        Err(AccountError::InvalidArgument(more)) => {
-            violations.extend(more);
-            None
-        }
-        Err(_) => None,
-    }
 }
 
 fn parse_terms(
@@ -175,8 +157,9 @@ impl AccountApi {
         caller: &Caller,
         terms: &Terms,
     ) -> Result<LineRow, AccountError> {
-        let customer = self.owned_customer(caller, terms.customer_id).await?;
-        let line = self.current_line(terms.customer_id).await?;
+        let (customer, line) = self
+            .owned_customer_and_line(caller, terms.customer_id)
+            .await?;
         ensure_customer_active(&customer)?;
         ensure_line_open(&line)?;
         let product = &self.rules.product;
@@ -344,22 +327,12 @@ impl AccountApi {
         }
         let line = self.drawdown_preconditions(caller, &terms).await?;
         let customer_text = terms.customer_id.to_string();
-        rate_limit::check(
+        crate::rate_limit::check_customer_and_device(
             &self.cache,
-            &[
-                Limit {
-                    rpc: "Borrow",
-                    kind: "customer",
-                    subject: &customer_text,
-                    per_minute: self.rules.rate_limits.borrow.0,
-                },
-                Limit {
-                    rpc: "Borrow",
-                    kind: "device",
-                    subject: &request.device_id,
-                    per_minute: self.rules.rate_limits.borrow.1,
-                },
-            ],
+            "Borrow",
+            &customer_text,
+            &request.device_id,
+            self.rules.rate_limits.borrow,
         )
         .await?;
         // The quoted terms, if a quote is locked.
@@ -475,12 +448,6 @@ impl AccountApi {
         device_id: &str,
         cached: Option<&(i64, proto::CreditLine)>,
     ) -> Result<Uuid, AccountError> {
-        let (national_id_hash, phone_hash) = {
-            let mut conn = self.pool.acquire().await?;
-            customer_hashes(&mut conn, terms.customer_id)
-                .await?
-                .unwrap_or_default()
-        };
         let mut scoring = self.peers.scoring.clone();
         let decision = scoring
             .evaluate(EvaluateRequest {
@@ -489,11 +456,10 @@ impl AccountApi {
                 purpose: common::DecisionPurpose::Drawdown as i32,
                 current_limit: cached.and_then(|(_, line)| line.limit.clone()),
                 drawdown_amount: Some(cny(terms.principal_minor)),
-                context: Some(EvaluationContext {
-                    device_id: device_id.to_owned(),
-                    phone_hash: hex(&phone_hash),
-                    national_id_hash: hex(&national_id_hash),
-                }),
+                context: Some(
+                    self.evaluation_context(terms.customer_id, device_id)
+                        .await?,
+                ),
                 ..EvaluateRequest::default()
             })
             .await
@@ -524,10 +490,8 @@ impl AccountApi {
         request: proto::RepayRequest,
     ) -> Result<proto::RepayResponse, AccountError> {
         let mut violations = Vec::new();
-        if let Some(problem) = idempotency::request_id_problem(&request.request_id) {
-            violations.push(("request_id", problem.to_owned()));
-        }
-        let customer_id = push_id(&mut violations, "customer_id", &request.customer_id);
+        let customer_id =
+            push_request_and_customer(&mut violations, &request.request_id, &request.customer_id);
         let loan_id = push_id(&mut violations, "loan_id", &request.loan_id);
         match (request.amount.as_ref(), request.pay_off) {
             (Some(_), true) | (None, false) => violations.push((

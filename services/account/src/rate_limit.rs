@@ -73,3 +73,32 @@ pub async fn check(cache: &Cache, limits: &[Limit<'_>]) -> Result<(), AccountErr
     }
     Ok(())
 }
+
+/// [`check`] for one RPC per customer and per device: `limits` = (per customer, per
+/// device) calls a minute.
+pub async fn check_customer_and_device(
+    cache: &Cache,
+    rpc: &'static str,
+    customer: &str,
+    device: &str,
+    limits: (u32, u32),
+) -> Result<(), AccountError> {
+    check(
+        cache,
+        &[
+            Limit {
+                rpc,
+                kind: "customer",
+                subject: customer,
+                per_minute: limits.0,
+            },
+            Limit {
+                rpc,
+                kind: "device",
+                subject: device,
+                per_minute: limits.1,
+            },
+        ],
+    )
+    .await
+}

@@ -146,6 +146,23 @@ async fn an_approved_application_opens_the_line_and_a_second_is_refused() {
     assert!((1..=4).contains(&increase.reasons.len()));
     assert!(increase.change.is_none());
     assert_eq!(minor(&increase.credit_line.expect("line").limit), 200_000);
+
+    // The ledger down: UNAVAILABLE DEPENDENCY_UNAVAILABLE, and nothing recorded.
+    world.stop_ledger().await;
+    let status = world
+        .account
+        .borrow(testing::with_token(borrow(&customer_id, 10_000), &token))
+        .await
+        .expect_err("ledger down");
+    assert_eq!(
+        (status.code(), reason(&status).as_str()),
+        (Code::Unavailable, "DEPENDENCY_UNAVAILABLE")
+    );
+    let drawdowns: i64 = sqlx::query_scalar("SELECT count(*) FROM drawdowns")
+        .fetch_one(&world.pool)
+        .await
+        .expect("count");
+    assert_eq!(drawdowns, 0, "nothing recorded");
     world.stop().await;
     scoring_app.stop().await.expect("scoring stopped");
 }
@@ -252,6 +269,7 @@ async fn a_hundred_concurrent_borrows_never_exceed_the_limit_and_a_retry_books_o
     let line = world.credit_line(&customer_id, &token).await.expect("line");
     assert_eq!(minor(&line.available), ledger_available);
     assert_eq!(minor(&line.utilised), 200_000);
+
     world.stop().await;
     scoring_app.stop().await.expect("scoring stopped");
 }

@@ -26,7 +26,7 @@ pub type LedgerClient = LedgerServiceClient<Channel>;
 
 /// A ledger and an account server wired together.
 pub struct World {
-    pub ledger_app: TestApp,
+    pub ledger_app: Option<TestApp>,
     pub app: TestApp,
     pub account: AccountClient,
     pub ledger: LedgerClient,
@@ -57,7 +57,7 @@ pub async fn world(scoring_url: Option<&str>, overrides: &[(&str, &str)]) -> Wor
         .await
         .expect("account db");
     World {
-        ledger_app,
+        ledger_app: Some(ledger_app),
         app,
         account,
         ledger,
@@ -78,7 +78,16 @@ impl World {
     pub async fn stop(self) {
         self.pool.close().await;
         self.app.stop().await.expect("account stopped");
-        self.ledger_app.stop().await.expect("ledger stopped");
+        if let Some(ledger_app) = self.ledger_app {
+            ledger_app.stop().await.expect("ledger stopped");
+        }
+    }
+
+    /// Stops the ledger (its port then refuses connections).
+    pub async fn stop_ledger(&mut self) {
+        if let Some(ledger_app) = self.ledger_app.take() {
+            ledger_app.stop().await.expect("ledger stopped");
+        }
     }
 
     /// A new ACTIVE customer; returns its id.
