@@ -94,16 +94,9 @@ pub fn internal(cause: &dyn std::fmt::Display) -> Status {
 }
 
 /// A database error as the client sees it: UNAVAILABLE when Postgres cannot be reached
-/// (retry with the same request_id), INTERNAL otherwise.
+/// or dropped the connection (retry with the same request_id), INTERNAL otherwise.
 pub fn database(domain: &str, err: &sqlx::Error) -> Status {
-    let unreachable = matches!(
-        err,
-        sqlx::Error::Io(_)
-            | sqlx::Error::PoolTimedOut
-            | sqlx::Error::PoolClosed
-            | sqlx::Error::Tls(_)
-    );
-    if unreachable {
+    if is_connection_lost(err) {
         tracing::warn!(%err, "database unavailable");
         dependency_unavailable(
             domain,
@@ -112,6 +105,23 @@ pub fn database(domain: &str, err: &sqlx::Error) -> Status {
         )
     } else {
         internal(err)
+    }
+}
+
+/// Whether `err` says the connection to Postgres failed or was cut, so the statement's
+/// transaction did not commit and a retry is safe: I/O and pool errors, SQLSTATE class
+/// 08 (connection exception) and 57P01-57P03 (the server terminated the backend:
+/// `pg_terminate_backend`, a shutdown, a crash restart).
+pub fn is_connection_lost(err: &sqlx::Error) -> bool {
+    match err {
+        sqlx::Error::Io(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Tls(_) => true,
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+            code.starts_with("08") || matches!(&*code, "57P01" | "57P02" | "57P03")
+        }),
+        _ => false,
     }
 }
 
@@ -167,6 +177,39 @@ mod tests {
             .collect();
         assert_eq!(fields, ["amount.minor_units", "term_months"]);
         assert!(status.message().contains("term_months"));
+    }
+
+    /// A backend terminated by an operator (or a failover) is UNAVAILABLE, retryable;
+    /// a query error on a live connection stays INTERNAL.
+    #[tokio::test]
+    async fn a_terminated_connection_is_unavailable_and_a_bad_query_internal() {
+        use sqlx::Connection;
+        let url = crate::testing::server_url();
+        let mut victim = sqlx::PgConnection::connect(&url).await.expect("connect");
+        let mut admin = sqlx::PgConnection::connect(&url).await.expect("connect");
+        let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+            .fetch_one(&mut victim)
+            .await
+            .expect("pid");
+        let terminated: bool = sqlx::query_scalar("SELECT pg_terminate_backend($1)")
+            .bind(pid)
+            .fetch_one(&mut admin)
+            .await
+            .expect("terminate");
+        assert!(terminated);
+        let err = sqlx::query("SELECT 1")
+            .execute(&mut victim)
+            .await
+            .expect_err("the connection is gone");
+        assert!(is_connection_lost(&err), "{err:?}");
+        assert_eq!(database("microloan.test", &err).code(), Code::Unavailable);
+
+        let err = sqlx::query("SELECT no_such_column FROM pg_class")
+            .execute(&mut admin)
+            .await
+            .expect_err("a bad query");
+        assert!(!is_connection_lost(&err), "{err:?}");
+        assert_eq!(database("microloan.test", &err).code(), Code::Internal);
     }
 
     #[test]
