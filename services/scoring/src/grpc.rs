@@ -53,6 +53,41 @@ pub struct ScoringApi {
     pagerank: PageRankTrigger,
     decisions: std::sync::Arc<Decisions>,
     reviewer: Reviewer,
+    analyze: std::sync::Arc<AnalyzeAfterIngest>,
+}
+
+/// Signals ingested between two background `ANALYZE`s of the signal tables.
+const ANALYZE_EVERY_SIGNALS: u64 = 100_000;
+const ANALYZED_TABLES: &str = "ANALYZE social_adjacency, social_edges, identity_links, \
+     identifier_customers, installment_states, repayment_outcomes, credit_parties, \
+     behaviour_months";
+
+/// Keeps the planner's statistics current after bulk ingests: this Postgres runs
+/// without autovacuum, and plans made on never-analyzed tables scanned the whole
+/// adjacency per Evaluate (docs/benchmarks.md). One ANALYZE at a time, in the
+/// background, every `ANALYZE_EVERY_SIGNALS` signals.
+#[derive(Debug, Default)]
+struct AnalyzeAfterIngest {
+    since_signals: std::sync::atomic::AtomicU64,
+    running: std::sync::atomic::AtomicBool,
+}
+
+impl AnalyzeAfterIngest {
+    fn signals(self: &std::sync::Arc<Self>, pool: &PgPool, count: u64) {
+        use std::sync::atomic::Ordering;
+        let before = self.since_signals.fetch_add(count, Ordering::Relaxed);
+        if before + count < ANALYZE_EVERY_SIGNALS || self.running.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        self.since_signals.store(0, Ordering::Relaxed);
+        let (pool, this) = (pool.clone(), self.clone());
+        tokio::spawn(async move {
+            if let Err(err) = sqlx::query(ANALYZED_TABLES).execute(&pool).await {
+                tracing::warn!(%err, "ANALYZE after ingest failed");
+            }
+            this.running.store(false, Ordering::Release);
+        });
+    }
 }
 
 /// Clients for the services this one calls.
@@ -82,6 +117,7 @@ impl ScoringApi {
             metrics,
             pagerank,
             decisions: std::sync::Arc::new(decisions),
+            analyze: std::sync::Arc::default(),
         }
     }
 
@@ -115,6 +151,8 @@ impl ScoringApi {
                         self.pagerank.request();
                     }
                     self.metrics.signals(&counts, rejected.len());
+                    self.analyze
+                        .signals(&self.pool, u64::try_from(counts.total()).unwrap_or(0));
                     summary.signals_accepted += counts.total();
                     summary.social_edges += counts.social_edges;
                     summary.behaviour_events += counts.behaviour_events;
