@@ -448,13 +448,22 @@ impl AccountApi {
         device_id: &str,
         cached: Option<&(i64, proto::CreditLine)>,
     ) -> Result<Uuid, AccountError> {
+        let current_limit = cached.and_then(|(_, line)| line.limit.clone());
+        // The key names every input that can differ between retries of one Borrow (the
+        // cached limit is absent on one attempt, present or changed on the next): a
+        // retry with the same inputs replays the decision, one with new inputs gets a
+        // new decision, never IDEMPOTENCY_KEY_REUSED. The loan itself is deduplicated by
+        // the ledger on loan_id whatever the decision.
+        let limit_key = current_limit
+            .as_ref()
+            .map_or_else(|| "none".to_owned(), |money| money.minor_units.to_string());
         let mut scoring = self.peers.scoring.clone();
         let decision = scoring
             .evaluate(EvaluateRequest {
-                request_id: format!("drawdown-{loan_id}"),
+                request_id: format!("drawdown-{loan_id}-{limit_key}"),
                 customer_id: terms.customer_id.to_string(),
                 purpose: common::DecisionPurpose::Drawdown as i32,
-                current_limit: cached.and_then(|(_, line)| line.limit.clone()),
+                current_limit,
                 drawdown_amount: Some(cny(terms.principal_minor)),
                 context: Some(
                     self.evaluation_context(terms.customer_id, device_id)

@@ -32,6 +32,8 @@ pub use microloan_platform::testing::with_token;
 const START_TIMEOUT: Duration = Duration::from_secs(120);
 /// SHUTDOWN_GRACE_SECONDS given to each service, and the bound of a SIGTERM stop.
 const SHUTDOWN_GRACE_SECONDS: u64 = 5;
+/// Each service's pool in a stack (see `start_with`).
+const DATABASE_CONNECTIONS_PER_SERVICE: u32 = 5;
 const STOP_TIMEOUT: Duration = Duration::from_secs(SHUTDOWN_GRACE_SECONDS + 10);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -192,6 +194,13 @@ impl Stack {
                 SHUTDOWN_GRACE_SECONDS.to_string(),
             ),
             ("LOG_FORMAT".to_owned(), "human".to_owned()),
+            // Two stacks run at once beside the other test binaries' servers, on one
+            // Postgres with max_connections = 100: a small pool per service keeps the
+            // suite inside it (the burst tests queue on the pool, which is the point).
+            (
+                "DATABASE_MAX_CONNECTIONS".to_owned(),
+                DATABASE_CONNECTIONS_PER_SERVICE.to_string(),
+            ),
             (
                 "RUST_LOG".to_owned(),
                 std::env::var("E2E_RUST_LOG").unwrap_or_else(|_| "info".to_owned()),
@@ -337,6 +346,11 @@ impl Stack {
     /// `service`'s database, for assertions a client cannot make (never to drive it).
     pub fn database_url(&self, service: Service) -> String {
         database_url(&self.run_id, service).expect("built once already")
+    }
+
+    /// The name of `service`'s database (for `pg_stat_activity`).
+    pub fn database_name(&self, service: Service) -> String {
+        database_name(&self.run_id, service)
     }
 
     /// SIGKILL: no drain, no goodbye; what a crashed node looks like.
