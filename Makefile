@@ -16,6 +16,9 @@ build: ## compile every crate (debug)
 run: ## start Postgres/Redis if needed, then the four services on 50051-50054 (Ctrl-C stops)
 	scripts/run.sh
 
+demo: ## the portfolio simulator against `make run`'s stack (starts one if none): DEMO_CUSTOMERS, DEMO_MONTHS, DEMO_SEED; report in demo-report/
+	scripts/demo.sh
+
 test: ## the whole suite against real Postgres and Redis, as CI runs it
 	scripts/test.sh
 

@@ -1,0 +1,1063 @@
+//! The simulation: onboarding, applications, and the book day by day, only through the
+//! services' public gRPC API. Per-customer calls run at most `concurrency` at a time and
+//! their results are applied in customer order, so the same seed makes the same calls
+//! with the same outcomes (latencies aside).
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, bail, ensure};
+use chrono::{Months, NaiveDate};
+use futures::{StreamExt, stream};
+use indicatif::{ProgressBar, ProgressStyle};
+use microloan_platform::auth::{Role, TokenKeys};
+use microloan_proto::{
+    account::v1::{
+        ApplyForCreditLineRequest, BorrowRequest, CreateCustomerRequest, GetCreditLineRequest,
+        RepayRequest, account_service_client::AccountServiceClient,
+    },
+    common::v1::{
+        CreditLineStatus, DecisionOutcome, DelinquencyBucket, Loan, LoanPurpose as ProtoPurpose,
+        LoanStatus, RepaymentMethod,
+    },
+    ledger::v1::{
+        GetBusinessDateRequest, GetLoanRequest, GetPortfolioReportRequest, GetTrialBalanceRequest,
+        PortfolioReport, RunEndOfDayRequest, VerifyIntegrityRequest,
+        ledger_service_client::LedgerServiceClient,
+    },
+    notification::v1::{
+        ListNotificationsRequest, notification_service_client::NotificationServiceClient,
+    },
+    scoring::v1::{
+        ExplainDecisionRequest, RunPortfolioReviewRequest,
+        scoring_service_client::ScoringServiceClient,
+    },
+};
+use population::{LoanPurpose, Population, PopulationConfig, batches};
+use tonic::{Request, transport::Channel};
+
+use crate::config::{CUSTOMERS_MAX, Config};
+// The e2e harness's money and date helpers (one copy of each).
+use e2e::journey::{cny, from_date, minor, to_date};
+
+/// Signals per IngestSignals message (the population's batching).
+const SIGNALS_PER_BATCH: usize = 1000;
+/// Characters of a status message kept in the failure counts.
+const MESSAGE_CHARS_MAX: usize = 100;
+/// Repay calls at most per customer and day (see `repay`).
+const REPAY_ROUNDS_MAX: u32 = 3;
+/// Attempts of one IngestSignals batch.
+const INGEST_ATTEMPTS_MAX: u32 = 5;
+/// Business days at most per simulated month (a bound on the day loop).
+const DAYS_PER_MONTH_MAX: usize = 31;
+/// Pages of notices read per customer at most.
+const NOTICE_PAGES_MAX: usize = 100;
+/// A drawdown is this share of the headroom (per mille), rounded down to whole CNY
+/// hundreds: borrowers keep some headroom, so raised limits show in later loans.
+const DRAW_SHARE_PER_MILLE: i64 = 600;
+const MINIMUM_DRAWDOWN_MINOR: i64 = 10_000;
+/// After a failed borrow (declined drawdown, frozen line) the customer tries again
+/// this many days later.
+const RETRY_BORROW_DAYS: u64 = 30;
+/// Defaulters pay at most this many instalments before they stop paying.
+const DEFAULTER_PAYMENTS_MAX: u64 = 4;
+/// After paying a loan off, a customer borrows again within this many days.
+const REBORROW_GAP_DAYS_MAX: u64 = 30;
+
+/// An application's outcome, decision id and latency (ms).
+type Applied = (DecisionOutcome, String, f64);
+/// A decision's score and its model features' values by name.
+type Explained = (Option<i32>, HashMap<String, Option<f64>>);
+
+/// What one applicant's application decided.
+#[derive(Debug, Clone)]
+pub struct Applicant {
+    pub defaults: bool,
+    pub outcome: DecisionOutcome,
+    pub score: Option<i32>,
+    /// The model features' values from ExplainDecision, by name (missing = None).
+    pub features: HashMap<String, Option<f64>>,
+    pub latency_ms: f64,
+}
+
+#[derive(Debug, Clone)]
+pub struct MonthSnapshot {
+    pub month: u32,
+    pub as_of: NaiveDate,
+    pub active_loans: i64,
+    pub outstanding_principal_minor: i64,
+    pub overdue_rate: f64,
+    pub npl_ratio: f64,
+    pub limits_raised: i64,
+    pub limits_cut: i64,
+    pub lines_reviewed: i64,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Tally {
+    pub loans: u64,
+    pub principal_minor: i64,
+}
+
+#[derive(Debug)]
+pub struct Outcome {
+    pub applicants: Vec<Applicant>,
+    pub months: Vec<MonthSnapshot>,
+    /// Loans and principal the demo's borrowers took, by purpose (proto name).
+    pub disbursed: BTreeMap<String, Tally>,
+    pub final_report: PortfolioReport,
+    pub trial_balance_balanced: bool,
+    pub integrity_ok: bool,
+    pub integrity_detail: String,
+    pub notices_by_type: BTreeMap<String, u64>,
+    pub phase_seconds: Vec<(String, f64)>,
+    pub failures: BTreeMap<String, u64>,
+    pub repayments: u64,
+    pub borrows: u64,
+    pub end_of_days: u64,
+    pub start_date: NaiveDate,
+    pub end_date: NaiveDate,
+    pub default_rate: f64,
+    pub preexisting_loans: i64,
+}
+
+#[derive(Clone)]
+struct Clients {
+    account: AccountServiceClient<Channel>,
+    scoring: ScoringServiceClient<Channel>,
+    ledger: LedgerServiceClient<Channel>,
+    notification: NotificationServiceClient<Channel>,
+    operator: String,
+    service: String,
+}
+
+fn with_token<T>(message: T, token: &str) -> Request<T> {
+    microloan_platform::testing::with_token(message, token)
+}
+
+async fn channel(url: &str) -> anyhow::Result<Channel> {
+    tonic::transport::Endpoint::from_shared(url.to_owned())?
+        .connect_timeout(Duration::from_secs(5))
+        .timeout(Duration::from_secs(300))
+        .connect()
+        .await
+        .with_context(|| format!("connecting to {url} (is `make run` up?)"))
+}
+
+/// splitmix64: a cheap deterministic hash for per-customer choices.
+fn mix(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    x ^ (x >> 31)
+}
+
+fn purpose_of(purpose: LoanPurpose) -> ProtoPurpose {
+    match purpose {
+        LoanPurpose::Consumption => ProtoPurpose::Consumption,
+        LoanPurpose::SmallBusiness => ProtoPurpose::SmallBusiness,
+        LoanPurpose::Education => ProtoPurpose::Education,
+        LoanPurpose::Medical => ProtoPurpose::Medical,
+        LoanPurpose::HomeImprovement => ProtoPurpose::HomeImprovement,
+        LoanPurpose::Other => ProtoPurpose::Other,
+    }
+}
+
+/// Region codes the demo's national ids use (any six digits pass the format check;
+/// these are real PRC district codes).
+const REGIONS: [&str; 4] = ["110105", "310101", "440103", "510104"];
+/// Birth dates from 1970-01-01 over this many days (people aged 20-56 in 2026).
+const BIRTH_DAYS: u64 = 13_000;
+
+/// A valid PRC resident id (GB 11643 check digit) and phone, distinct for every
+/// `global` below 4 x 13,000 x 1,000.
+fn identity(global: u64) -> (String, String) {
+    const WEIGHTS: [u32; 17] = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2];
+    const CHECK: &[u8; 11] = b"10X98765432";
+    let serial = global % 1000;
+    let day = (global / 1000) % BIRTH_DAYS;
+    let region = REGIONS[((global / 1000 / BIRTH_DAYS) % REGIONS.len() as u64) as usize];
+    let birth =
+        NaiveDate::from_ymd_opt(1970, 1, 1).expect("a date") + chrono::Duration::days(day as i64);
+    let body = format!("{region}{}{serial:03}", birth.format("%Y%m%d"));
+    let sum: u32 = body
+        .bytes()
+        .zip(WEIGHTS)
+        .map(|(digit, weight)| u32::from(digit - b'0') * weight)
+        .sum();
+    let national_id = format!("{body}{}", CHECK[(sum % 11) as usize] as char);
+    (national_id, format!("+86138{:08}", global % 100_000_000))
+}
+
+/// A run's slot: national ids and phones of different runs against one stack differ
+/// (slots repeat after about 3.6 days of minutes; customers per run are bounded).
+fn run_slot() -> u64 {
+    let minutes = microloan_platform::auth::unix_now() / 60;
+    minutes % (REGIONS.len() as u64 * BIRTH_DAYS * 1000 / CUSTOMERS_MAX as u64)
+}
+
+fn bar(len: u64, prefix: &str) -> ProgressBar {
+    let bar = ProgressBar::new(len);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{prefix:>12} [{elapsed_precise}] {bar:36} {pos}/{len} {per_sec} {msg}",
+        )
+        .expect("a valid template"),
+    );
+    bar.set_prefix(prefix.to_owned());
+    bar
+}
+
+fn code_of(status: &tonic::Status) -> String {
+    let reason = tonic_reason(status);
+    let mut message: String = status.message().chars().take(MESSAGE_CHARS_MAX).collect();
+    // Amounts and ids vary per call; the kind of failure is what is counted.
+    message.retain(|c| !c.is_ascii_digit());
+    format!(
+        "{:?}{} ({message})",
+        status.code(),
+        reason.map(|r| format!(" {r}")).unwrap_or_default()
+    )
+}
+
+/// The ErrorInfo reason in a status's details, when there is one (looked for as text:
+/// the demo needs it only to count failures by kind).
+fn tonic_reason(status: &tonic::Status) -> Option<String> {
+    let details = String::from_utf8_lossy(status.details()).into_owned();
+    details
+        .split(|c: char| !(c.is_ascii_uppercase() || c == '_'))
+        .find(|word| word.len() > 3 && word.contains('_'))
+        .map(str::to_owned)
+}
+
+/// One customer's state in the book.
+#[derive(Debug)]
+struct Borrower {
+    index: usize,
+    customer_id: String,
+    token: String,
+    device_id: String,
+    purpose: ProtoPurpose,
+    defaults: bool,
+    /// Instalments a defaulter pays (in all) before stopping.
+    payments_before_stop: u64,
+    payments: u64,
+    loan: Option<Loan>,
+    next_borrow: NaiveDate,
+    loans_taken: u64,
+}
+
+impl Borrower {
+    fn stopped_paying(&self) -> bool {
+        self.defaults && self.payments >= self.payments_before_stop
+    }
+}
+
+pub async fn run(config: &Config) -> anyhow::Result<Outcome> {
+    let keys = TokenKeys::from_secret(config.jwt_secret.as_bytes());
+    let ttl = Duration::from_secs(24 * 3600);
+    let mut clients = Clients {
+        account: AccountServiceClient::new(channel(&config.account_url).await?),
+        scoring: ScoringServiceClient::new(channel(&config.scoring_url).await?),
+        ledger: LedgerServiceClient::new(channel(&config.ledger_url).await?),
+        notification: NotificationServiceClient::new(channel(&config.notification_url).await?),
+        operator: keys.mint("demo", Role::Operator, None, ttl)?,
+        service: keys.mint("demo", Role::Service, None, ttl)?,
+    };
+    let mut phases = Vec::new();
+    let mut failures: BTreeMap<String, u64> = BTreeMap::new();
+    let slot = run_slot();
+    let tag = format!("demo-{}-{slot}", config.seed);
+
+    let preexisting = portfolio(&mut clients).await?;
+    if preexisting.active_loans > 0 || minor(&preexisting.cumulative_disbursed) > 0 {
+        eprintln!(
+            "demo: note: the ledger already holds a book ({} active loans): the portfolio figures include it; a fresh `make run` (DEMO_FRESH=1 scripts/demo.sh) gives reproducible figures",
+            preexisting.active_loans
+        );
+    }
+
+    // --- population --------------------------------------------------------------------
+    let phase = Instant::now();
+    let mut population =
+        Population::generate(&PopulationConfig::new(config.seed, config.customers));
+    phases.push((
+        "generate population".to_owned(),
+        phase.elapsed().as_secs_f64(),
+    ));
+
+    // --- customers -----------------------------------------------------------------------
+    let phase = Instant::now();
+    let progress = bar(config.customers as u64, "customers");
+    let created: Vec<anyhow::Result<String>> = stream::iter(population.people.iter().enumerate())
+        .map(|(index, person)| {
+            let mut account = clients.account.clone();
+            let operator = clients.operator.clone();
+            let (national_id, phone) = identity(slot * CUSTOMERS_MAX as u64 + index as u64);
+            let request = CreateCustomerRequest {
+                request_id: format!("{tag}-create-{index}"),
+                name: format!("Demo Customer {}", char::from(b'A' + (index % 26) as u8)),
+                national_id,
+                phone,
+                annual_income: cny(person.monthly_income_fen * 12),
+                locale: "en".to_owned(),
+                device_id: person.devices.first().cloned().unwrap_or_default(),
+            };
+            let progress = progress.clone();
+            async move {
+                let answer = account
+                    .create_customer(with_token(request, &operator))
+                    .await;
+                progress.inc(1);
+                Ok(answer?
+                    .into_inner()
+                    .customer
+                    .context("the created customer")?
+                    .customer_id)
+            }
+        })
+        .buffered(config.concurrency)
+        .collect()
+        .await;
+    progress.finish();
+    let mut renames = HashMap::new();
+    let mut customer_ids = Vec::with_capacity(created.len());
+    for (person, created) in population.people.iter().zip(created) {
+        let customer_id = created.context("CreateCustomer")?;
+        renames.insert(person.customer_id, customer_id.parse()?);
+        customer_ids.push(customer_id);
+    }
+    population.rename_customers(&renames);
+    phases.push(("create customers".to_owned(), phase.elapsed().as_secs_f64()));
+
+    // --- signals -------------------------------------------------------------------------
+    let phase = Instant::now();
+    let requests = batches(
+        population.observed_signals(),
+        &format!("{tag}-signals"),
+        SIGNALS_PER_BATCH,
+    );
+    let batch_count = requests.len();
+    let progress = bar(batch_count as u64, "signals");
+    // One batch per stream, in order, each retried a few times: a stream of many
+    // batches answered INTERNAL ("deadlock detected" in scoring's log) under `make run`.
+    for request in requests {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let answer = clients
+                .scoring
+                .ingest_signals(with_token(
+                    tokio_stream::iter([request.clone()]),
+                    &clients.service,
+                ))
+                .await;
+            match answer {
+                Ok(summary) => {
+                    let summary = summary.into_inner();
+                    ensure!(
+                        summary.batches_received == 1 && summary.signals_rejected == 0,
+                        "every signal ingested: {summary:?}"
+                    );
+                    break;
+                }
+                Err(status) if attempt < INGEST_ATTEMPTS_MAX => {
+                    *failures
+                        .entry(format!("IngestSignals {} (retried)", code_of(&status)))
+                        .or_default() += 1;
+                    tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt))).await;
+                }
+                Err(status) => {
+                    return Err(status).context("IngestSignals (after retries)");
+                }
+            }
+        }
+        progress.inc(1);
+    }
+    progress.finish();
+    phases.push(("ingest signals".to_owned(), phase.elapsed().as_secs_f64()));
+
+    // --- applications ----------------------------------------------------------------------
+    let phase = Instant::now();
+    let progress = bar(config.customers as u64, "applications");
+    let applied: Vec<anyhow::Result<Applied>> =
+        stream::iter(population.people.iter().zip(&customer_ids).enumerate())
+            .map(|(index, (person, customer_id))| {
+                let mut account = clients.account.clone();
+                let token = keys.mint("demo", Role::Customer, Some(customer_id), ttl);
+                let request = ApplyForCreditLineRequest {
+                    request_id: format!("{tag}-apply-{index}"),
+                    customer_id: customer_id.clone(),
+                    annual_income: cny(person.monthly_income_fen * 12),
+                    device_id: person.devices.first().cloned().unwrap_or_default(),
+                    data_consent: true,
+                    ..Default::default()
+                };
+                let progress = progress.clone();
+                async move {
+                    let token = token?;
+                    let started = Instant::now();
+                    let answer = account
+                        .apply_for_credit_line(with_token(request, &token))
+                        .await
+                        .context("ApplyForCreditLine")?
+                        .into_inner();
+                    let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+                    progress.inc(1);
+                    let outcome = DecisionOutcome::try_from(answer.outcome)
+                        .unwrap_or(DecisionOutcome::Unspecified);
+                    Ok((outcome, answer.decision_id, latency_ms))
+                }
+            })
+            .buffered(config.concurrency)
+            .collect()
+            .await;
+    progress.finish();
+    phases.push(("applications".to_owned(), phase.elapsed().as_secs_f64()));
+
+    let phase = Instant::now();
+    let progress = bar(config.customers as u64, "explanations");
+    let mut decisions = Vec::with_capacity(applied.len());
+    for answer in applied {
+        decisions.push(answer?);
+    }
+    let explained: Vec<anyhow::Result<Explained>> = stream::iter(decisions.iter())
+        .map(|(_, decision_id, _)| {
+            let mut scoring = clients.scoring.clone();
+            let operator = clients.operator.clone();
+            let decision_id = decision_id.clone();
+            let progress = progress.clone();
+            async move {
+                if decision_id.is_empty() {
+                    progress.inc(1);
+                    return Ok((None, HashMap::new()));
+                }
+                let answer = scoring
+                    .explain_decision(with_token(
+                        ExplainDecisionRequest {
+                            decision_id: decision_id.clone(),
+                        },
+                        &operator,
+                    ))
+                    .await
+                    .with_context(|| format!("ExplainDecision {decision_id}"))?
+                    .into_inner();
+                progress.inc(1);
+                let score = answer.decision.as_ref().map(|decision| decision.score);
+                let features = answer
+                    .contributions
+                    .iter()
+                    .map(|contribution| {
+                        (
+                            contribution.feature.clone(),
+                            contribution.value.parse::<f64>().ok(),
+                        )
+                    })
+                    .collect();
+                Ok((score, features))
+            }
+        })
+        .buffered(config.concurrency)
+        .collect()
+        .await;
+    progress.finish();
+    let mut applicants = Vec::with_capacity(decisions.len());
+    for ((person, (outcome, _, latency_ms)), explained) in
+        population.people.iter().zip(decisions).zip(explained)
+    {
+        let (score, features) = explained?;
+        applicants.push(Applicant {
+            defaults: person.defaults,
+            outcome,
+            score,
+            features,
+            latency_ms,
+        });
+    }
+    phases.push((
+        "explain decisions".to_owned(),
+        phase.elapsed().as_secs_f64(),
+    ));
+
+    // --- the book, day by day ----------------------------------------------------------
+    let start_date = business_date(&mut clients).await?;
+    let end_date = start_date
+        .checked_add_months(Months::new(config.months))
+        .context("the end date")?;
+    let mut borrowers: Vec<Borrower> = population
+        .people
+        .iter()
+        .zip(&customer_ids)
+        .zip(&applicants)
+        .enumerate()
+        .filter(|(_, (_, applicant))| applicant.outcome == DecisionOutcome::Approved)
+        .map(|(index, ((person, customer_id), _))| {
+            Ok(Borrower {
+                index,
+                customer_id: customer_id.clone(),
+                token: keys.mint("demo", Role::Customer, Some(customer_id), ttl)?,
+                device_id: person.devices.first().cloned().unwrap_or_default(),
+                purpose: purpose_of(person.purpose),
+                defaults: person.defaults,
+                payments_before_stop: mix(config.seed ^ (index as u64) << 8)
+                    % DEFAULTER_PAYMENTS_MAX,
+                payments: 0,
+                loan: None,
+                next_borrow: start_date,
+                loans_taken: 0,
+            })
+        })
+        .collect::<anyhow::Result<_>>()?;
+
+    let phase = Instant::now();
+    let days_max = config.months as usize * DAYS_PER_MONTH_MAX;
+    let progress = ProgressBar::new((end_date - start_date).num_days().max(1) as u64);
+    progress.set_style(
+        ProgressStyle::with_template(
+            "{prefix:>12} [{elapsed_precise}] {bar:36} {pos}/{len} days {msg}",
+        )
+        .expect("a valid template"),
+    );
+    progress.set_prefix("book");
+    let mut months = Vec::new();
+    let mut disbursed: BTreeMap<String, Tally> = BTreeMap::new();
+    let mut repayments = 0u64;
+    let mut borrows = 0u64;
+    let mut end_of_days = 0u64;
+    let mut calls = 0u64;
+    let mut month = 1u32;
+    let mut date = start_date;
+    for _ in 0..days_max {
+        if date >= end_date {
+            break;
+        }
+        // Borrowing, then repayments, during the day; the day closes after.
+        let wanting: Vec<usize> = borrowers
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| b.loan.is_none() && b.next_borrow <= date && !b.stopped_paying())
+            .map(|(position, _)| position)
+            .collect();
+        let results: Vec<Result<Option<Loan>, String>> = stream::iter(wanting.iter())
+            .map(|&position| {
+                let borrower = &borrowers[position];
+                borrow(
+                    clients.account.clone(),
+                    borrower,
+                    &tag,
+                    mix(config.seed.wrapping_mul(31)
+                        ^ ((borrower.index as u64) << 16)
+                        ^ borrower.loans_taken),
+                )
+            })
+            .buffered(config.concurrency)
+            .collect()
+            .await;
+        for (&position, result) in wanting.iter().zip(results) {
+            let borrower = &mut borrowers[position];
+            calls += 2;
+            match result {
+                Ok(Some(loan)) => {
+                    borrows += 1;
+                    borrower.loans_taken += 1;
+                    let tally = disbursed
+                        .entry(
+                            borrower
+                                .purpose
+                                .as_str_name()
+                                .trim_start_matches("LOAN_PURPOSE_")
+                                .to_owned(),
+                        )
+                        .or_default();
+                    tally.loans += 1;
+                    tally.principal_minor += minor(&loan.principal);
+                    borrower.loan = Some(loan);
+                }
+                Ok(None) => {
+                    *failures
+                        .entry("borrow skipped: no headroom or line not active".to_owned())
+                        .or_default() += 1;
+                    borrower.next_borrow = date + chrono::Duration::days(RETRY_BORROW_DAYS as i64);
+                }
+                Err(code) => {
+                    *failures.entry(format!("Borrow {code}")).or_default() += 1;
+                    borrower.next_borrow = date + chrono::Duration::days(RETRY_BORROW_DAYS as i64);
+                }
+            }
+        }
+
+        let paying: Vec<(usize, i64)> = borrowers
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| !b.stopped_paying())
+            .filter_map(|(position, b)| {
+                let owed = owed_by(b.loan.as_ref()?, date);
+                (owed > 0).then_some((position, owed))
+            })
+            .collect();
+        let results: Vec<Result<Loan, String>> = stream::iter(paying.iter())
+            .map(|&(position, owed)| {
+                let borrower = &borrowers[position];
+                repay(clients.clone(), borrower, owed, date, &tag)
+            })
+            .buffered(config.concurrency)
+            .collect()
+            .await;
+        for (&(position, _), result) in paying.iter().zip(results) {
+            let borrower = &mut borrowers[position];
+            calls += 1;
+            match result {
+                Ok(loan) => {
+                    repayments += 1;
+                    borrower.payments += 1;
+                    if loan.status == LoanStatus::Active as i32 {
+                        borrower.loan = Some(loan);
+                    } else {
+                        borrower.loan = None;
+                        borrower.next_borrow = date
+                            + chrono::Duration::days(
+                                1 + (mix(borrower.index as u64
+                                    ^ borrower.loans_taken << 32
+                                    ^ config.seed)
+                                    % REBORROW_GAP_DAYS_MAX)
+                                    as i64,
+                            );
+                    }
+                }
+                Err(code) => {
+                    *failures.entry(format!("Repay {code}")).or_default() += 1;
+                }
+            }
+        }
+
+        let next = end_of_day(&mut clients, date, &tag).await?;
+        end_of_days += 1;
+        calls += 1;
+        progress.inc((next - date).num_days().max(1) as u64);
+        date = next;
+
+        let boundary = start_date
+            .checked_add_months(Months::new(month))
+            .context("a month boundary")?;
+        if date >= boundary {
+            let report = portfolio(&mut clients).await?;
+            let mut snapshot = snapshot(month, &report)?;
+            if month < config.months {
+                let review = clients
+                    .scoring
+                    .run_portfolio_review(with_token(
+                        RunPortfolioReviewRequest {
+                            request_id: format!("{tag}-review-{month}"),
+                            ..Default::default()
+                        },
+                        &clients.operator,
+                    ))
+                    .await;
+                match review {
+                    Ok(review) => {
+                        let review = review.into_inner();
+                        snapshot.lines_reviewed = review.lines_reviewed;
+                        snapshot.limits_raised = review.limits_raised;
+                        snapshot.limits_cut = review.limits_cut;
+                    }
+                    Err(status) => {
+                        *failures
+                            .entry(format!("RunPortfolioReview {}", code_of(&status)))
+                            .or_default() += 1;
+                    }
+                }
+            }
+            months.push(snapshot);
+            month += 1;
+        }
+        let elapsed = phase.elapsed().as_secs_f64().max(0.001);
+        progress.set_message(format!(
+            "month {}/{} {date} | {:.0} calls/s, {} loans, {} repayments",
+            month.min(config.months),
+            config.months,
+            calls as f64 / elapsed,
+            borrows,
+            repayments
+        ));
+    }
+    progress.finish();
+    phases.push((
+        "book (business days)".to_owned(),
+        phase.elapsed().as_secs_f64(),
+    ));
+
+    // --- the end: the books, notices ---------------------------------------------------------
+    let phase = Instant::now();
+    let final_report = portfolio(&mut clients).await?;
+    if months.len() < config.months as usize {
+        months.push(snapshot(config.months, &final_report)?);
+    }
+    let trial = clients
+        .ledger
+        .get_trial_balance(with_token(
+            GetTrialBalanceRequest::default(),
+            &clients.operator,
+        ))
+        .await
+        .context("GetTrialBalance")?
+        .into_inner();
+    let integrity = clients
+        .ledger
+        .verify_integrity(with_token(
+            VerifyIntegrityRequest::default(),
+            &clients.operator,
+        ))
+        .await
+        .context("VerifyIntegrity")?
+        .into_inner();
+    let integrity_detail = if integrity.ok {
+        String::new()
+    } else {
+        format!("{integrity:?}")
+    };
+    phases.push((
+        "trial balance, integrity".to_owned(),
+        phase.elapsed().as_secs_f64(),
+    ));
+
+    let phase = Instant::now();
+    let notices_by_type = notices(&clients, &customer_ids, config.concurrency).await;
+    let notices_by_type = match notices_by_type {
+        Ok(counts) => counts,
+        Err(err) => {
+            *failures
+                .entry(format!("ListNotifications: {err:#}"))
+                .or_default() += 1;
+            BTreeMap::new()
+        }
+    };
+    phases.push(("notices".to_owned(), phase.elapsed().as_secs_f64()));
+
+    Ok(Outcome {
+        applicants,
+        months,
+        disbursed,
+        final_report,
+        trial_balance_balanced: trial.balanced,
+        integrity_ok: integrity.ok,
+        integrity_detail,
+        notices_by_type,
+        phase_seconds: phases,
+        failures,
+        repayments,
+        borrows,
+        end_of_days,
+        start_date,
+        end_date,
+        default_rate: population.default_rate(),
+        preexisting_loans: preexisting.active_loans,
+    })
+}
+
+/// What is owed on `loan` by `date`: every unpaid instalment due on or before it, from
+/// the last view of the loan (the answer to the borrow or the last repayment).
+fn owed_by(loan: &Loan, date: NaiveDate) -> i64 {
+    let Some(schedule) = loan.schedule.as_ref() else {
+        return 0;
+    };
+    schedule
+        .installments
+        .iter()
+        .filter(|installment| from_date(installment.due_date.as_ref()).is_ok_and(|due| due <= date))
+        .map(|installment| {
+            if installment.settled_date.is_some() {
+                0
+            } else if minor(&installment.amount_outstanding) > 0 {
+                minor(&installment.amount_outstanding)
+            } else {
+                // A view in which instalments not yet due show nothing outstanding.
+                minor(&installment.total)
+                    - minor(&installment.principal_paid)
+                    - minor(&installment.interest_paid)
+            }
+        })
+        .sum()
+}
+
+async fn borrow(
+    mut account: AccountServiceClient<Channel>,
+    borrower: &Borrower,
+    tag: &str,
+    choice: u64,
+) -> Result<Option<Loan>, String> {
+    let line = account
+        .get_credit_line(with_token(
+            GetCreditLineRequest {
+                customer_id: borrower.customer_id.clone(),
+            },
+            &borrower.token,
+        ))
+        .await
+        .map_err(|status| format!("GetCreditLine {}", code_of(&status)))?
+        .into_inner()
+        .credit_line
+        .ok_or("GetCreditLine without a line")?;
+    if line.status != CreditLineStatus::Active as i32 || line.allowed_term_months.is_empty() {
+        return Err(format!(
+            "skipped: line {}",
+            CreditLineStatus::try_from(line.status)
+                .map(|status| status.as_str_name())
+                .unwrap_or("status unknown")
+        ));
+    }
+    let headroom = minor(&line.available).min(minor(&line.max_drawdown));
+    let principal =
+        headroom * DRAW_SHARE_PER_MILLE / 1000 / MINIMUM_DRAWDOWN_MINOR * MINIMUM_DRAWDOWN_MINOR;
+    if principal < MINIMUM_DRAWDOWN_MINOR {
+        return Err(format!(
+            "skipped: headroom below the minimum drawdown (available {}, max drawdown {})",
+            if minor(&line.available) > 0 {
+                "> 0"
+            } else {
+                "0"
+            },
+            if minor(&line.max_drawdown) > 0 {
+                "> 0"
+            } else {
+                "0"
+            },
+        ));
+    }
+    let terms = &line.allowed_term_months;
+    let term_months = terms[(choice % terms.len() as u64) as usize];
+    let answer = account
+        .borrow(with_token(
+            BorrowRequest {
+                request_id: format!("{tag}-borrow-{}-{}", borrower.index, borrower.loans_taken),
+                customer_id: borrower.customer_id.clone(),
+                principal: cny(principal),
+                term_months,
+                repayment_method: RepaymentMethod::EqualPrincipal as i32,
+                device_id: borrower.device_id.clone(),
+                purpose: borrower.purpose as i32,
+                ..Default::default()
+            },
+            &borrower.token,
+        ))
+        .await
+        .map_err(|status| code_of(&status))?
+        .into_inner();
+    answer
+        .loan
+        .map(Some)
+        .ok_or_else(|| "Borrow without a loan".to_owned())
+}
+
+/// Pays `owed`; if the ledger disagrees with the last view (an error), reads the loan
+/// and pays what it says is due.
+async fn repay(
+    mut clients: Clients,
+    borrower: &Borrower,
+    owed: i64,
+    date: NaiveDate,
+    tag: &str,
+) -> Result<Loan, String> {
+    let loan_id = borrower
+        .loan
+        .as_ref()
+        .map(|loan| loan.loan_id.clone())
+        .unwrap_or_default();
+    let request = |amount: i64, attempt: u32| RepayRequest {
+        // (request ids are bounded in length: the borrower and its loan count, not the
+        // loan's UUID, name the loan)
+        request_id: format!(
+            "{tag}-repay-{}-{}-{date}-{attempt}",
+            borrower.index, borrower.loans_taken
+        ),
+        customer_id: borrower.customer_id.clone(),
+        loan_id: loan_id.clone(),
+        amount: cny(amount),
+        ..Default::default()
+    };
+    // Pays, then pays again what the answer still shows due by today (the last view's
+    // interest can differ from what the ledger charges by a few fen), at most
+    // REPAY_ROUNDS_MAX times, so a payer is never left a day overdue.
+    let mut amount = owed;
+    let mut attempt = 0;
+    let status = loop {
+        let answer = clients
+            .account
+            .repay(with_token(request(amount, attempt), &borrower.token))
+            .await;
+        match answer {
+            Ok(answer) => {
+                let loan = answer
+                    .into_inner()
+                    .loan
+                    .ok_or_else(|| "Repay without a loan".to_owned())?;
+                let rest = owed_by(&loan, date);
+                attempt += 1;
+                if rest > 0
+                    && loan.status == LoanStatus::Active as i32
+                    && attempt < REPAY_ROUNDS_MAX
+                {
+                    amount = rest;
+                    continue;
+                }
+                return Ok(loan);
+            }
+            Err(status) => break status,
+        }
+    };
+    let fresh = clients
+        .ledger
+        .get_loan(with_token(
+            GetLoanRequest {
+                loan_id: loan_id.clone(),
+            },
+            &clients.operator,
+        ))
+        .await
+        .map_err(|err| format!("{} then GetLoan {}", code_of(&status), code_of(&err)))?
+        .into_inner()
+        .loan
+        .ok_or("GetLoan without a loan")?;
+    let owed_now = owed_by(&fresh, date);
+    if owed_now == 0 {
+        return Err(format!("{} (nothing owed per GetLoan)", code_of(&status)));
+    }
+    clients
+        .account
+        .repay(with_token(request(owed_now, attempt + 1), &borrower.token))
+        .await
+        .map_err(|err| format!("{} then {}", code_of(&status), code_of(&err)))?
+        .into_inner()
+        .loan
+        .ok_or_else(|| "Repay without a loan".to_owned())
+}
+
+async fn business_date(clients: &mut Clients) -> anyhow::Result<NaiveDate> {
+    let answer = clients
+        .ledger
+        .get_business_date(with_token(GetBusinessDateRequest {}, &clients.operator))
+        .await
+        .context("GetBusinessDate")?
+        .into_inner();
+    if answer.end_of_day_running {
+        bail!("an end of day is running in the ledger: try again when it has finished");
+    }
+    from_date(answer.business_date.as_ref())
+}
+
+async fn end_of_day(
+    clients: &mut Clients,
+    date: NaiveDate,
+    tag: &str,
+) -> anyhow::Result<NaiveDate> {
+    let summary = clients
+        .ledger
+        .run_end_of_day(with_token(
+            RunEndOfDayRequest {
+                request_id: format!("{tag}-eod-{date}"),
+                business_date: Some(to_date(date)),
+            },
+            &clients.operator,
+        ))
+        .await
+        .with_context(|| format!("RunEndOfDay {date}"))?
+        .into_inner()
+        .summary
+        .context("an end-of-day summary")?;
+    from_date(summary.next_business_date.as_ref())
+}
+
+async fn portfolio(clients: &mut Clients) -> anyhow::Result<PortfolioReport> {
+    clients
+        .ledger
+        .get_portfolio_report(with_token(
+            GetPortfolioReportRequest::default(),
+            &clients.operator,
+        ))
+        .await
+        .context("GetPortfolioReport")?
+        .into_inner()
+        .report
+        .context("a portfolio report")
+}
+
+/// Overdue rate: outstanding principal of active loans past due (every bucket but
+/// CURRENT) over all outstanding principal; NPL ratio as the ledger reports it.
+fn snapshot(month: u32, report: &PortfolioReport) -> anyhow::Result<MonthSnapshot> {
+    let outstanding = minor(&report.outstanding_principal);
+    let overdue: i64 = report
+        .buckets
+        .iter()
+        .filter(|bucket| bucket.bucket != DelinquencyBucket::Current as i32)
+        .map(|bucket| minor(&bucket.outstanding_principal))
+        .sum();
+    Ok(MonthSnapshot {
+        month,
+        as_of: from_date(report.as_of_date.as_ref())?,
+        active_loans: report.active_loans,
+        outstanding_principal_minor: outstanding,
+        overdue_rate: if outstanding > 0 {
+            overdue as f64 / outstanding as f64
+        } else {
+            0.0
+        },
+        npl_ratio: report.npl_ratio.parse().unwrap_or(f64::NAN),
+        limits_raised: 0,
+        limits_cut: 0,
+        lines_reviewed: 0,
+    })
+}
+
+/// Every notice of the demo's customers, counted by template.
+async fn notices(
+    clients: &Clients,
+    customer_ids: &[String],
+    concurrency: usize,
+) -> anyhow::Result<BTreeMap<String, u64>> {
+    let progress = bar(customer_ids.len() as u64, "notices");
+    let counted: Vec<anyhow::Result<BTreeMap<String, u64>>> = stream::iter(customer_ids)
+        .map(|customer_id| {
+            let mut notification = clients.notification.clone();
+            let operator = clients.operator.clone();
+            let progress = progress.clone();
+            async move {
+                let mut counts = BTreeMap::new();
+                let mut page_token = String::new();
+                for _ in 0..NOTICE_PAGES_MAX {
+                    let page = notification
+                        .list_notifications(with_token(
+                            ListNotificationsRequest {
+                                customer_id: customer_id.clone(),
+                                page_size: 500,
+                                page_token: page_token.clone(),
+                                ..Default::default()
+                            },
+                            &operator,
+                        ))
+                        .await?
+                        .into_inner();
+                    for notice in page.notifications {
+                        *counts.entry(notice.template_key).or_insert(0) += 1;
+                    }
+                    if page.next_page_token.is_empty() {
+                        break;
+                    }
+                    page_token = page.next_page_token;
+                }
+                progress.inc(1);
+                Ok(counts)
+            }
+        })
+        .buffered(concurrency)
+        .collect()
+        .await;
+    progress.finish();
+    let mut total = BTreeMap::new();
+    for counts in counted {
+        for (key, count) in counts? {
+            *total.entry(key).or_insert(0) += count;
+        }
+    }
+    Ok(total)
+}
