@@ -30,6 +30,7 @@ use microloan_proto::{
         GetLoanRequest, GetPortfolioReportRequest, GetTrialBalanceRequest, VerifyIntegrityRequest,
     },
     notification::v1::Notification,
+    scoring::v1::{ReviewActionKind, RunPortfolioReviewRequest},
 };
 
 /// Principal of each loan (fen): 3,000 CNY, within any approved line's limit.
@@ -72,6 +73,11 @@ async fn three_borrowers_through_a_ten_month_book() {
                     request_id: format!("apply-{customer_id}"),
                     customer_id: customer_id.clone(),
                     annual_income: cny(person.monthly_income_fen * 12),
+                    // The good payer asks for a modest line, below what it could get:
+                    // room for the portfolio review to raise it.
+                    requested_limit: (borrower == Borrower::OnTime)
+                        .then(|| cny(500_000))
+                        .flatten(),
                     device_id: person.devices.first().cloned().unwrap_or_default(),
                     data_consent: true,
                     ..Default::default()
@@ -192,7 +198,14 @@ async fn three_borrowers_through_a_ten_month_book() {
     let mut seen_frozen = false;
     let mut seen_penalty = false;
     let mut cured = false;
+    let review_date = due_dates[3];
+    let mut raised = None;
     for _ in 0..BUSINESS_DAYS_MAX {
+        // After three instalments paid on time, the portfolio review raises the good
+        // payer's limit (and says so).
+        if date == review_date {
+            raised = Some(review(&mut clients, &customer_ids[&Borrower::OnTime], date).await);
+        }
         // Payments are made during the day, before it closes.
         for borrower in [Borrower::OnTime, Borrower::Late] {
             let loan_id = loans[&borrower].loan_id.clone();
@@ -290,12 +303,15 @@ async fn three_borrowers_through_a_ten_month_book() {
         0,
         "never late, never charged"
     );
-    let line = credit_line(&mut clients, on_time_id).await;
-    assert_eq!(
-        minor(&line.available),
-        limits[&Borrower::OnTime],
-        "headroom restored"
+    let (old_limit, new_limit) = raised.expect("the review ran");
+    assert_eq!(old_limit, limits[&Borrower::OnTime]);
+    assert!(
+        new_limit > old_limit,
+        "the good payer's limit was raised: {old_limit} → {new_limit}"
     );
+    let line = credit_line(&mut clients, on_time_id).await;
+    assert_eq!(minor(&line.limit), new_limit);
+    assert_eq!(minor(&line.available), new_limit, "headroom restored");
     assert_eq!(minor(&line.utilised), 0);
 
     let notices = settled_notices(&mut clients, on_time_id, |notices| {
@@ -310,6 +326,12 @@ async fn three_borrowers_through_a_ten_month_book() {
         keys(&notices)
     );
     assert_eq!(count(&notices, "LOAN_PAID_OFF"), 1);
+    assert_eq!(
+        count(&notices, "CREDIT_LINE_CHANGED"),
+        1,
+        "the raise is notified: {}",
+        keys(&notices)
+    );
     assert_eq!(count(&notices, "INSTALLMENT_OVERDUE"), 0, "never overdue");
     let due_soon = count(&notices, "INSTALLMENT_DUE_SOON");
     assert!(
@@ -397,6 +419,31 @@ async fn three_borrowers_through_a_ten_month_book() {
     assert!(trial.balanced, "{trial:?}");
 
     stack.stop().await.expect("a clean stop");
+}
+
+/// RunPortfolioReview for one customer: (limit before, limit after) of its LIMIT_RAISED.
+async fn review(clients: &mut Clients, customer_id: &str, date: NaiveDate) -> (i64, i64) {
+    let report = clients
+        .scoring
+        .run_portfolio_review(with_token(
+            RunPortfolioReviewRequest {
+                request_id: format!("review-{date}"),
+                customer_ids: vec![customer_id.to_owned()],
+                ..Default::default()
+            },
+            &clients.operator,
+        ))
+        .await
+        .expect("portfolio review")
+        .into_inner();
+    assert_eq!(report.limits_raised, 1, "{report:?}");
+    let action = report
+        .actions
+        .iter()
+        .find(|action| action.kind == ReviewActionKind::LimitRaised as i32)
+        .unwrap_or_else(|| panic!("a LIMIT_RAISED action: {report:?}"));
+    assert!(action.applied, "{action:?}");
+    (minor(&action.previous_limit), minor(&action.new_limit))
 }
 
 async fn get_loan(clients: &mut Clients, loan_id: &str) -> Loan {
