@@ -61,8 +61,6 @@ const MINIMUM_DRAWDOWN_MINOR: i64 = 10_000;
 /// After a failed borrow (declined drawdown, frozen line) the customer tries again
 /// this many days later.
 const RETRY_BORROW_DAYS: u64 = 30;
-/// Defaulters pay at most this many instalments before they stop paying.
-const DEFAULTER_PAYMENTS_MAX: u64 = 4;
 /// After paying a loan off, a customer borrows again within this many days.
 const REBORROW_GAP_DAYS_MAX: u64 = 30;
 
@@ -501,8 +499,9 @@ pub async fn run(config: &Config) -> anyhow::Result<Outcome> {
                 device_id: person.devices.first().cloned().unwrap_or_default(),
                 purpose: purpose_of(person.purpose),
                 defaults: person.defaults,
+                // Spread over the horizon: some default early, some late in the year.
                 payments_before_stop: mix(config.seed ^ (index as u64) << 8)
-                    % DEFAULTER_PAYMENTS_MAX,
+                    % u64::from(config.months.max(1)),
                 payments: 0,
                 loan: None,
                 next_borrow: start_date,
@@ -529,11 +528,13 @@ pub async fn run(config: &Config) -> anyhow::Result<Outcome> {
     let mut calls = 0u64;
     let mut month = 1u32;
     let mut date = start_date;
+    let (mut borrow_seconds, mut repay_seconds, mut end_of_day_seconds) = (0.0, 0.0, 0.0);
     for _ in 0..days_max {
         if date >= end_date {
             break;
         }
         // Borrowing, then repayments, during the day; the day closes after.
+        let borrow_started = Instant::now();
         let wanting: Vec<usize> = borrowers
             .iter()
             .enumerate()
@@ -588,6 +589,8 @@ pub async fn run(config: &Config) -> anyhow::Result<Outcome> {
             }
         }
 
+        borrow_seconds += borrow_started.elapsed().as_secs_f64();
+        let repay_started = Instant::now();
         let paying: Vec<(usize, i64)> = borrowers
             .iter()
             .enumerate()
@@ -632,7 +635,10 @@ pub async fn run(config: &Config) -> anyhow::Result<Outcome> {
             }
         }
 
+        repay_seconds += repay_started.elapsed().as_secs_f64();
+        let end_of_day_started = Instant::now();
         let next = end_of_day(&mut clients, date, &tag).await?;
+        end_of_day_seconds += end_of_day_started.elapsed().as_secs_f64();
         end_of_days += 1;
         calls += 1;
         progress.inc((next - date).num_days().max(1) as u64);
@@ -687,6 +693,9 @@ pub async fn run(config: &Config) -> anyhow::Result<Outcome> {
         "book (business days)".to_owned(),
         phase.elapsed().as_secs_f64(),
     ));
+    phases.push(("book: GetCreditLine + Borrow".to_owned(), borrow_seconds));
+    phases.push(("book: Repay".to_owned(), repay_seconds));
+    phases.push(("book: RunEndOfDay".to_owned(), end_of_day_seconds));
 
     // --- the end: the books, notices ---------------------------------------------------------
     let phase = Instant::now();
