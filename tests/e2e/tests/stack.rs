@@ -32,7 +32,15 @@ async fn four_services_serve_survive_sigkill_and_drain_on_sigterm() {
         .get_business_date(with_token(GetBusinessDateRequest {}, &operator))
         .await
         .expect_err("a killed ledger does not answer");
-    assert_eq!(refused.code(), tonic::Code::Unavailable, "{refused:?}");
+    // UNAVAILABLE once the client knows the connection is gone; CANCELLED when the call
+    // raced the closing connection (hyper: "connection closed").
+    assert!(
+        matches!(
+            refused.code(),
+            tonic::Code::Unavailable | tonic::Code::Cancelled
+        ),
+        "{refused:?}"
+    );
 
     stack.restart(Service::Ledger).await.expect("restart");
     let after = ledger
