@@ -7,7 +7,10 @@ use std::collections::HashMap;
 use anyhow::{Context, ensure};
 use chrono::{Datelike, NaiveDate};
 use microloan_proto::{
-    account::v1::{CreateCustomerRequest, account_service_client::AccountServiceClient},
+    account::v1::{
+        ApplyForCreditLineRequest, ApplyForCreditLineResponse, CreateCustomerRequest,
+        account_service_client::AccountServiceClient,
+    },
     common::v1::Money,
     google::r#type::Date,
     ledger::v1::{
@@ -22,7 +25,7 @@ use microloan_proto::{
 use population::{Person, Population, PopulationConfig, batches};
 use tonic::transport::Channel;
 
-use crate::{Service, Stack, operator_token, service_token, with_token};
+use crate::{Service, Stack, customer_token, operator_token, service_token, with_token};
 
 /// The four clients of a stack and the tokens an operator and a service hold.
 #[derive(Debug, Clone)]
@@ -45,6 +48,19 @@ impl Clients {
             operator: operator_token(),
             service: service_token(),
         }
+    }
+
+    /// The customer applies for a line with their own token, as the app would.
+    pub async fn apply(
+        &mut self,
+        request: ApplyForCreditLineRequest,
+    ) -> anyhow::Result<ApplyForCreditLineResponse> {
+        let token = customer_token(&request.customer_id);
+        Ok(self
+            .account
+            .apply_for_credit_line(with_token(request, &token))
+            .await?
+            .into_inner())
     }
 
     /// The ledger's open business date.
@@ -105,6 +121,21 @@ impl Clients {
     }
 }
 
+/// An application with the data consent given and nothing else optional set.
+pub fn application(
+    request_id: &str,
+    customer_id: &str,
+    annual_income: Option<Money>,
+) -> ApplyForCreditLineRequest {
+    ApplyForCreditLineRequest {
+        request_id: request_id.to_owned(),
+        customer_id: customer_id.to_owned(),
+        annual_income,
+        data_consent: true,
+        ..Default::default()
+    }
+}
+
 pub fn to_date(date: NaiveDate) -> Date {
     Date {
         year: date.year(),
@@ -133,10 +164,18 @@ pub fn minor(money: &Option<Money>) -> i64 {
 /// A valid PRC resident id (GB 11643 check digit), distinct per serial (< 1000),
 /// born 1990-03-07.
 pub fn national_id(serial: u32) -> String {
+    assert!(serial < 1000, "three serial digits");
+    with_check_digit(&format!("11010519900307{serial:03}"))
+}
+
+/// The 17 digits of a PRC resident id `body` followed by its GB 11643 check digit.
+pub fn with_check_digit(body: &str) -> String {
     const WEIGHTS: [u32; 17] = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2];
     const CHECK: &[u8; 11] = b"10X98765432";
-    assert!(serial < 1000, "three serial digits");
-    let body = format!("11010519900307{serial:03}");
+    assert!(
+        body.len() == 17 && body.bytes().all(|byte| byte.is_ascii_digit()),
+        "17 digits: {body}"
+    );
     let sum: u32 = body
         .bytes()
         .zip(WEIGHTS)

@@ -14,11 +14,11 @@ use std::{
 
 use e2e::{
     EnvOverride, Service, Stack, customer_token,
-    journey::{Clients, cny, minor, onboard, safest},
+    journey::{Clients, application, cny, minor, onboard, safest},
     with_token,
 };
 use microloan_proto::{
-    account::v1::{ApplyForCreditLineRequest, BorrowRequest},
+    account::v1::BorrowRequest,
     common::v1::{DecisionOutcome, LoanPurpose, RepaymentMethod},
     ledger::v1::{ListLoansRequest, VerifyIntegrityRequest},
 };
@@ -52,20 +52,13 @@ async fn approved_customers(clients: &mut Clients, seed: u64) -> BTreeMap<String
     for person in &onboarded.customers {
         let customer_id = person.customer_id.to_string();
         let applied = clients
-            .account
-            .apply_for_credit_line(with_token(
-                ApplyForCreditLineRequest {
-                    request_id: format!("apply-{customer_id}"),
-                    customer_id: customer_id.clone(),
-                    annual_income: cny(person.monthly_income_fen * 12),
-                    data_consent: true,
-                    ..Default::default()
-                },
-                &customer_token(&customer_id),
+            .apply(application(
+                &format!("apply-{customer_id}"),
+                &customer_id,
+                cny(person.monthly_income_fen * 12),
             ))
             .await
-            .expect("apply")
-            .into_inner();
+            .expect("apply");
         if applied.outcome == DecisionOutcome::Approved as i32 {
             let line = applied.credit_line.expect("a line");
             limits.insert(customer_id, minor(&line.limit));
@@ -417,20 +410,13 @@ async fn redis_stopped_mid_journey_borrowing_and_reads_stay_right_and_the_cache_
     let customer_id = person.customer_id.to_string();
     let token = customer_token(&customer_id);
     let applied = clients
-        .account
-        .apply_for_credit_line(with_token(
-            ApplyForCreditLineRequest {
-                request_id: "redis-apply".to_owned(),
-                customer_id: customer_id.clone(),
-                annual_income: cny(person.monthly_income_fen * 12),
-                data_consent: true,
-                ..Default::default()
-            },
-            &token,
+        .apply(application(
+            "redis-apply",
+            &customer_id,
+            cny(person.monthly_income_fen * 12),
         ))
         .await
-        .expect("apply")
-        .into_inner();
+        .expect("apply");
     assert_eq!(
         applied.outcome,
         DecisionOutcome::Approved as i32,

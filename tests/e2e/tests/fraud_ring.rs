@@ -9,11 +9,11 @@ use microloan_proto::common::v1::Money;
 
 use e2e::{
     Stack, customer_token,
-    journey::{Clients, cny, onboard, safest},
+    journey::{Clients, application, cny, onboard, safest},
     with_token,
 };
 use microloan_proto::{
-    account::v1::{ApplyForCreditLineRequest, BorrowRequest},
+    account::v1::BorrowRequest,
     common::v1::{DecisionOutcome, LoanPurpose, RepaymentMethod, WriteOffReason},
     ledger::v1::WriteOffRequest,
     scoring::v1::{
@@ -39,20 +39,9 @@ async fn a_ring_sharing_devices_with_a_confirmed_fraud_is_declined_or_reviewed()
     // The fraudster gets a line and borrows before the ring is visible.
     let fraudster = &ids[0];
     let applied = clients
-        .account
-        .apply_for_credit_line(with_token(
-            ApplyForCreditLineRequest {
-                request_id: "ring-apply-0".to_owned(),
-                customer_id: fraudster.clone(),
-                annual_income: income(0),
-                data_consent: true,
-                ..Default::default()
-            },
-            &customer_token(fraudster),
-        ))
+        .apply(application("ring-apply-0", fraudster, income(0)))
         .await
-        .expect("apply")
-        .into_inner();
+        .expect("apply");
     assert_eq!(
         applied.outcome,
         DecisionOutcome::Approved as i32,
@@ -135,20 +124,13 @@ async fn a_ring_sharing_devices_with_a_confirmed_fraud_is_declined_or_reviewed()
     // The four others apply through account: none is approved, and the ring is named.
     for (index, customer_id) in ids.iter().enumerate().skip(1) {
         let applied = clients
-            .account
-            .apply_for_credit_line(with_token(
-                ApplyForCreditLineRequest {
-                    request_id: format!("ring-apply-{index}"),
-                    customer_id: customer_id.clone(),
-                    annual_income: income(index),
-                    data_consent: true,
-                    ..Default::default()
-                },
-                &customer_token(customer_id),
+            .apply(application(
+                &format!("ring-apply-{index}"),
+                customer_id,
+                income(index),
             ))
             .await
-            .expect("apply")
-            .into_inner();
+            .expect("apply");
         assert!(
             applied.outcome == DecisionOutcome::Declined as i32
                 || applied.outcome == DecisionOutcome::ManualReview as i32,

@@ -15,7 +15,7 @@ use std::{collections::BTreeMap, time::Duration};
 use chrono::NaiveDate;
 use e2e::{
     Stack, customer_token,
-    journey::{Clients, cny, from_date, minor, onboard, safest},
+    journey::{Clients, application, cny, from_date, minor, onboard, safest},
     with_token,
 };
 use microloan_proto::{
@@ -67,26 +67,21 @@ async fn three_borrowers_through_a_ten_month_book() {
     for (borrower, person) in borrowers.into_iter().zip(&onboarded.customers) {
         let customer_id = &customer_ids[&borrower];
         let applied = clients
-            .account
-            .apply_for_credit_line(with_token(
-                ApplyForCreditLineRequest {
-                    request_id: format!("apply-{customer_id}"),
-                    customer_id: customer_id.clone(),
-                    annual_income: cny(person.monthly_income_fen * 12),
-                    // The good payer asks for a modest line, below what it could get:
-                    // room for the portfolio review to raise it.
-                    requested_limit: (borrower == Borrower::OnTime)
-                        .then(|| cny(500_000))
-                        .flatten(),
-                    device_id: person.devices.first().cloned().unwrap_or_default(),
-                    data_consent: true,
-                    ..Default::default()
-                },
-                &customer_token(customer_id),
-            ))
+            .apply(ApplyForCreditLineRequest {
+                // The good payer asks for a modest line, below what it could get: room
+                // for the portfolio review to raise it.
+                requested_limit: (borrower == Borrower::OnTime)
+                    .then(|| cny(500_000))
+                    .flatten(),
+                device_id: person.devices.first().cloned().unwrap_or_default(),
+                ..application(
+                    &format!("apply-{customer_id}"),
+                    customer_id,
+                    cny(person.monthly_income_fen * 12),
+                )
+            })
             .await
-            .expect("apply")
-            .into_inner();
+            .expect("apply");
         assert_eq!(
             applied.outcome,
             DecisionOutcome::Approved as i32,

@@ -3,6 +3,7 @@
 use std::{collections::BTreeMap, fmt::Write as _, path::Path, time::Duration};
 
 use anyhow::Context;
+use e2e::journey::minor;
 use microloan_proto::common::v1::DecisionOutcome;
 use serde::Serialize;
 
@@ -149,10 +150,6 @@ fn percentile(sorted: &[f64], quantile: f64) -> f64 {
     }
     let rank = ((quantile * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
     sorted[rank - 1]
-}
-
-fn minor(money: &Option<microloan_proto::common::v1::Money>) -> i64 {
-    money.as_ref().map_or(0, |money| money.minor_units)
 }
 
 fn yuan(minor_units: i64) -> String {

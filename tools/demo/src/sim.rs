@@ -40,7 +40,7 @@ use tonic::{Request, transport::Channel};
 
 use crate::config::{CUSTOMERS_MAX, Config};
 // The e2e harness's money and date helpers (one copy of each).
-use e2e::journey::{cny, from_date, minor, to_date};
+use e2e::journey::{cny, from_date, minor, to_date, with_check_digit};
 
 /// Signals per IngestSignals message (the population's batching).
 const SIGNALS_PER_BATCH: usize = 1000;
@@ -172,20 +172,12 @@ const BIRTH_DAYS: u64 = 13_000;
 /// A valid PRC resident id (GB 11643 check digit) and phone, distinct for every
 /// `global` below 4 x 13,000 x 1,000.
 fn identity(global: u64) -> (String, String) {
-    const WEIGHTS: [u32; 17] = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2];
-    const CHECK: &[u8; 11] = b"10X98765432";
     let serial = global % 1000;
     let day = (global / 1000) % BIRTH_DAYS;
     let region = REGIONS[((global / 1000 / BIRTH_DAYS) % REGIONS.len() as u64) as usize];
     let birth =
         NaiveDate::from_ymd_opt(1970, 1, 1).expect("a date") + chrono::Duration::days(day as i64);
-    let body = format!("{region}{}{serial:03}", birth.format("%Y%m%d"));
-    let sum: u32 = body
-        .bytes()
-        .zip(WEIGHTS)
-        .map(|(digit, weight)| u32::from(digit - b'0') * weight)
-        .sum();
-    let national_id = format!("{body}{}", CHECK[(sum % 11) as usize] as char);
+    let national_id = with_check_digit(&format!("{region}{}{serial:03}", birth.format("%Y%m%d")));
     (national_id, format!("+86138{:08}", global % 100_000_000))
 }
 
