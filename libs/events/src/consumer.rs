@@ -73,6 +73,69 @@ pub trait Handler: Send + Sync + 'static {
         tx: &mut Transaction<'_, Postgres>,
         event: &Event,
     ) -> impl Future<Output = Result<(), HandlerError>> + Send;
+
+    /// Applies a batch of events, in stream order, that this group has not handled
+    /// before (at most `EVENTS_CONSUMER_BATCH_SIZE_MAX`), through `tx` as
+    /// [`Handler::handle`] does. The default calls `handle` for each, in its span. A
+    /// handler overrides it to apply the batch in fewer statements (one read and one
+    /// insert for all of them instead of per event); it must leave the same effects as
+    /// handling the events one after the other, and fail as a whole: the runner rolls
+    /// the transaction back on any error.
+    fn handle_batch(
+        &self,
+        tx: &mut Transaction<'_, Postgres>,
+        batch: &[Fresh<'_>],
+    ) -> impl Future<Output = Result<(), BatchFailure>> + Send {
+        async move {
+            for (index, fresh) in batch.iter().enumerate() {
+                self.handle(tx, fresh.event)
+                    .instrument(fresh.span.clone())
+                    .await
+                    .map_err(|error| BatchFailure::at(index, error))?;
+            }
+            Ok(())
+        }
+    }
+
+    /// Called after the transaction that applied `events` (the fresh ones of a batch)
+    /// committed: the place to wake in-process readers of the effects, which a handler
+    /// cannot do itself (it runs before the commit). Must not block. The default does
+    /// nothing.
+    fn committed(&self, events: &[&Event]) {
+        let _ = events;
+    }
+}
+
+/// One event of a batch handed to [`Handler::handle_batch`], with the span its handling
+/// belongs to (a child of the span that appended it: enter it for per-event work).
+#[derive(Debug)]
+pub struct Fresh<'a> {
+    pub event: &'a Event,
+    pub span: tracing::Span,
+}
+
+/// Why [`Handler::handle_batch`] did not apply a batch.
+#[derive(Debug)]
+pub struct BatchFailure {
+    /// The event (index into the batch) the error belongs to, if one can be named: the
+    /// events before it are applied again as a batch and it is retried alone (a
+    /// `Reject` dead-letters it). `None` (a statement over the whole batch failed):
+    /// every event of the batch is retried alone.
+    pub index: Option<usize>,
+    pub error: HandlerError,
+}
+
+impl BatchFailure {
+    pub fn at(index: usize, error: HandlerError) -> Self {
+        Self {
+            index: Some(index),
+            error,
+        }
+    }
+
+    pub fn whole(error: HandlerError) -> Self {
+        Self { index: None, error }
+    }
 }
 
 /// Why a handler did not apply an event.
@@ -742,19 +805,39 @@ async fn apply<H: Handler>(shared: &Shared<H>, run: &[Delivery]) -> Result<(), B
         .await
         .map_err(database)?;
         let mut fresh: std::collections::HashSet<Uuid> = fresh.into_iter().collect();
+        // Recorded before (a redelivery) or earlier in this batch: skipped. `positions`
+        // maps the handler's batch back to `run`.
+        let mut positions = Vec::with_capacity(events.len());
+        let mut batch = Vec::with_capacity(events.len());
         for (index, event) in events.iter().enumerate() {
-            // Recorded before (a redelivery) or earlier in this batch: skip.
-            if !fresh.remove(&event_ids[index]) {
-                continue;
+            if fresh.remove(&event_ids[index]) {
+                positions.push(index);
+                batch.push(Fresh {
+                    event,
+                    span: handler_span(shared, event),
+                });
             }
-            shared
-                .handler
-                .handle(&mut tx, event)
-                .instrument(handler_span(shared, event))
-                .await
-                .map_err(|error| BatchError::Handler { index, error })?;
+        }
+        if !batch.is_empty() {
+            if let Err(failure) = shared.handler.handle_batch(&mut tx, &batch).await {
+                // A failure of a batch of one belongs to its event.
+                let at = failure.index.or((batch.len() == 1).then_some(0));
+                return Err(match at.and_then(|at| positions.get(at)) {
+                    Some(&index) => BatchError::Handler {
+                        index,
+                        error: failure.error,
+                    },
+                    None => BatchError::Database(match failure.error {
+                        HandlerError::Retry(err) | HandlerError::Reject(err) => err,
+                    }),
+                });
+            }
         }
         tx.commit().await.map_err(database)?;
+        if !batch.is_empty() {
+            let applied: Vec<&Event> = batch.iter().map(|fresh| fresh.event).collect();
+            shared.handler.committed(&applied);
+        }
         Ok(())
     };
     // A hung handler must not hold its worker forever: past claim_idle another

@@ -28,7 +28,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 pub use config::EventsConfig;
-pub use consumer::{Consumer, GroupStart, Handler, HandlerError};
+pub use consumer::{BatchFailure, Consumer, Fresh, GroupStart, Handler, HandlerError};
 pub use metrics::EventsMetrics;
 pub use outbox::{Appended, NewEvent, append};
 pub use relay::Relay;

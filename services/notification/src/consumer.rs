@@ -60,10 +60,7 @@ impl Handler for Notifier {
             },
         };
         match create_notifications(tx, &self.directory, &self.metrics, &notice).await {
-            Ok(_) => {
-                self.signals.created_soon();
-                Ok(())
-            }
+            Ok(_) => Ok(()),
             Err(ComposeError::Database(err)) => Err(err.into()),
             // Account does not know the customer: notify in the default locale rather
             // than lose a notice (cannot happen for events account produced).
@@ -72,12 +69,17 @@ impl Handler for Notifier {
                 create_notifications(tx, &self.directory, &self.metrics, &notice)
                     .await
                     .map_err(|err| HandlerError::Retry(anyhow::anyhow!("{err}")))?;
-                self.signals.created_soon();
                 Ok(())
             }
             Err(err @ ComposeError::Directory(DirectoryError::Unavailable(_))) => {
                 Err(HandlerError::Retry(err.into()))
             }
         }
+    }
+
+    /// The notices are committed: the delivery workers and the streams find them now
+    /// (woken before the commit, they would find nothing and wait for their poll).
+    fn committed(&self, _events: &[&Event]) {
+        self.signals.created();
     }
 }
