@@ -94,9 +94,19 @@ pub fn internal(cause: &dyn std::fmt::Display) -> Status {
 }
 
 /// A database error as the client sees it: UNAVAILABLE when Postgres cannot be reached
-/// or dropped the connection (retry with the same request_id), INTERNAL otherwise.
+/// or dropped the connection (retry with the same request_id), ABORTED
+/// CONCURRENT_MODIFICATION when Postgres rolled the transaction back because of a
+/// concurrent one (deadlock, serialization failure: retry the call), INTERNAL otherwise.
 pub fn database(domain: &str, err: &sqlx::Error) -> Status {
-    if is_connection_lost(err) {
+    if is_concurrency_abort(err) {
+        tracing::warn!(%err, "transaction aborted by a concurrent one");
+        with_reason(
+            domain,
+            Code::Aborted,
+            "a concurrent change to the same data won; retry the call with the same request_id",
+            "CONCURRENT_MODIFICATION",
+        )
+    } else if is_connection_lost(err) {
         tracing::warn!(%err, "database unavailable");
         dependency_unavailable(
             domain,
@@ -121,6 +131,18 @@ pub fn is_connection_lost(err: &sqlx::Error) -> bool {
         sqlx::Error::Database(db) => db.code().is_some_and(|code| {
             code.starts_with("08") || matches!(&*code, "57P01" | "57P02" | "57P03")
         }),
+        _ => false,
+    }
+}
+
+/// Whether Postgres rolled the transaction back because of a concurrent one, so nothing
+/// of it was applied and the same call may simply be retried: SQLSTATE 40P01
+/// (deadlock_detected) and 40001 (serialization_failure).
+pub fn is_concurrency_abort(err: &sqlx::Error) -> bool {
+    match err {
+        sqlx::Error::Database(db) => db
+            .code()
+            .is_some_and(|code| matches!(&*code, "40P01" | "40001")),
         _ => false,
     }
 }
@@ -210,6 +232,38 @@ mod tests {
             .expect_err("a bad query");
         assert!(!is_connection_lost(&err), "{err:?}");
         assert_eq!(database("microloan.test", &err).code(), Code::Internal);
+    }
+
+    /// A deadlock or a serialization failure (the transaction was rolled back) is
+    /// ABORTED CONCURRENT_MODIFICATION, retryable; other SQLSTATEs are not.
+    #[tokio::test]
+    async fn deadlocks_and_serialization_failures_are_aborted() {
+        use sqlx::Connection;
+        let url = crate::testing::server_url();
+        let mut conn = sqlx::PgConnection::connect(&url).await.expect("connect");
+        for (sqlstate, aborted) in [("40P01", true), ("40001", true), ("23505", false)] {
+            let err = sqlx::query(&format!(
+                "DO $$ BEGIN RAISE EXCEPTION 'raised' USING ERRCODE = '{sqlstate}'; END $$"
+            ))
+            .execute(&mut conn)
+            .await
+            .expect_err("raised");
+            assert_eq!(is_concurrency_abort(&err), aborted, "{sqlstate}: {err:?}");
+            assert!(!is_connection_lost(&err), "{sqlstate}");
+            let status = database("microloan.test", &err);
+            if aborted {
+                assert_eq!(status.code(), Code::Aborted, "{sqlstate}");
+                let info = status
+                    .get_error_details()
+                    .error_info()
+                    .cloned()
+                    .expect("error info");
+                assert_eq!(info.reason, "CONCURRENT_MODIFICATION");
+                assert_eq!(info.domain, "microloan.test");
+            } else {
+                assert_eq!(status.code(), Code::Internal, "{sqlstate}");
+            }
+        }
     }
 
     #[test]

@@ -23,7 +23,7 @@ use crate::{
     refresh::PageRankTrigger,
     review::{self, LineRules},
     signals::{Outcome, Sighting, Signals, parse_uuid},
-    store::signals::{LineUpdate, apply_signals, update_credit_line},
+    store::signals::{LineUpdate, apply_signals, lock_components, update_credit_line},
 };
 
 /// The consumer group (DESIGN §7: the consuming service's name).
@@ -122,6 +122,12 @@ impl Handler for SignalsFromEvents {
         else {
             return Ok(());
         };
+        // This transaction applies many events, each writing identity, credit and line
+        // rows of its own customer in event order: the components lock is taken before
+        // the first of them (re-entrant for the later events), so a batch holding the
+        // lock never waits for a row this transaction holds (no deadlock, see
+        // `store::signals::Locking`).
+        lock_components(tx).await?;
         let applied = apply_signals(tx, &signals).await?;
         if applied.new_defaulters > 0 {
             self.pagerank.request();

@@ -42,7 +42,7 @@ use crate::{
     store::{
         decisions::{self as store, NewDecision},
         features::is_known_defaulter,
-        signals::apply_signals,
+        signals::{Locking, apply_signals_locking, has_new_link},
     },
 };
 
@@ -367,12 +367,20 @@ impl Decisions {
         })
         .collect();
         if !sightings.is_empty() {
-            apply_signals(
+            // A first-seen identifier changes the shared components: then the lock comes
+            // first, as for IngestSignals; known links only touch this customer's rows.
+            let locking = if has_new_link(&mut tx, &sightings).await? {
+                Locking::First
+            } else {
+                Locking::WhenNeeded
+            };
+            apply_signals_locking(
                 &mut tx,
                 &Signals {
                     sightings,
                     ..Signals::default()
                 },
+                locking,
             )
             .await?;
         }

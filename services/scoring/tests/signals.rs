@@ -757,3 +757,95 @@ async fn only_the_first_100_rejections_are_detailed_but_all_are_counted() {
     assert_eq!((last.batch_index, last.signal_index), (1, 39));
     harness.stop().await;
 }
+
+/// Several IngestSignals streams at once over the same parties, devices and customers
+/// (edges both ways, shared devices, outcomes making defaulters), beside the consumer
+/// applying CustomerCreated events of the same customers and devices: every stream
+/// succeeds (the demo saw `deadlock detected` here) and every signal is stored once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_streams_over_the_same_parties_all_succeed() {
+    const STREAMS: usize = 4;
+    const BATCHES: usize = 6;
+    const SIGNALS: usize = 200;
+    let harness = Harness::start().await;
+    let parties: Vec<Uuid> = (0..40).map(|_| Uuid::now_v7()).collect();
+    // A small deterministic mix, so streams touch the same rows in different orders.
+    let pick = |seed: usize, i: usize| (seed.wrapping_mul(2_654_435_761) ^ (i * 40_503)) % 40;
+    let mut streams = Vec::new();
+    for stream in 0..STREAMS {
+        let mut batches = Vec::new();
+        for b in 0..BATCHES {
+            let signals = (0..SIGNALS)
+                .map(|i| {
+                    let seed = stream * 1_000_003 + b * 10_007 + i;
+                    let (a, z) = (parties[pick(seed, i)], parties[pick(seed + 17, i + 5)]);
+                    match i % 4 {
+                        0 | 1 if a != z => contact(a, z),
+                        0 | 1 => contact(a, parties[(pick(seed, i) + 1) % 40]),
+                        2 => device(a, &format!("device-{}", pick(seed, i) % 8)),
+                        _ if i % 20 == 3 => outcome(a, RepaymentOutcomeKind::Missed, 90),
+                        _ => outcome(a, RepaymentOutcomeKind::OnTime, 0),
+                    }
+                })
+                .collect();
+            batches.push(batch(&request_id(), signals));
+        }
+        streams.push(batches);
+    }
+    // The consumer's transactions apply several events each, in their own order.
+    let mut tx = harness.pool.begin().await.expect("begin");
+    for (index, customer) in parties.iter().rev().enumerate() {
+        append(
+            &mut tx,
+            "account",
+            NewEvent {
+                customer_id: *customer,
+                business_date: None,
+                payload: Payload::CustomerCreated(CustomerCreated {
+                    customer_id: customer.to_string(),
+                    locale: "en".into(),
+                    device_id: format!("device-{}", index % 8),
+                }),
+            },
+        )
+        .await
+        .expect("append");
+    }
+    tx.commit().await.expect("commit");
+
+    let calls = streams.into_iter().map(|batches| {
+        let mut client = harness.client.clone();
+        let request = testing::with_token(tokio_stream::iter(batches), &harness.token);
+        async move { client.ingest_signals(request).await }
+    });
+    let answers = futures::future::join_all(calls).await;
+    for answer in answers {
+        let summary = answer.expect("every stream succeeds").into_inner();
+        assert_eq!(summary.batches_received, BATCHES as i64);
+        assert_eq!(summary.signals_accepted, (BATCHES * SIGNALS) as i64);
+        assert_eq!(summary.signals_rejected, 0);
+    }
+    let edges_sent = (STREAMS * BATCHES * SIGNALS / 2) as i64;
+    assert_eq!(harness.count("social_edges").await, edges_sent);
+    let pool = harness.pool.clone();
+    eventually("the consumer's sightings", async || {
+        let sightings: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM identity_sightings WHERE context = $1")
+                .bind(SightingContext::Onboarding as i16)
+                .fetch_one(&pool)
+                .await
+                .expect("count");
+        sightings == parties.len() as i64
+    })
+    .await;
+    // The identifier counts agree with the links whoever added them.
+    let mismatched: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM identifier_customers i WHERE customers <> \
+         (SELECT count(*) FROM identity_links l WHERE l.kind = i.kind AND l.identifier = i.identifier)",
+    )
+    .fetch_one(&harness.pool)
+    .await
+    .expect("count");
+    assert_eq!(mismatched, 0);
+    harness.stop().await;
+}

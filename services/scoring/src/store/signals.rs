@@ -28,10 +28,72 @@ pub struct Applied {
     pub components_merged: u64,
 }
 
+/// Takes [`COMPONENTS_LOCK`] for the rest of the transaction (re-entrant: taking it
+/// again in the same transaction only counts).
+pub async fn lock_components(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(COMPONENTS_LOCK)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Whether any of `sightings` links an identifier to its customer for the first time.
+pub async fn has_new_link(
+    conn: &mut PgConnection,
+    sightings: &[Sighting],
+) -> Result<bool, sqlx::Error> {
+    let kinds: Vec<i16> = sightings.iter().map(|s| s.kind as i16).collect();
+    let identifiers: Vec<&str> = sightings.iter().map(|s| s.identifier.as_str()).collect();
+    let customers: Vec<Uuid> = sightings.iter().map(|s| s.customer_id).collect();
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM unnest($1::int2[], $2::text[], $3::uuid[]) \
+             AS u(kind, identifier, customer_id) \
+         WHERE NOT EXISTS (SELECT 1 FROM identity_links l WHERE l.kind = u.kind \
+             AND l.identifier = u.identifier AND l.customer_id = u.customer_id))",
+    )
+    .bind(&kinds)
+    .bind(&identifiers)
+    .bind(&customers)
+    .fetch_one(conn)
+    .await
+}
+
+/// When [`apply_signals`] takes [`COMPONENTS_LOCK`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Locking {
+    /// Before any other write whenever the batch has sightings or outcomes: for
+    /// IngestSignals and the events consumer, whose transactions may write identity
+    /// and credit rows in any order across several calls (the consumer applies many
+    /// events per transaction) and so must all hold the lock before their first such
+    /// row, or never wait for it.
+    First,
+    /// Only for a new link or a new defaulter, after the other writes: for Evaluate,
+    /// whose sightings touch only its own customer's links (it takes the lock first
+    /// itself when a context identifier is new, see `decision.rs`).
+    WhenNeeded,
+}
+
+/// Applies `signals` with [`Locking::First`] (IngestSignals, the consumer).
 pub async fn apply_signals(
     conn: &mut PgConnection,
     signals: &Signals,
 ) -> Result<Applied, sqlx::Error> {
+    apply_signals_locking(conn, signals, Locking::First).await
+}
+
+/// Applies `signals`; every statement writes its rows in key order, and the identity
+/// components and defaulter counts are maintained under [`COMPONENTS_LOCK`] (see
+/// [`Locking`]): together these keep concurrent batches, Evaluates and consumer
+/// transactions from deadlocking.
+pub async fn apply_signals_locking(
+    conn: &mut PgConnection,
+    signals: &Signals,
+    locking: Locking,
+) -> Result<Applied, sqlx::Error> {
+    if locking == Locking::First && !(signals.sightings.is_empty() && signals.outcomes.is_empty()) {
+        lock_components(conn).await?;
+    }
     insert_social_edges(conn, &signals.edges).await?;
     upsert_adjacency(conn, &signals.edges).await?;
     insert_behaviour_events(conn, &signals.behaviours).await?;
@@ -44,8 +106,9 @@ pub async fn apply_signals(
     }
     insert_repayment_outcomes(conn, &signals.outcomes).await?;
     upsert_installment_states(conn, &signals.outcomes).await?;
-    // Last, under COMPONENTS_LOCK when needed: nothing after it locks a row that a
-    // batch waiting for the lock may already hold, so the lock cannot deadlock.
+    // Last, under COMPONENTS_LOCK (taken first already, or now for Evaluate's own
+    // customer: nothing after it locks a row that a transaction waiting for the lock
+    // may already hold).
     let mut applied = Applied::default();
     if !new_links.is_empty() {
         applied.components_merged = link_components(conn, &new_links).await?;
@@ -434,10 +497,7 @@ async fn link_components(
     conn: &mut PgConnection,
     new_links: &[NewLink],
 ) -> Result<u64, sqlx::Error> {
-    sqlx::query("SELECT pg_advisory_xact_lock($1)")
-        .bind(COMPONENTS_LOCK)
-        .execute(&mut *conn)
-        .await?;
+    lock_components(conn).await?;
     let identifiers: BTreeSet<(i16, &str)> = new_links
         .iter()
         .map(|link| (link.kind, link.identifier.as_str()))
@@ -665,10 +725,7 @@ async fn upsert_credit_parties(
         .collect();
     let mut already: BTreeSet<String> = BTreeSet::new();
     if !candidates.is_empty() {
-        sqlx::query("SELECT pg_advisory_xact_lock($1)")
-            .bind(COMPONENTS_LOCK)
-            .execute(&mut *conn)
-            .await?;
+        lock_components(conn).await?;
         already = sqlx::query_scalar(
             "SELECT party_id FROM credit_parties \
              WHERE party_id = ANY($1) AND defaulter_since IS NOT NULL",
