@@ -15,7 +15,7 @@ use microloan_domain::loan::headline_apr;
 use microloan_platform::{
     cache::Cache,
     convert::timestamp,
-    idempotency::{self, RequestKey},
+    idempotency::{self, IdempotencyError, RequestKey},
 };
 use microloan_proto::{
     common::v1::{DecisionOutcome, DecisionPurpose, Money, ReasonCode, RiskGrade},
@@ -23,8 +23,7 @@ use microloan_proto::{
         Decision, EvaluateRequest, EvaluateResponse, ExplainDecisionRequest,
         ExplainDecisionResponse, FeatureContribution, FeatureGroup, FraudCheck,
         GetModelInfoRequest, GetModelInfoResponse, GradeBand as GradeBandProto, IdentifierKind,
-        ModelFeature, ModelInfo, PsiStatus, RepaymentOutcomeKind, ScorecardBin,
-        ScorecardScaling as ScalingProto,
+        ModelFeature, ModelInfo, PsiStatus, ScorecardBin, ScorecardScaling as ScalingProto,
     },
 };
 use prost::Message;
@@ -33,15 +32,15 @@ use uuid::Uuid;
 
 use crate::{
     error::ScoringError,
-    features::{FeatureValues, FeatureVector, features_for},
+    features::{FeatureValues, FeatureVector, assemble_local, social::local_features},
     fraud::{self, FraudConfig, Subject},
     model::binning::BinRule,
     policy::{self, PolicyConfig, cny},
     scorer::{ActiveModel, ModelState, Scored, bin_label},
     signals::{Sighting, Signals, is_keyed_hash, parse_uuid},
     store::{
-        decisions::{self as store, NewDecision},
-        features::is_known_defaulter,
+        decisions::{self as store, KeyWrite, NewDecision},
+        features::{CustomerInputs, DrawdownWindows, KeyLookup, customer_inputs, neighbourhood},
         signals::{Locking, apply_signals_locking, has_new_link},
     },
 };
@@ -324,6 +323,13 @@ impl Decisions {
         }
     }
 
+    /// Decides `request`. Without context identifiers (nothing to record, no velocity
+    /// counter) there is no transaction: one statement reads the customer's inputs and
+    /// the request key's record, and one statement stores the key with its response and
+    /// the decision together (a concurrent duplicate that wins the key makes this call
+    /// answer with the winner's stored response; only one decision is stored). With
+    /// identifiers, one transaction claims the key first (so a replay never counts
+    /// towards velocity again), records the sightings, reads, decides and stores.
     pub async fn evaluate(
         &self,
         caller_scope: &str,
@@ -342,11 +348,6 @@ impl Decisions {
             request_id: &request.request_id,
             body: &body,
         };
-        let mut tx = self.pool.begin().await?;
-        if let Some(stored) = idempotency::claim(&mut tx, key).await? {
-            return EvaluateResponse::decode(stored.as_slice())
-                .map_err(|err| ScoringError::Internal(format!("stored response: {err}")));
-        }
         let now = Utc::now();
         let decision_id = Uuid::now_v7();
         let context = request.context.clone().unwrap_or_default();
@@ -366,57 +367,135 @@ impl Decisions {
             observe_time: now,
         })
         .collect();
-        if !sightings.is_empty() {
-            // A first-seen identifier changes the shared components: then the lock comes
-            // first, as for IngestSignals; known links only touch this customer's rows.
-            let locking = if has_new_link(&mut tx, &sightings).await? {
-                Locking::First
-            } else {
-                Locking::WhenNeeded
+        let drawdown = (valid.purpose == DecisionPurpose::Drawdown).then(|| DrawdownWindows {
+            now,
+            increase_hours: i32::try_from(self.fraud.increase_window_hours).unwrap_or(i32::MAX),
+            cycling_days: i32::try_from(self.fraud.cycling_window_days).unwrap_or(i32::MAX),
+        });
+        let subject = Subject {
+            customer_id: valid.customer_id,
+            purpose: valid.purpose,
+            decision_id,
+            device_id: &context.device_id,
+            phone_hash: &context.phone_hash,
+            national_id_hash: &context.national_id_hash,
+            drawdown_amount_fen: valid.drawdown_amount_fen,
+            current_limit_fen: valid.current_limit_fen,
+            now,
+        };
+
+        if sightings.is_empty() {
+            let mut conn = self.pool.acquire().await?;
+            let lookup = KeyLookup {
+                caller: key.caller,
+                rpc: key.rpc,
+                request_id: key.request_id,
+                body: key.body,
             };
-            apply_signals_locking(
-                &mut tx,
-                &Signals {
-                    sightings,
-                    ..Signals::default()
-                },
-                locking,
+            let inputs =
+                customer_inputs(&mut conn, valid.customer_id, drawdown, Some(lookup)).await?;
+            if let Some(stored) = &inputs.stored {
+                match (stored.same_body, &stored.response) {
+                    (true, Some(response)) => return decode_stored(response),
+                    (false, _) => {
+                        return Err(IdempotencyError::KeyReused {
+                            request_id: request.request_id.clone(),
+                        }
+                        .into());
+                    }
+                    // The first attempt is still running: decide; the store below waits
+                    // for it and answers with its response.
+                    (true, None) => {}
+                }
+            }
+            let decided = self
+                .decide(&mut conn, model, &valid, &subject, &inputs)
+                .await?;
+            let stored = store::store_decision(
+                &mut conn,
+                &decided.row(model.version()),
+                key,
+                &decided.response_bytes,
+                KeyWrite::Insert,
             )
             .await?;
+            return match stored {
+                true => Ok(decided.response),
+                false => replay(&mut conn, key).await,
+            };
         }
-        let vector = features_for(&mut tx, valid.customer_id).await?;
-        let scored = model.score(&vector);
-        let checks = fraud::run_checks(
+
+        let mut tx = self.pool.begin().await?;
+        if let Some(stored) = idempotency::claim(&mut tx, key).await? {
+            return decode_stored(&stored);
+        }
+        // A first-seen identifier changes the shared components: then the lock comes
+        // first, as for IngestSignals; known links only touch this customer's rows.
+        let locking = if has_new_link(&mut tx, &sightings).await? {
+            Locking::First
+        } else {
+            Locking::WhenNeeded
+        };
+        apply_signals_locking(
             &mut tx,
-            &self.counters,
-            &self.fraud,
-            &Subject {
-                customer_id: valid.customer_id,
-                purpose: valid.purpose,
-                decision_id,
-                device_id: &context.device_id,
-                phone_hash: &context.phone_hash,
-                national_id_hash: &context.national_id_hash,
-                drawdown_amount_fen: valid.drawdown_amount_fen,
-                current_limit_fen: valid.current_limit_fen,
-                now,
+            &Signals {
+                sightings,
+                ..Signals::default()
             },
+            locking,
         )
         .await?;
-        let defaulter = is_known_defaulter(&mut tx, valid.customer_id).await?;
-        let overdue = store::has_overdue_installment(
+        let inputs = customer_inputs(&mut tx, valid.customer_id, drawdown, None).await?;
+        let decided = self
+            .decide(&mut tx, model, &valid, &subject, &inputs)
+            .await?;
+        let stored = store::store_decision(
             &mut tx,
-            valid.customer_id,
-            RepaymentOutcomeKind::Missed as i16,
+            &decided.row(model.version()),
+            key,
+            &decided.response_bytes,
+            KeyWrite::RecordClaimed,
         )
         .await?;
+        if !stored {
+            return Err(ScoringError::Internal(
+                "the claimed request key vanished before its decision was stored".into(),
+            ));
+        }
+        tx.commit().await?;
+        Ok(decided.response)
+    }
+
+    /// Features, score, anti-fraud rules and policy for one request, from its inputs
+    /// (the neighbourhood read from Postgres).
+    async fn decide(
+        &self,
+        conn: &mut sqlx::PgConnection,
+        model: &ActiveModel,
+        valid: &Valid,
+        subject: &Subject<'_>,
+        inputs: &CustomerInputs,
+    ) -> Result<Decided, ScoringError> {
+        let party = valid.customer_id.to_string();
+        let local = local_features(&neighbourhood(conn, &party).await?);
+        let vector = assemble_local(
+            valid.customer_id,
+            local,
+            &inputs.scalars,
+            &inputs.months,
+            &inputs.outcomes,
+        );
+        let scored = model.score(&vector);
+        let checks =
+            fraud::run_checks(conn, &self.counters, &self.fraud, subject, &inputs.fraud).await?;
+        let now = subject.now;
         let facts = Facts {
-            valid: &valid,
+            valid,
             scored: &scored,
             checks: &checks,
             thin_file: is_thin_file(&vector),
-            defaulter,
-            overdue,
+            defaulter: inputs.known_defaulter(),
+            overdue: inputs.overdue(),
         };
         let ruled = self.apply_policy(&facts);
         let approved = ruled.outcome == DecisionOutcome::Approved;
@@ -426,7 +505,7 @@ impl Decisions {
         );
         let rate = ruled.band_rate.filter(|_| approved);
         let decision = Decision {
-            decision_id: decision_id.to_string(),
+            decision_id: subject.decision_id.to_string(),
             customer_id: valid.customer_id.to_string(),
             purpose: valid.purpose as i32,
             outcome: ruled.outcome as i32,
@@ -490,30 +569,31 @@ impl Decisions {
                 .collect(),
             policy_notes: ruled.notes,
         };
-        let decision_bytes = decision.encode_to_vec();
-        store::insert_decision(
-            &mut tx,
-            &NewDecision {
-                decision_id,
-                customer_id: valid.customer_id,
-                purpose: valid.purpose as i16,
-                outcome: ruled.outcome as i16,
-                score: scored.score,
-                model_version: model.version(),
-                offered_limit_fen: decision.offered_limit.as_ref().map(|m| m.minor_units),
-                drawdown_amount_fen: valid.drawdown_amount_fen,
-                decide_time: now,
-                decision: &decision_bytes,
-                explanation: &explanation.encode_to_vec(),
-            },
-        )
-        .await?;
         let response = EvaluateResponse {
             decision: Some(decision),
         };
-        idempotency::record_response(&mut tx, key, &response.encode_to_vec()).await?;
-        tx.commit().await?;
-        Ok(response)
+        Ok(Decided {
+            customer_id: valid.customer_id,
+            decision_id: subject.decision_id,
+            purpose: valid.purpose as i16,
+            outcome: ruled.outcome as i16,
+            score: scored.score,
+            offered_limit_fen: response
+                .decision
+                .as_ref()
+                .and_then(|d| d.offered_limit.as_ref())
+                .map(|m| m.minor_units),
+            drawdown_amount_fen: valid.drawdown_amount_fen,
+            decide_time: now,
+            decision_bytes: response
+                .decision
+                .as_ref()
+                .map(Message::encode_to_vec)
+                .unwrap_or_default(),
+            explanation_bytes: explanation.encode_to_vec(),
+            response_bytes: response.encode_to_vec(),
+            response,
+        })
     }
 
     /// The score cut-off and the policy rules, after the anti-fraud rules, in the
@@ -803,6 +883,60 @@ impl Decisions {
             }
         }
         Ok(GetModelInfoResponse { model: Some(info) })
+    }
+}
+
+/// One decided request, ready to store.
+struct Decided {
+    customer_id: Uuid,
+    decision_id: Uuid,
+    purpose: i16,
+    outcome: i16,
+    score: i32,
+    offered_limit_fen: Option<i64>,
+    drawdown_amount_fen: Option<i64>,
+    decide_time: chrono::DateTime<Utc>,
+    decision_bytes: Vec<u8>,
+    explanation_bytes: Vec<u8>,
+    response_bytes: Vec<u8>,
+    response: EvaluateResponse,
+}
+
+impl Decided {
+    fn row<'a>(&'a self, model_version: &'a str) -> NewDecision<'a> {
+        NewDecision {
+            decision_id: self.decision_id,
+            customer_id: self.customer_id,
+            purpose: self.purpose,
+            outcome: self.outcome,
+            score: self.score,
+            model_version,
+            offered_limit_fen: self.offered_limit_fen,
+            drawdown_amount_fen: self.drawdown_amount_fen,
+            decide_time: self.decide_time,
+            decision: &self.decision_bytes,
+            explanation: &self.explanation_bytes,
+        }
+    }
+}
+
+fn decode_stored(stored: &[u8]) -> Result<EvaluateResponse, ScoringError> {
+    EvaluateResponse::decode(stored)
+        .map_err(|err| ScoringError::Internal(format!("stored response: {err}")))
+}
+
+/// The answer of a concurrent duplicate that stored its key first.
+async fn replay(
+    conn: &mut sqlx::PgConnection,
+    key: RequestKey<'_>,
+) -> Result<EvaluateResponse, ScoringError> {
+    match store::stored_response(conn, key).await? {
+        Some((true, Some(response))) => decode_stored(&response),
+        Some((false, _)) => Err(IdempotencyError::KeyReused {
+            request_id: key.request_id.to_owned(),
+        }
+        .into()),
+        _ => Err(IdempotencyError::NoStoredResponse.into()),
     }
 }
 

@@ -14,13 +14,14 @@ use microloan_platform::{
     config::{ConfigError, Env},
 };
 use microloan_proto::{
-    common::v1::{DecisionOutcome, DecisionPurpose},
-    scoring::v1::{FraudFlag, IdentifierKind, RepaymentOutcomeKind, SightingContext},
+    common::v1::DecisionPurpose,
+    scoring::v1::{FraudFlag, IdentifierKind, SightingContext},
 };
 use sqlx::PgConnection;
 use uuid::Uuid;
 
 use crate::policy::cny;
+use crate::store::features::FraudFacts;
 
 /// Thresholds of the rules; a rule fires when the observed value reaches its threshold.
 #[derive(Debug, Clone, PartialEq)]
@@ -158,13 +159,16 @@ pub fn sighting_context(purpose: DecisionPurpose) -> SightingContext {
     }
 }
 
-/// Runs every rule that applies to the subject's purpose, in FraudFlag order. The
-/// subject's identifiers must already be recorded as sightings in `conn`'s transaction.
+/// Runs every rule that applies to the subject's purpose, in FraudFlag order, on the
+/// `facts` read with the customer's inputs (`store::features::customer_inputs`, after
+/// the subject's identifiers were recorded as sightings in `conn`'s transaction); only
+/// the velocity rules make round trips (Redis, or Postgres on `conn` without it).
 pub async fn run_checks(
     conn: &mut PgConnection,
     counters: &Counters,
     config: &FraudConfig,
     subject: &Subject<'_>,
+    facts: &FraudFacts,
 ) -> Result<Vec<Check>, sqlx::Error> {
     let mut checks = Vec::with_capacity(8);
     let application = matches!(
@@ -201,12 +205,16 @@ pub async fn run_checks(
                 .push(velocity(conn, counters, subject, flag, kind, identifier, thresholds).await?);
         }
     }
-    checks.push(shared_identifier(conn, config, subject.customer_id).await?);
-    checks.push(fraud_ring(conn, config, subject.customer_id).await?);
-    checks.push(blacklisted(conn, subject.customer_id).await?);
+    checks.push(shared_identifier(config, facts.most_shared));
+    checks.push(fraud_ring(
+        config,
+        facts.component_size,
+        facts.ring_confirmed,
+    ));
+    checks.push(blacklisted(&facts.blacklisted));
     if drawdown {
-        checks.push(drawdown_after_increase(conn, config, subject).await?);
-        checks.push(draw_repay_cycling(conn, config, subject).await?);
+        checks.push(drawdown_after_increase(config, subject, facts.increase));
+        checks.push(draw_repay_cycling(config, facts.early_loans));
     }
     Ok(checks)
 }
@@ -326,21 +334,9 @@ async fn postgres_counts(
     Ok((hour.max(0) as u64, day.max(0) as u64))
 }
 
-async fn shared_identifier(
-    conn: &mut PgConnection,
-    config: &FraudConfig,
-    customer_id: Uuid,
-) -> Result<Check, sqlx::Error> {
-    let most: Option<(i16, i64)> = sqlx::query_as(
-        "SELECT k.kind, i.customers FROM identity_links k \
-         JOIN identifier_customers i USING (kind, identifier) \
-         WHERE k.customer_id = $1 ORDER BY i.customers DESC, k.kind LIMIT 1",
-    )
-    .bind(customer_id)
-    .fetch_optional(conn)
-    .await?;
+fn shared_identifier(config: &FraudConfig, most: Option<(i16, i64)>) -> Check {
     let threshold = config.shared_identifier_customers;
-    Ok(match most {
+    match most {
         Some((kind, customers)) => {
             let kind =
                 IdentifierKind::try_from(i32::from(kind)).unwrap_or(IdentifierKind::Unspecified);
@@ -359,30 +355,15 @@ async fn shared_identifier(
             triggered: false,
             detail: format!("no identifier known (threshold {threshold} customers)"),
         },
-    })
+    }
 }
 
-async fn fraud_ring(
-    conn: &mut PgConnection,
-    config: &FraudConfig,
-    customer_id: Uuid,
-) -> Result<Check, sqlx::Error> {
-    let row: Option<(i64, i64)> = sqlx::query_as(
-        "SELECT s.size, \
-             (SELECT count(*) FROM fraud_confirmations f \
-                  JOIN identity_components o ON o.customer_id = f.customer_id \
-                  WHERE o.component_id = c.component_id AND f.customer_id <> $1) \
-         FROM identity_components c \
-         JOIN identity_component_stats s USING (component_id) \
-         WHERE c.customer_id = $1",
-    )
-    .bind(customer_id)
-    .fetch_optional(conn)
-    .await?;
-    let (size, confirmed) = row.unwrap_or((1, 0));
+/// `size`: the customer's component (1 without one); `confirmed`: confirmed frauds
+/// among its other members.
+fn fraud_ring(config: &FraudConfig, size: i64, confirmed: i64) -> Check {
     let size = size.max(1) as u64;
     let big = config.ring_size > 0 && size >= config.ring_size;
-    Ok(Check {
+    Check {
         flag: FraudFlag::FraudRing,
         triggered: confirmed > 0 || big,
         detail: format!(
@@ -394,20 +375,11 @@ async fn fraud_ring(
                 config.ring_size.to_string()
             }
         ),
-    })
+    }
 }
 
-async fn blacklisted(conn: &mut PgConnection, customer_id: Uuid) -> Result<Check, sqlx::Error> {
-    let hits: Vec<i16> = sqlx::query_scalar(
-        "SELECT b.kind FROM fraud_blacklist b \
-         WHERE (b.kind = 0 AND b.identifier = $1::text) \
-            OR (b.kind, b.identifier) IN \
-               (SELECT kind, identifier FROM identity_links WHERE customer_id = $1) \
-         ORDER BY b.kind LIMIT 4",
-    )
-    .bind(customer_id)
-    .fetch_all(conn)
-    .await?;
+/// `hits`: the blacklisted kinds (0 = the customer id), ascending.
+fn blacklisted(hits: &[i16]) -> Check {
     let names: Vec<&str> = hits
         .iter()
         .map(|kind| match IdentifierKind::try_from(i32::from(*kind)) {
@@ -415,7 +387,7 @@ async fn blacklisted(conn: &mut PgConnection, customer_id: Uuid) -> Result<Check
             _ => "customer",
         })
         .collect();
-    Ok(Check {
+    Check {
         flag: FraudFlag::Blacklisted,
         triggered: !hits.is_empty(),
         detail: if hits.is_empty() {
@@ -423,36 +395,25 @@ async fn blacklisted(conn: &mut PgConnection, customer_id: Uuid) -> Result<Check
         } else {
             format!("blacklisted: {}", names.join(", "))
         },
-    })
+    }
 }
 
-async fn drawdown_after_increase(
-    conn: &mut PgConnection,
+/// `increase`: the latest approved LIMIT_INCREASE in the window (decide time, offered
+/// limit).
+fn drawdown_after_increase(
     config: &FraudConfig,
     subject: &Subject<'_>,
-) -> Result<Check, sqlx::Error> {
-    let increase: Option<(DateTime<Utc>, Option<i64>)> = sqlx::query_as(
-        "SELECT decide_time, offered_limit_fen FROM decisions \
-         WHERE customer_id = $1 AND purpose = $2 AND outcome = $3 \
-           AND decide_time > $4 - make_interval(hours => $5) \
-         ORDER BY decide_time DESC LIMIT 1",
-    )
-    .bind(subject.customer_id)
-    .bind(DecisionPurpose::LimitIncrease as i16)
-    .bind(DecisionOutcome::Approved as i16)
-    .bind(subject.now)
-    .bind(config.increase_window_hours as i32)
-    .fetch_optional(conn)
-    .await?;
+    increase: Option<(DateTime<Utc>, Option<i64>)>,
+) -> Check {
     let amount = subject.drawdown_amount_fen.unwrap_or(0);
     let window = config.increase_window_hours;
     let percent = config.full_drawdown_percent;
     let Some((increase_time, offered)) = increase else {
-        return Ok(Check {
+        return Check {
             flag: FraudFlag::DrawdownAfterIncrease,
             triggered: false,
             detail: format!("no approved limit increase in the last {window} h"),
-        });
+        };
     };
     let limit = subject.current_limit_fen.or(offered).unwrap_or(0);
     let share = if limit > 0 {
@@ -461,7 +422,7 @@ async fn drawdown_after_increase(
         0
     };
     let hours = (subject.now - increase_time).num_minutes() as f64 / 60.0;
-    Ok(Check {
+    Check {
         flag: FraudFlag::DrawdownAfterIncrease,
         triggered: limit > 0 && i128::from(amount) * 100 >= i128::from(limit) * i128::from(percent),
         detail: format!(
@@ -470,34 +431,20 @@ async fn drawdown_after_increase(
             cny(amount),
             cny(limit)
         ),
-    })
+    }
 }
 
-async fn draw_repay_cycling(
-    conn: &mut PgConnection,
-    config: &FraudConfig,
-    subject: &Subject<'_>,
-) -> Result<Check, sqlx::Error> {
-    let loans: i64 = sqlx::query_scalar(
-        "SELECT count(DISTINCT loan_id) FROM repayment_outcomes \
-         WHERE customer_id = $1 AND outcome = $2 \
-           AND observe_time > $3 - make_interval(days => $4)",
-    )
-    .bind(subject.customer_id)
-    .bind(RepaymentOutcomeKind::Early as i16)
-    .bind(subject.now)
-    .bind(config.cycling_window_days as i32)
-    .fetch_one(conn)
-    .await?;
+/// `loans`: distinct loans with an EARLY outcome in the window.
+fn draw_repay_cycling(config: &FraudConfig, loans: i64) -> Check {
     let loans = loans.max(0) as u64;
-    Ok(Check {
+    Check {
         flag: FraudFlag::DrawRepayCycling,
         triggered: loans >= config.cycling_loans,
         detail: format!(
             "{loans} loans repaid early in {} days (threshold {})",
             config.cycling_window_days, config.cycling_loans
         ),
-    })
+    }
 }
 
 /// Records a confirmed fraud (a loan written off with reason FRAUD, or an operator):

@@ -136,10 +136,14 @@ pub async fn features_for(
 ) -> Result<FeatureVector, sqlx::Error> {
     let party = customer_id.to_string();
     let hood = store::neighbourhood(conn, &party).await?;
-    let own = store::customer_scalars(conn, customer_id).await?;
-    let months = store::behaviour_months(conn, customer_id).await?;
-    let outcomes = store::installment_outcomes(conn, customer_id).await?;
-    Ok(assemble(customer_id, &hood, &own, &months, &outcomes))
+    let inputs = store::customer_inputs(conn, customer_id, None, None).await?;
+    Ok(assemble(
+        customer_id,
+        &hood,
+        &inputs.scalars,
+        &inputs.months,
+        &inputs.outcomes,
+    ))
 }
 
 /// The features from a customer's feature inputs, however they were read: the live
@@ -152,7 +156,23 @@ pub fn assemble(
     months: &[behaviour::MonthTotals],
     outcomes: &[RepaymentOutcomeKind],
 ) -> FeatureVector {
-    let local = social::local_features(hood);
+    assemble_local(
+        customer_id,
+        social::local_features(hood),
+        own,
+        months,
+        outcomes,
+    )
+}
+
+/// [`assemble`] from the neighbourhood's features already computed.
+pub fn assemble_local(
+    customer_id: Uuid,
+    local: social::Local,
+    own: &store::CustomerScalars,
+    months: &[behaviour::MonthTotals],
+    outcomes: &[RepaymentOutcomeKind],
+) -> FeatureVector {
     let self_defaulter = own.credit.is_some_and(|(_, defaulter)| defaulter);
     let (size, defaulters) = own.component.unwrap_or((1, 0));
     let (component_size, component_bad_rate) =

@@ -246,7 +246,7 @@ impl OfflineFeatures {
         }
     }
 
-    /// The customer's scalar inputs, as `store::features::customer_scalars` reads them.
+    /// The customer's scalar inputs, as `store::features::customer_inputs` reads them.
     fn scalars(&self, customer_id: Uuid, party: &str) -> CustomerScalars {
         CustomerScalars {
             pagerank: self.pagerank.get(party).copied().unwrap_or(0.0),

@@ -2,6 +2,7 @@
 //! protobuf bytes) beside the columns the anti-fraud rules and the PSI query by.
 
 use chrono::{DateTime, Utc};
+use microloan_platform::idempotency::RequestKey;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
@@ -23,30 +24,90 @@ pub struct NewDecision<'a> {
     pub explanation: &'a [u8],
 }
 
-pub async fn insert_decision(
-    conn: &mut PgConnection,
-    row: &NewDecision<'_>,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
+/// The decision row from the `key` CTE's one row: no row, no decision.
+macro_rules! insert_decision_from_key {
+    () => {
         "INSERT INTO decisions (decision_id, customer_id, purpose, outcome, score, \
              model_version, offered_limit_fen, drawdown_amount_fen, decide_time, decision, \
              explanation) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+         SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11 FROM key"
+    };
+}
+
+/// What becomes of the request key beside the decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyWrite {
+    /// Insert it with its response (no transaction needed).
+    Insert,
+    /// Record the response of the key this transaction claimed (`idempotency::claim`).
+    RecordClaimed,
+}
+
+/// Stores the decision and the request key's response in one statement: `false` if
+/// the key was not written (`Insert`: a concurrent duplicate stored it first;
+/// `RecordClaimed`: no such claim), and then no decision is stored either.
+pub async fn store_decision(
+    conn: &mut PgConnection,
+    row: &NewDecision<'_>,
+    key: RequestKey<'_>,
+    response: &[u8],
+    write: KeyWrite,
+) -> Result<bool, sqlx::Error> {
+    const INSERT: &str = concat!(
+        "WITH key AS ( \
+             INSERT INTO idempotency_keys (caller, rpc, request_id, request_hash, response) \
+             VALUES ($12, $13, $14, sha256($15), $16) ON CONFLICT DO NOTHING RETURNING 1) ",
+        insert_decision_from_key!()
+    );
+    const RECORD: &str = concat!(
+        "WITH key AS ( \
+             UPDATE idempotency_keys SET response = $16 \
+             WHERE caller = $12 AND rpc = $13 AND request_id = $14 \
+               AND request_hash = sha256($15) RETURNING 1) ",
+        insert_decision_from_key!()
+    );
+    let statement = match write {
+        KeyWrite::Insert => INSERT,
+        KeyWrite::RecordClaimed => RECORD,
+    };
+    let inserted = sqlx::query(statement)
+        .bind(row.decision_id)
+        .bind(row.customer_id)
+        .bind(row.purpose)
+        .bind(row.outcome)
+        .bind(row.score)
+        .bind(row.model_version)
+        .bind(row.offered_limit_fen)
+        .bind(row.drawdown_amount_fen)
+        .bind(row.decide_time)
+        .bind(row.decision)
+        .bind(row.explanation)
+        .bind(key.caller)
+        .bind(key.rpc)
+        .bind(key.request_id)
+        .bind(key.body)
+        .bind(response)
+        .execute(conn)
+        .await?
+        .rows_affected();
+    Ok(inserted == 1)
+}
+
+/// (same body, stored response) of a request key, if it exists.
+pub async fn stored_response(
+    conn: &mut PgConnection,
+    key: RequestKey<'_>,
+) -> Result<Option<(bool, Option<Vec<u8>>)>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT request_hash = sha256($4), response FROM idempotency_keys \
+         WHERE caller = $1 AND rpc = $2 AND request_id = $3",
     )
-    .bind(row.decision_id)
-    .bind(row.customer_id)
-    .bind(row.purpose)
-    .bind(row.outcome)
-    .bind(row.score)
-    .bind(row.model_version)
-    .bind(row.offered_limit_fen)
-    .bind(row.drawdown_amount_fen)
-    .bind(row.decide_time)
-    .bind(row.decision)
-    .bind(row.explanation)
-    .execute(conn)
-    .await?;
-    Ok(())
+    .bind(key.caller)
+    .bind(key.rpc)
+    .bind(key.request_id)
+    .bind(key.body)
+    .fetch_optional(conn)
+    .await
 }
 
 /// (encoded Decision, encoded explanation) of a stored decision.
@@ -58,22 +119,6 @@ pub async fn decision_bytes(
         .bind(decision_id)
         .fetch_optional(conn)
         .await
-}
-
-/// Whether any instalment of the customer is still past due and unpaid (MISSED).
-pub async fn has_overdue_installment(
-    conn: &mut PgConnection,
-    customer_id: Uuid,
-    missed: i16,
-) -> Result<bool, sqlx::Error> {
-    sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM installment_states \
-             WHERE customer_id = $1 AND outcome = $2 AND installment_sequence > 0)",
-    )
-    .bind(customer_id)
-    .bind(missed)
-    .fetch_one(conn)
-    .await
 }
 
 /// Live scores of `model_version` decided in [from, to] (DRAWDOWN rescorings of the
