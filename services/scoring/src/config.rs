@@ -25,6 +25,12 @@ pub struct Config {
     /// `SCORING_PAGERANK_REFRESH_SECONDS`: how often the defaulter-seeded PageRank is
     /// recomputed over the stored graph (default 900; 0 = only on demand; at most a day).
     pub pagerank_refresh: Duration,
+    /// `SCORING_GRAPH_CACHE_SECONDS`: how long Evaluate may reuse a customer's
+    /// neighbourhood features computed earlier by this process (default 30; 0 = never;
+    /// at most an hour). Changes this process applies drop the entries they touch at
+    /// once; this bounds how late another replica's changes are seen
+    /// (features::cache).
+    pub graph_cache_ttl: Duration,
     /// `SCORING_MODEL_PATH`: the active scorecard artefact (default
     /// [`MODEL_PATH_DEFAULT`]; a relative path is tried from the working directory, then
     /// from the workspace root).
@@ -40,6 +46,8 @@ pub const MODEL_PATH_DEFAULT: &str = "services/scoring/model/default.json";
 
 pub const PAGERANK_REFRESH_DEFAULT: Duration = Duration::from_secs(900);
 const PAGERANK_REFRESH_MAX: Duration = Duration::from_secs(86_400);
+pub const GRAPH_CACHE_TTL_DEFAULT: Duration = Duration::from_secs(30);
+const GRAPH_CACHE_TTL_MAX: Duration = Duration::from_secs(3_600);
 
 impl Config {
     pub fn from_env(env: &Env<'_>) -> Result<Self, ConfigError> {
@@ -53,6 +61,11 @@ impl Config {
                 "SCORING_PAGERANK_REFRESH_SECONDS",
                 PAGERANK_REFRESH_DEFAULT,
                 PAGERANK_REFRESH_MAX,
+            )?,
+            graph_cache_ttl: env.seconds(
+                "SCORING_GRAPH_CACHE_SECONDS",
+                GRAPH_CACHE_TTL_DEFAULT,
+                GRAPH_CACHE_TTL_MAX,
             )?,
             model_path: env.or("SCORING_MODEL_PATH", PathBuf::from(MODEL_PATH_DEFAULT))?,
             policy: crate::policy::PolicyConfig::from_env(env)?,

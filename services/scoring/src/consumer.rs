@@ -20,6 +20,7 @@ use microloan_proto::{
 };
 
 use crate::{
+    features::cache::GraphCache,
     refresh::PageRankTrigger,
     review::{self, LineRules},
     signals::{Outcome, Sighting, Signals, parse_uuid},
@@ -36,6 +37,9 @@ const DEVICE_CHARS_MAX: usize = 128;
 pub struct SignalsFromEvents {
     /// Asked for an early PageRank refresh when a known defaulter is new.
     pub pagerank: PageRankTrigger,
+    /// Evaluate's neighbourhood features: once the events committed, an outcome drops
+    /// the entries around its customer.
+    pub graph: GraphCache,
     /// The live line policy (review.rs): `None` only where no account service exists.
     pub lines: Option<LivePolicy>,
 }
@@ -112,6 +116,15 @@ impl LivePolicy {
 }
 
 impl Handler for SignalsFromEvents {
+    fn committed(&self, events: &[&Event]) {
+        for event in events {
+            if let Ok(Some((_, signals, _))) = signals_of_event(event) {
+                self.graph
+                    .invalidate(signals.touched_parties().iter().map(String::as_str));
+            }
+        }
+    }
+
     async fn handle(
         &self,
         tx: &mut Transaction<'_, Postgres>,

@@ -32,7 +32,9 @@ use uuid::Uuid;
 
 use crate::{
     error::ScoringError,
-    features::{FeatureValues, FeatureVector, assemble_local, social::local_features},
+    features::{
+        FeatureValues, FeatureVector, assemble_local, cache::GraphCache, social::local_features,
+    },
     fraud::{self, FraudConfig, Subject},
     model::binning::BinRule,
     policy::{self, PolicyConfig, cny},
@@ -60,6 +62,8 @@ pub struct Decisions {
     model: ModelState,
     policy: PolicyConfig,
     fraud: FraudConfig,
+    /// The neighbourhood features between changes (features::cache).
+    graph: GraphCache,
 }
 
 /// An Evaluate request that passed validation.
@@ -301,6 +305,7 @@ impl Decisions {
         model: ModelState,
         policy: PolicyConfig,
         fraud: FraudConfig,
+        graph: GraphCache,
     ) -> Self {
         Self {
             pool,
@@ -308,6 +313,7 @@ impl Decisions {
             model,
             policy,
             fraud,
+            graph,
         }
     }
 
@@ -467,7 +473,7 @@ impl Decisions {
     }
 
     /// Features, score, anti-fraud rules and policy for one request, from its inputs
-    /// (the neighbourhood read from Postgres).
+    /// (the neighbourhood's features from the cache or Postgres).
     async fn decide(
         &self,
         conn: &mut sqlx::PgConnection,
@@ -477,7 +483,15 @@ impl Decisions {
         inputs: &CustomerInputs,
     ) -> Result<Decided, ScoringError> {
         let party = valid.customer_id.to_string();
-        let local = local_features(&neighbourhood(conn, &party).await?);
+        let local = match self.graph.get(&party) {
+            Ok(local) => local,
+            Err(ticket) => {
+                let hood = neighbourhood(conn, &party).await?;
+                let local = local_features(&hood);
+                self.graph.store(ticket, &hood, &local);
+                local
+            }
+        };
         let vector = assemble_local(
             valid.customer_id,
             local,

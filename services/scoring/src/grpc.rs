@@ -19,6 +19,7 @@ use tonic::{Request, Response, Status, Streaming};
 use crate::{
     decision::Decisions,
     error::ScoringError,
+    features::cache::GraphCache,
     ingest::{BatchOutcome, apply_batch},
     metrics::Metrics,
     policy::PolicyConfig,
@@ -51,6 +52,7 @@ pub struct ScoringApi {
     pool: PgPool,
     metrics: Metrics,
     pagerank: PageRankTrigger,
+    graph: GraphCache,
     decisions: std::sync::Arc<Decisions>,
     reviewer: Reviewer,
     analyze: std::sync::Arc<AnalyzeAfterIngest>,
@@ -103,6 +105,7 @@ impl ScoringApi {
         peers: Peers,
         metrics: Metrics,
         pagerank: PageRankTrigger,
+        graph: GraphCache,
         decisions: Decisions,
         policy: PolicyConfig,
     ) -> Self {
@@ -116,6 +119,7 @@ impl ScoringApi {
             pool,
             metrics,
             pagerank,
+            graph,
             decisions: std::sync::Arc::new(decisions),
             analyze: std::sync::Arc::default(),
         }
@@ -133,7 +137,7 @@ impl ScoringApi {
         let mut batch_index: i32 = 0;
         while let Some(batch) = stream.message().await.map_err(ScoringError::Stream)? {
             summary.batches_received += 1;
-            let outcome = apply_batch(&self.pool, &caller, &batch)
+            let outcome = apply_batch(&self.pool, &self.graph, &caller, &batch)
                 .await
                 .inspect_err(|_| self.metrics.batch("refused"))?;
             match outcome {

@@ -8,6 +8,7 @@ use sqlx::PgPool;
 
 use crate::{
     error::ScoringError,
+    features::cache::GraphCache,
     signals::{BATCH_SIGNALS_MAX, Problem, Signals, parse_batch},
     store::signals::{Applied, apply_signals},
 };
@@ -79,9 +80,11 @@ pub fn check_batch(request: &IngestSignalsRequest) -> Result<(), ScoringError> {
     }
 }
 
-/// Applies one batch for `caller` (its idempotency scope).
+/// Applies one batch for `caller` (its idempotency scope); once committed, drops the
+/// cached neighbourhood features it may change from `graph`.
 pub async fn apply_batch(
     pool: &PgPool,
+    graph: &GraphCache,
     caller: &str,
     request: &IngestSignalsRequest,
 ) -> Result<BatchOutcome, ScoringError> {
@@ -113,6 +116,7 @@ pub async fn apply_batch(
     let record = counts.total().to_le_bytes();
     idempotency::record_response(&mut tx, key, &record).await?;
     tx.commit().await?;
+    graph.invalidate(signals.touched_parties().iter().map(String::as_str));
     Ok(BatchOutcome::Applied {
         counts,
         rejected,

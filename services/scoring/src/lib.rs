@@ -63,12 +63,15 @@ pub async fn run(
     let metrics = metrics::Metrics::register(server.metrics().registry())?;
     // New known defaulters (from either path) ask for an early PageRank refresh.
     let trigger = refresh::PageRankTrigger::default();
+    // Evaluate's neighbourhood features, dropped by the changes this process applies.
+    let graph = features::cache::GraphCache::new(config.graph_cache_ttl);
 
     let pagerank = tokio::spawn(refresh::refresh_pagerank(
         pool.clone(),
         config.pagerank_refresh,
         trigger.clone(),
         metrics.clone(),
+        graph.clone(),
     ));
     let options = ClientOptions::for_service(&config.common);
     let peers = grpc::Peers {
@@ -79,6 +82,7 @@ pub async fn run(
         consumer::GROUP,
         consumer::SignalsFromEvents {
             pagerank: trigger.clone(),
+            graph: graph.clone(),
             lines: Some(consumer::LivePolicy {
                 account: peers.account.clone(),
                 rules: review::LineRules::of(&config.policy),
@@ -92,12 +96,14 @@ pub async fn run(
         scorer::load(&config.model_path),
         config.policy.clone(),
         config.fraud.clone(),
+        graph.clone(),
     );
     let api = grpc::ScoringApi::new(
         pool,
         peers,
         metrics,
         trigger,
+        graph,
         decisions,
         config.policy.clone(),
     );

@@ -33,6 +33,7 @@ pub async fn refresh_pagerank(
     interval: Duration,
     trigger: PageRankTrigger,
     metrics: Metrics,
+    graph: crate::features::cache::GraphCache,
 ) {
     let mut ticks = (!interval.is_zero()).then(|| {
         let mut ticks = tokio::time::interval(interval);
@@ -60,6 +61,8 @@ pub async fn refresh_pagerank(
         let started = std::time::Instant::now();
         match store::pagerank::refresh_pagerank(&pool, PageRankOptions::default()).await {
             Ok(Some(run)) => {
+                // A refresh follows new defaulters: cached bad rates start over too.
+                graph.clear();
                 metrics.pagerank("done", Some(run.iterations));
                 tracing::info!(
                     parties = run.parties,

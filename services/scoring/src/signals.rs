@@ -100,6 +100,21 @@ impl Signals {
         self.len() == 0
     }
 
+    /// The graph parties whose neighbourhood features these signals may change: both
+    /// ends of each edge, and each party with a repayment outcome (credit history,
+    /// known defaulter). Sorted, deduplicated.
+    pub fn touched_parties(&self) -> Vec<String> {
+        let mut parties: Vec<String> = self
+            .edges
+            .iter()
+            .flat_map(|edge| [edge.source.clone(), edge.target.clone()])
+            .chain(self.outcomes.iter().map(|o| o.customer_id.to_string()))
+            .collect();
+        parties.sort_unstable();
+        parties.dedup();
+        parties
+    }
+
     pub fn push(&mut self, signal: Parsed) {
         match signal {
             Parsed::Edge(edge) => self.edges.push(edge),

@@ -427,3 +427,36 @@ async fn a_known_defaulter_and_an_overdue_instalment_decline_with_their_reasons(
     assert_eq!(decision.offered_limit, None);
     harness.stop().await;
 }
+
+/// The `degree` value ExplainDecision shows for a fresh application of `customer`.
+async fn decided_degree(harness: &mut Harness, customer: Uuid) -> String {
+    let decision = harness
+        .evaluate(application(customer))
+        .await
+        .expect("evaluate")
+        .decision
+        .expect("decision");
+    harness
+        .explain(&decision.decision_id)
+        .await
+        .contributions
+        .iter()
+        .find(|c| c.feature == "degree")
+        .map(|c| c.value.clone())
+        .expect("degree contribution")
+}
+
+/// The neighbourhood features Evaluate caches are dropped by an IngestSignals batch
+/// touching the neighbourhood: the next decision counts the new contact.
+#[tokio::test]
+async fn a_new_contact_shows_in_the_next_decision_despite_the_cache() {
+    let mut harness = Harness::start(&[]).await;
+    let customer = Uuid::now_v7();
+    harness.ingest(vec![contact(customer, "ext:first")]).await;
+    assert_eq!(decided_degree(&mut harness, customer).await, "1");
+    // Cached now: a repeat reads the same.
+    assert_eq!(decided_degree(&mut harness, customer).await, "1");
+    harness.ingest(vec![contact(customer, "ext:second")]).await;
+    assert_eq!(decided_degree(&mut harness, customer).await, "2");
+    harness.stop().await;
+}

@@ -6,6 +6,7 @@
 //! the scorecard's missing bin), never an error.
 
 pub mod behaviour;
+pub mod cache;
 pub mod graph;
 pub mod history;
 pub mod offline;
@@ -165,7 +166,8 @@ pub fn assemble(
     )
 }
 
-/// [`assemble`] from the neighbourhood's features already computed.
+/// [`assemble`] from the neighbourhood's features already computed (Evaluate keeps
+/// them in its [`cache::GraphCache`]).
 pub fn assemble_local(
     customer_id: Uuid,
     local: social::Local,
