@@ -5,6 +5,7 @@
 #
 #   DEMO_CUSTOMERS (default 10000)  DEMO_MONTHS (12)  DEMO_SEED (2026)
 #   DEMO_CONCURRENCY (8)            DEMO_REPORT_DIR (demo-report)
+#   MICROLOAN_RUN_PROFILE (release)  MICROLOAN_RUN_BUILD=0: no build, the binaries as built
 #   DEMO_FRESH=1  only when this script starts the stack itself: drop the four dev
 #                 databases (account, scoring, ledger, notification) and the dev Redis
 #                 keys first, so the book starts empty and the same seed gives the same
@@ -27,6 +28,12 @@ stop_stack() {
 }
 trap stop_stack EXIT
 
+# The demo binary is built with the stack's profile (scripts/run.sh: release unless
+# MICROLOAN_RUN_PROFILE=debug): one build of the workspace serves both.
+PROFILE="${MICROLOAN_RUN_PROFILE:-release}"
+build_args=(--workspace --bins)
+[[ "$PROFILE" == release ]] && build_args+=(--release)
+
 answering=0
 for port in "$ACCOUNT_PORT" "$SCORING_PORT" "$LEDGER_PORT" "$NOTIFICATION_PORT"; do
     port_open "$port" && answering=$((answering + 1))
@@ -34,7 +41,7 @@ done
 
 if ((answering == 4)); then
     say "using the running stack on $ACCOUNT_PORT-$NOTIFICATION_PORT"
-    cargo build --workspace --bins
+    [[ "${MICROLOAN_RUN_BUILD:-1}" == 1 ]] && cargo build "${build_args[@]}"
 elif ((answering == 0)); then
     if [[ "${DEMO_FRESH:-0}" == 1 ]]; then
         # shellcheck source=scripts/dev-deps.sh
@@ -64,6 +71,6 @@ else
     exit 1
 fi
 
-# run.sh's `cargo build --workspace --bins` built tools/demo too (one feature
-# unification, no second compile of the dependency tree).
-"${CARGO_TARGET_DIR:-target}/debug/demo"
+# run.sh's `cargo build --workspace --bins [--release]` built tools/demo too (one
+# feature unification, no second compile of the dependency tree).
+"${CARGO_TARGET_DIR:-target}/$PROFILE/demo"
