@@ -19,6 +19,9 @@ pub struct Config {
     pub concurrency: usize,
     pub account_url: String,
     pub scoring_url: String,
+    /// Scoring's admin address (host:port of `/metrics`): the demo waits there for a
+    /// PageRank refresh of the ingested graph before anyone applies.
+    pub scoring_admin: String,
     pub ledger_url: String,
     pub notification_url: String,
     pub jwt_secret: String,
@@ -64,6 +67,7 @@ impl Config {
             concurrency,
             account_url: url("account", 50051)?,
             scoring_url: url("scoring", 50052)?,
+            scoring_admin: format!("127.0.0.1:{}", var_or::<u16>("SCORING_ADMIN_PORT", 9102)?),
             ledger_url: url("ledger", 50053)?,
             notification_url: url("notification", 50054)?,
             jwt_secret: std::env::var("AUTH_JWT_SECRET").context(

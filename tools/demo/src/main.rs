@@ -10,8 +10,10 @@
 mod charts;
 mod config;
 mod no_social;
+mod pagerank;
 mod report;
 mod sim;
+mod skew;
 
 use std::time::Instant;
 

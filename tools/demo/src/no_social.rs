@@ -38,23 +38,36 @@ impl NoSocial {
     /// decision; a feature the explanation does not carry is missing (its missing bin).
     /// Returns the score and how many of the scorecard's features were missing.
     pub fn score(&self, values: &HashMap<String, Option<f64>>) -> (i32, usize) {
-        let card = &self.without_social.scorecard;
-        let mut missing = 0;
-        let cells: Vec<Cell<'_>> = card
-            .features
-            .iter()
-            .map(|feature| match values.get(&feature.name) {
-                Some(Some(value)) => Cell::Number(*value),
-                Some(None) => Cell::Missing,
-                None => {
-                    missing += 1;
-                    Cell::Missing
-                }
-            })
-            .collect();
-        (card.score_cells(&cells).score, missing)
+        score_with(&self.without_social, values)
     }
 
+    /// The full model's score of offline feature values (the train/serve check).
+    pub fn score_full(&self, values: &HashMap<String, Option<f64>>) -> i32 {
+        score_with(&self.full, values).0
+    }
+}
+
+/// `artefact`'s score of feature values by name, and how many of its features the
+/// values lack (scored as missing).
+fn score_with(artefact: &Artefact, values: &HashMap<String, Option<f64>>) -> (i32, usize) {
+    let card = &artefact.scorecard;
+    let mut missing = 0;
+    let cells: Vec<Cell<'_>> = card
+        .features
+        .iter()
+        .map(|feature| match values.get(&feature.name) {
+            Some(Some(value)) => Cell::Number(*value),
+            Some(None) => Cell::Missing,
+            None => {
+                missing += 1;
+                Cell::Missing
+            }
+        })
+        .collect();
+    (card.score_cells(&cells).score, missing)
+}
+
+impl NoSocial {
     pub fn feature_names(&self) -> Vec<String> {
         self.without_social
             .scorecard

@@ -51,12 +51,22 @@ pub struct Report {
     pub social_lift: f64,
     /// Explanations that lacked a feature the no-social scorecard uses (scored missing).
     pub no_social_features_missing: usize,
+    /// The shipped model's AUC on the same applicants' features computed offline by the
+    /// trainer's code: what auc_full would be with no train/serve skew.
+    pub auc_offline: f64,
+    /// Per model feature: applicants whose served value (ExplainDecision, 4 decimals)
+    /// differs from the offline one.
+    pub feature_mismatches: BTreeMap<String, usize>,
+    /// Whether scoring refreshed its PageRank after ingestion, before the applications.
+    pub pagerank_refreshed_before_applications: bool,
     pub no_social_features: Vec<String>,
     pub model_version: String,
     pub decision_latency_p50_ms: f64,
     pub decision_latency_p99_ms: f64,
     pub loans_borrowed: u64,
     pub repayments: u64,
+    pub repay_calls: u64,
+    pub book_calls: u64,
     pub end_of_days: u64,
     pub start_date: String,
     pub end_date: String,
@@ -189,6 +199,19 @@ impl Report {
             })
             .collect();
         let bad: Vec<bool> = scored.iter().map(|applicant| applicant.defaults).collect();
+        let mut offline_scores = Vec::with_capacity(scored.len());
+        let mut feature_mismatches: BTreeMap<String, usize> = BTreeMap::new();
+        for (applicant, offline) in applicants.iter().zip(&outcome.offline) {
+            if applicant.score.is_none() {
+                continue;
+            }
+            offline_scores.push(no_social.score_full(offline));
+            for (name, served) in &applicant.features {
+                let mismatch = !crate::skew::same(*served, offline.get(name).copied().flatten());
+                *feature_mismatches.entry(name.clone()).or_default() += usize::from(mismatch);
+            }
+        }
+        let auc_offline = auc(&offline_scores, &bad);
         let auc_full = auc(&full, &bad);
         let auc_without_social = auc(&without, &bad);
         let mut latencies: Vec<f64> = applicants.iter().map(|a| a.latency_ms).collect();
@@ -234,12 +257,17 @@ impl Report {
             auc_without_social,
             social_lift: auc_full - auc_without_social,
             no_social_features_missing: missing,
+            auc_offline,
+            feature_mismatches,
+            pagerank_refreshed_before_applications: outcome.pagerank.refreshed,
             no_social_features: no_social.feature_names(),
             model_version: no_social.full.model_version.clone(),
             decision_latency_p50_ms: percentile(&latencies, 0.50),
             decision_latency_p99_ms: percentile(&latencies, 0.99),
             loans_borrowed: outcome.borrows,
             repayments: outcome.repayments,
+            repay_calls: outcome.repay_calls,
+            book_calls: outcome.book_calls,
             end_of_days: outcome.end_of_days,
             start_date: outcome.start_date.to_string(),
             end_date: outcome.end_date.to_string(),
@@ -332,8 +360,24 @@ impl Report {
                 format!("{:.4}", self.auc_without_social),
             ),
             ("social lift", format!("{:+.4}", self.social_lift)),
+            (
+                "ROC AUC, shipped model on the trainer's offline features of the same people",
+                format!("{:.4}", self.auc_offline),
+            ),
+            (
+                "served feature values that differ from the offline ones",
+                self.feature_mismatches.values().sum::<usize>().to_string(),
+            ),
+            (
+                "PageRank refreshed after ingestion, before the applications",
+                self.pagerank_refreshed_before_applications.to_string(),
+            ),
             ("loans borrowed", self.loans_borrowed.to_string()),
             ("repayments", self.repayments.to_string()),
+            (
+                "calls the book made (of them Repay and GetLoan)",
+                format!("{} ({})", self.book_calls, self.repay_calls),
+            ),
             (
                 "overdue rate at the last month (principal past due / outstanding)",
                 format!("{:.4}", self.overdue_rate),

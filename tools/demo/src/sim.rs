@@ -32,13 +32,16 @@ use microloan_proto::{
     },
     scoring::v1::{
         ExplainDecisionRequest, RunPortfolioReviewRequest,
-        scoring_service_client::ScoringServiceClient,
+        scoring_service_client::ScoringServiceClient, signal::Kind as SignalKind,
     },
 };
 use population::{LoanPurpose, Population, PopulationConfig, batches};
 use tonic::{Request, transport::Channel};
 
-use crate::config::{CUSTOMERS_MAX, Config};
+use crate::{
+    config::{CUSTOMERS_MAX, Config},
+    pagerank, skew,
+};
 // The e2e harness's money and date helpers (one copy of each).
 use e2e::journey::{cny, from_date, minor, to_date, with_check_digit};
 
@@ -113,12 +116,19 @@ pub struct Outcome {
     pub phase_seconds: Vec<(String, f64)>,
     pub failures: BTreeMap<String, u64>,
     pub repayments: u64,
+    pub repay_calls: u64,
+    /// Every call the book made (GetCreditLine, Borrow, Repay, GetLoan, RunEndOfDay).
+    pub book_calls: u64,
     pub borrows: u64,
     pub end_of_days: u64,
     pub start_date: NaiveDate,
     pub end_date: NaiveDate,
     pub default_rate: f64,
     pub preexisting_loans: i64,
+    /// Everyone's features computed offline by the trainer's code (population order).
+    pub offline: Vec<skew::Values>,
+    /// Whether scoring refreshed its PageRank after the ingestion before the applications.
+    pub pagerank: pagerank::Waited,
 }
 
 #[derive(Clone)]
@@ -321,11 +331,25 @@ pub async fn run(config: &Config) -> anyhow::Result<Outcome> {
     }
     population.rename_customers(&renames);
     phases.push(("create customers".to_owned(), phase.elapsed().as_secs_f64()));
+    // The trainer's view of the same people, computed while the services work.
+    let offline = tokio::task::spawn_blocking({
+        let population = population.clone();
+        move || skew::offline_values(&population)
+    });
 
     // --- signals -------------------------------------------------------------------------
     let phase = Instant::now();
+    // Repayment outcomes first: a new known defaulter asks scoring for an early PageRank
+    // refresh, each at most a minute after the last one and holding off the periodic
+    // refresh meanwhile; sent first, those requests are over before the graph is, and the
+    // refresh the applications wait for is a periodic one (see `pagerank`). The stored
+    // features are sums and sets, the same in any order (the skew check says so).
+    let (outcomes, others): (Vec<_>, Vec<_>) = population
+        .observed_signals()
+        .into_iter()
+        .partition(|signal| matches!(signal.kind, Some(SignalKind::RepaymentOutcome(_))));
     let requests = batches(
-        population.observed_signals(),
+        outcomes.into_iter().chain(others).collect(),
         &format!("{tag}-signals"),
         SIGNALS_PER_BATCH,
     );
@@ -368,6 +392,19 @@ pub async fn run(config: &Config) -> anyhow::Result<Outcome> {
     }
     progress.finish();
     phases.push(("ingest signals".to_owned(), phase.elapsed().as_secs_f64()));
+    let phase = Instant::now();
+    eprintln!("demo: waiting for scoring's PageRank refresh of the ingested graph");
+    let pagerank = pagerank::wait_for_refresh(config.scoring_admin.clone()).await?;
+    if !pagerank.refreshed {
+        eprintln!(
+            "demo: warning: no PageRank refresh within {} s (SCORING_PAGERANK_REFRESH_SECONDS?): defaulter_pagerank is stale for the applications",
+            pagerank::WAIT_MAX.as_secs()
+        );
+    }
+    phases.push((
+        "wait for the PageRank refresh".to_owned(),
+        phase.elapsed().as_secs_f64(),
+    ));
 
     // --- applications ----------------------------------------------------------------------
     let phase = Instant::now();
@@ -518,6 +555,9 @@ pub async fn run(config: &Config) -> anyhow::Result<Outcome> {
     let mut borrows = 0u64;
     let mut end_of_days = 0u64;
     let mut calls = 0u64;
+    // Repay (and GetLoan) calls: a repayment takes more than one when the last view's
+    // interest differs from the ledger's.
+    let mut repay_calls_total = 0u64;
     let mut month = 1u32;
     let mut date = start_date;
     let (mut borrow_seconds, mut repay_seconds, mut end_of_day_seconds) = (0.0, 0.0, 0.0);
@@ -592,7 +632,7 @@ pub async fn run(config: &Config) -> anyhow::Result<Outcome> {
                 (owed > 0).then_some((position, owed))
             })
             .collect();
-        let results: Vec<Result<Loan, String>> = stream::iter(paying.iter())
+        let results: Vec<Result<(Loan, u64), String>> = stream::iter(paying.iter())
             .map(|&(position, owed)| {
                 let borrower = &borrowers[position];
                 repay(clients.clone(), borrower, owed, date, &tag)
@@ -602,9 +642,10 @@ pub async fn run(config: &Config) -> anyhow::Result<Outcome> {
             .await;
         for (&(position, _), result) in paying.iter().zip(results) {
             let borrower = &mut borrowers[position];
-            calls += 1;
             match result {
-                Ok(loan) => {
+                Ok((loan, repay_calls)) => {
+                    calls += repay_calls;
+                    repay_calls_total += repay_calls;
                     repayments += 1;
                     borrower.payments += 1;
                     if loan.status == LoanStatus::Active as i32 {
@@ -622,6 +663,7 @@ pub async fn run(config: &Config) -> anyhow::Result<Outcome> {
                     }
                 }
                 Err(code) => {
+                    calls += 1;
                     *failures.entry(format!("Repay {code}")).or_default() += 1;
                 }
             }
@@ -736,7 +778,13 @@ pub async fn run(config: &Config) -> anyhow::Result<Outcome> {
     };
     phases.push(("notices".to_owned(), phase.elapsed().as_secs_f64()));
 
+    let offline = offline
+        .await
+        .context("the offline features task")?
+        .context("the offline features")?;
     Ok(Outcome {
+        offline,
+        pagerank,
         applicants,
         months,
         disbursed,
@@ -748,6 +796,8 @@ pub async fn run(config: &Config) -> anyhow::Result<Outcome> {
         phase_seconds: phases,
         failures,
         repayments,
+        repay_calls: repay_calls_total,
+        book_calls: calls,
         borrows,
         end_of_days,
         start_date,
@@ -859,7 +909,7 @@ async fn repay(
     owed: i64,
     date: NaiveDate,
     tag: &str,
-) -> Result<Loan, String> {
+) -> Result<(Loan, u64), String> {
     let loan_id = borrower
         .loan
         .as_ref()
@@ -902,7 +952,7 @@ async fn repay(
                     amount = rest;
                     continue;
                 }
-                return Ok(loan);
+                return Ok((loan, u64::from(attempt)));
             }
             Err(status) => break status,
         }
@@ -932,6 +982,8 @@ async fn repay(
         .into_inner()
         .loan
         .ok_or_else(|| "Repay without a loan".to_owned())
+        // the failed call(s), GetLoan and this one
+        .map(|loan| (loan, u64::from(attempt) + 3))
 }
 
 async fn business_date(clients: &mut Clients) -> anyhow::Result<NaiveDate> {
