@@ -422,7 +422,9 @@ impl Decisions {
                 &decided.row(model.version()),
                 key,
                 &decided.response_bytes,
-                KeyWrite::Insert,
+                KeyWrite::Insert {
+                    async_commit: self.policy.decision_async_commit,
+                },
             )
             .await?;
             return match stored {
@@ -467,6 +469,11 @@ impl Decisions {
             return Err(ScoringError::Internal(
                 "the claimed request key vanished before its decision was stored".into(),
             ));
+        }
+        if self.policy.decision_async_commit {
+            sqlx::query("SET LOCAL synchronous_commit = off")
+                .execute(&mut *tx)
+                .await?;
         }
         tx.commit().await?;
         Ok(decided.response)

@@ -54,6 +54,13 @@ pub struct PolicyConfig {
     /// `SCORING_CUT_DAYS_PAST_DUE` (default 30): days past due from which the line
     /// policy cuts the limit to what is drawn.
     pub cut_days_past_due: i32,
+    /// `SCORING_DECISION_ASYNC_COMMIT` (default false): store Evaluate's decisions
+    /// without waiting for the WAL flush (`synchronous_commit = off` for that one
+    /// statement). Evaluate then answers without the flush's milliseconds, but a
+    /// Postgres crash may lose the last fraction of a second of answered decisions
+    /// (their ExplainDecision is then NOT_FOUND and a retry with the same request_id
+    /// decides again). Off: every answered decision is durable.
+    pub decision_async_commit: bool,
 }
 
 /// Limits are offered in whole hundreds of CNY.
@@ -79,6 +86,7 @@ impl PolicyConfig {
             line_limit_min_fen: amount("CREDIT_LINE_LIMIT_MIN_MINOR_UNITS", 50_000)?,
             line_limit_max_fen: amount("CREDIT_LINE_LIMIT_MAX_MINOR_UNITS", 20_000_000)?,
             decision_ttl: DAY * env.bounded("SCORING_DECISION_TTL_DAYS", 30, 1, 365)? as u32,
+            decision_async_commit: env.or("SCORING_DECISION_ASYNC_COMMIT", false)?,
             psi_window: DAY * env.bounded("SCORING_PSI_WINDOW_DAYS", 30, 1, 365)? as u32,
             psi_sample_min: env.bounded("SCORING_PSI_SAMPLE_MIN", 100, 1, 1_000_000)?,
             review_on_time_min: env.bounded("SCORING_REVIEW_ON_TIME_MIN", 3, 1, 1000)? as i64,

@@ -460,3 +460,39 @@ async fn a_new_contact_shows_in_the_next_decision_despite_the_cache() {
     assert_eq!(decided_degree(&mut harness, customer).await, "2");
     harness.stop().await;
 }
+
+/// A retry with the same request_id answers the stored decision (one stored), another
+/// body is IDEMPOTENCY_KEY_REUSED — without context identifiers (no transaction) and
+/// with them (claimed first), durable or with SCORING_DECISION_ASYNC_COMMIT.
+#[tokio::test]
+async fn a_retried_evaluate_answers_the_stored_decision_with_either_commit() {
+    for async_commit in ["false", "true"] {
+        let mut harness = Harness::start(&[("SCORING_DECISION_ASYNC_COMMIT", async_commit)]).await;
+        let customer = Uuid::now_v7();
+        let plain = application(customer);
+        let with_device = with_context(application(customer), "device-retry", "", "");
+        for request in [plain, with_device] {
+            let first = harness.evaluate(request.clone()).await.expect("first");
+            let retry = harness.evaluate(request.clone()).await.expect("retry");
+            assert_eq!(first, retry, "async_commit {async_commit}");
+            let explained = harness
+                .explain(&first.decision.as_ref().expect("decision").decision_id)
+                .await;
+            assert_eq!(explained.decision, first.decision);
+            let mut other = request.clone();
+            other.requested_limit = cny(123_400);
+            let status = harness.evaluate(other).await.expect_err("another body");
+            assert_eq!(status.code(), Code::AlreadyExists);
+            assert_eq!(
+                status
+                    .get_error_details()
+                    .error_info()
+                    .expect("info")
+                    .reason,
+                "IDEMPOTENCY_KEY_REUSED"
+            );
+        }
+        assert_eq!(harness.decisions_stored().await, 2);
+        harness.stop().await;
+    }
+}

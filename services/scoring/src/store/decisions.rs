@@ -37,8 +37,10 @@ macro_rules! insert_decision_from_key {
 /// What becomes of the request key beside the decision.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KeyWrite {
-    /// Insert it with its response (no transaction needed).
-    Insert,
+    /// Insert it with its response (no transaction needed); with `async_commit` the
+    /// statement's commit does not wait for the WAL flush
+    /// (`PolicyConfig::decision_async_commit`).
+    Insert { async_commit: bool },
     /// Record the response of the key this transaction claimed (`idempotency::claim`).
     RecordClaimed,
 }
@@ -59,6 +61,16 @@ pub async fn store_decision(
              VALUES ($12, $13, $14, sha256($15), $16) ON CONFLICT DO NOTHING RETURNING 1) ",
         insert_decision_from_key!()
     );
+    // set_config(.., true) lasts to the end of the statement's own transaction, whose
+    // commit reads it.
+    const INSERT_UNFLUSHED: &str = concat!(
+        "WITH unflushed AS (SELECT set_config('synchronous_commit', 'off', true)), \
+         key AS ( \
+             INSERT INTO idempotency_keys (caller, rpc, request_id, request_hash, response) \
+             VALUES ($12, $13, $14, sha256($15), $16) ON CONFLICT DO NOTHING RETURNING 1) ",
+        insert_decision_from_key!(),
+        ", unflushed"
+    );
     const RECORD: &str = concat!(
         "WITH key AS ( \
              UPDATE idempotency_keys SET response = $16 \
@@ -67,7 +79,10 @@ pub async fn store_decision(
         insert_decision_from_key!()
     );
     let statement = match write {
-        KeyWrite::Insert => INSERT,
+        KeyWrite::Insert {
+            async_commit: false,
+        } => INSERT,
+        KeyWrite::Insert { async_commit: true } => INSERT_UNFLUSHED,
         KeyWrite::RecordClaimed => RECORD,
     };
     let inserted = sqlx::query(statement)
