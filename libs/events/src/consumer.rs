@@ -763,8 +763,9 @@ async fn attempt_until_settled<H: Handler>(
 }
 
 /// Applies decoded deliveries in one transaction: records their ids for the group
-/// (one statement), runs the handler, in order, for each id not recorded before, and
-/// commits. Each handler call gets a span that continues the producer's trace.
+/// (one statement), hands the handler the events not recorded before, in order, and
+/// commits, then tells the handler what committed. Each event gets a span that
+/// continues the producer's trace.
 async fn apply<H: Handler>(shared: &Shared<H>, run: &[Delivery]) -> Result<(), BatchError> {
     let events: Vec<&Event> = run.iter().filter_map(|d| d.event.as_ref().ok()).collect();
     debug_assert_eq!(
@@ -818,20 +819,20 @@ async fn apply<H: Handler>(shared: &Shared<H>, run: &[Delivery]) -> Result<(), B
                 });
             }
         }
-        if !batch.is_empty() {
-            if let Err(failure) = shared.handler.handle_batch(&mut tx, &batch).await {
-                // A failure of a batch of one belongs to its event.
-                let at = failure.index.or((batch.len() == 1).then_some(0));
-                return Err(match at.and_then(|at| positions.get(at)) {
-                    Some(&index) => BatchError::Handler {
-                        index,
-                        error: failure.error,
-                    },
-                    None => BatchError::Database(match failure.error {
-                        HandlerError::Retry(err) | HandlerError::Reject(err) => err,
-                    }),
-                });
-            }
+        if !batch.is_empty()
+            && let Err(failure) = shared.handler.handle_batch(&mut tx, &batch).await
+        {
+            // A failure of a batch of one belongs to its event.
+            let at = failure.index.or((batch.len() == 1).then_some(0));
+            return Err(match at.and_then(|at| positions.get(at)) {
+                Some(&index) => BatchError::Handler {
+                    index,
+                    error: failure.error,
+                },
+                None => BatchError::Database(match failure.error {
+                    HandlerError::Retry(err) | HandlerError::Reject(err) => err,
+                }),
+            });
         }
         tx.commit().await.map_err(database)?;
         if !batch.is_empty() {

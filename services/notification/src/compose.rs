@@ -79,6 +79,105 @@ pub enum ComposeError {
     Database(#[from] sqlx::Error),
 }
 
+/// A notice rendered in its locale (or the render error), ready to be split into its
+/// channels' notifications by [`Rendering::notifications`].
+#[derive(Debug)]
+pub struct Rendering<'a> {
+    notice: &'a Notice,
+    template_key: &'a str,
+    /// The locale asked for.
+    locale: Locale,
+    /// The text and the locale it was rendered in.
+    rendered: Result<(Rendered, Locale), RenderError>,
+}
+
+impl<'a> Rendering<'a> {
+    /// Renders `notice` in its own locale if it names one, else `customer_locale`.
+    pub fn new(notice: &'a Notice, customer_locale: Locale) -> Self {
+        let locale = notice.locale.unwrap_or(customer_locale);
+        let (template_key, rendered) = match &notice.content {
+            Content::Template { key, params } => {
+                (key.as_str(), render_with_fallback(key, locale, params))
+            }
+            Content::Raw(rendered) => ("", Ok((rendered.clone(), locale))),
+        };
+        Self {
+            notice,
+            template_key,
+            locale,
+            rendered,
+        }
+    }
+
+    pub fn customer_id(&self) -> Uuid {
+        self.notice.customer_id
+    }
+
+    /// One notification per channel of the notice, in its order, each with its initial
+    /// attempt (IN_APP delivered by storing it, or the render failure): what
+    /// `preferences` and the policy make of it at `now`.
+    pub fn notifications(
+        &self,
+        preferences: &Preferences,
+        now: DateTime<Utc>,
+    ) -> Vec<(NewNotification<'_>, Option<InitialAttempt>)> {
+        let notice = self.notice;
+        let mut new = Vec::with_capacity(notice.channels.len());
+        for &channel in &notice.channels {
+            let disposition = dispose(preferences, notice.class, channel, now, notice.not_before);
+            let (rendered_locale, title, body, render_error) = match &self.rendered {
+                Ok((text, used)) => (*used, text.title.as_str(), text.body.as_str(), None),
+                Err(err) => (self.locale, "", "", Some(err.to_string())),
+            };
+            let (status, suppression, next_attempt_time) = match (&render_error, disposition) {
+                (Some(_), _) => (Status::Failed, None, None),
+                (None, Disposition::Suppress(reason)) => (Status::Suppressed, Some(reason), None),
+                // IN_APP is delivered by storing it: at once when due now.
+                (None, Disposition::Deliver { not_before })
+                    if channel == Channel::InApp && not_before <= now =>
+                {
+                    (Status::Sent, None, None)
+                }
+                (None, Disposition::Deliver { not_before }) => {
+                    (Status::Pending, None, Some(not_before))
+                }
+            };
+            let attempt = match (render_error, status) {
+                (Some(error), _) => Some(InitialAttempt {
+                    start_time: now,
+                    outcome: None,
+                    error_message: format!("render failed: {error}"),
+                }),
+                (None, Status::Sent) => Some(InitialAttempt {
+                    start_time: now,
+                    outcome: Some(Outcome::Delivered),
+                    error_message: String::new(),
+                }),
+                _ => None,
+            };
+            new.push((
+                NewNotification {
+                    notification_id: Uuid::now_v7(),
+                    customer_id: notice.customer_id,
+                    channel,
+                    class: notice.class,
+                    status,
+                    suppression,
+                    locale: rendered_locale,
+                    template_key: self.template_key,
+                    event_id: notice.event_id,
+                    title,
+                    body,
+                    next_attempt_time,
+                    sent: status == Status::Sent,
+                },
+                attempt,
+            ));
+        }
+        new
+    }
+}
+
 /// Creates the notice's notifications, in the order of its channels. For a notice with
 /// an event id, a channel that already has its notification returns that one.
 pub async fn create_notifications(
@@ -89,66 +188,8 @@ pub async fn create_notifications(
 ) -> Result<Vec<NotificationRow>, ComposeError> {
     let (preferences, _, customer_locale) =
         preferences_and_locale(conn, directory, notice.customer_id).await?;
-    let locale = notice.locale.unwrap_or(customer_locale);
-    let (template_key, rendered) = match &notice.content {
-        Content::Template { key, params } => {
-            (key.as_str(), render_with_fallback(key, locale, params))
-        }
-        Content::Raw(rendered) => ("", Ok((rendered.clone(), locale))),
-    };
-    let now = Utc::now();
-    let mut new = Vec::with_capacity(notice.channels.len());
-    for &channel in &notice.channels {
-        let disposition = dispose(&preferences, notice.class, channel, now, notice.not_before);
-        let (rendered_locale, title, body, render_error) = match &rendered {
-            Ok((text, used)) => (*used, text.title.as_str(), text.body.as_str(), None),
-            Err(err) => (locale, "", "", Some(err.to_string())),
-        };
-        let (status, suppression, next_attempt_time) = match (&render_error, disposition) {
-            (Some(_), _) => (Status::Failed, None, None),
-            (None, Disposition::Suppress(reason)) => (Status::Suppressed, Some(reason), None),
-            // IN_APP is delivered by storing it: at once when due now.
-            (None, Disposition::Deliver { not_before })
-                if channel == Channel::InApp && not_before <= now =>
-            {
-                (Status::Sent, None, None)
-            }
-            (None, Disposition::Deliver { not_before }) => {
-                (Status::Pending, None, Some(not_before))
-            }
-        };
-        let attempt = match (render_error, status) {
-            (Some(error), _) => Some(InitialAttempt {
-                start_time: now,
-                outcome: None,
-                error_message: format!("render failed: {error}"),
-            }),
-            (None, Status::Sent) => Some(InitialAttempt {
-                start_time: now,
-                outcome: Some(Outcome::Delivered),
-                error_message: String::new(),
-            }),
-            _ => None,
-        };
-        new.push((
-            NewNotification {
-                notification_id: Uuid::now_v7(),
-                customer_id: notice.customer_id,
-                channel,
-                class: notice.class,
-                status,
-                suppression,
-                locale: rendered_locale,
-                template_key,
-                event_id: notice.event_id,
-                title,
-                body,
-                next_attempt_time,
-                sent: status == Status::Sent,
-            },
-            attempt,
-        ));
-    }
+    let rendering = Rendering::new(notice, customer_locale);
+    let new = rendering.notifications(&preferences, Utc::now());
     // Every channel in one statement (with the initial attempts).
     let mut inserted = insert_notifications(conn, &new).await?;
     let mut rows = Vec::with_capacity(new.len());
