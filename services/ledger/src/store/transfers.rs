@@ -139,11 +139,12 @@ pub async fn apply_transfers(
     lock_accounts_in_id_order(conn, &to_lock).await?;
     release_expired_reservations(conn, &to_lock).await?;
     let accounts = load_accounts(conn, &named).await?;
-    let referenced: Vec<Uuid> = items
+    let referenced: BTreeSet<Uuid> = items
         .iter()
         .flat_map(|item| [item.id.valid(), item.pending_id.valid()])
         .flatten()
         .collect();
+    let referenced: Vec<Uuid> = referenced.into_iter().collect();
     let transfers = load_transfers(conn, &referenced).await?;
     let plan = plan_create_transfers(items, accounts, transfers, context);
     insert_transfers(conn, &plan.created).await?;
@@ -243,13 +244,22 @@ pub async fn expire_due_reservations(
 }
 
 /// Stored transfers by id, with their reservation state.
+///
+/// One primary-key probe per id (`LATERAL … LIMIT 1`, which the planner cannot turn
+/// into a join): the statement is prepared once per pooled connection, and a generic
+/// plan for `t.id = ANY($1)` made while `transfers` was nearly empty and never
+/// analyzed is a sequential scan, kept for the connection's life while the table grows
+/// (every batch then read the whole table: 4,047 transfers/s at 100 per call, falling
+/// as the table grew; docs/ledger.md "Performance"). A probe per key is the cheaper
+/// plan for any table size the planner can assume, so no plan can scan the table.
 async fn load_transfers(
     conn: &mut PgConnection,
     ids: &[Uuid],
 ) -> Result<Vec<Transfer>, LedgerError> {
     let rows = sqlx::query(&format!(
-        "SELECT {TRANSFER_COLUMNS} FROM transfers t \
-         LEFT JOIN pending_transfers p ON p.transfer_id = t.id WHERE t.id = ANY($1)"
+        "SELECT {TRANSFER_COLUMNS} FROM unnest($1::uuid[]) AS k(id) \
+         CROSS JOIN LATERAL (SELECT * FROM transfers t WHERE t.id = k.id LIMIT 1) t \
+         LEFT JOIN pending_transfers p ON p.transfer_id = t.id"
     ))
     .bind(ids)
     .fetch_all(conn)
