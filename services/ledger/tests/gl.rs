@@ -1415,3 +1415,93 @@ async fn full_batches_of_1000_accounts_and_1000_transfers_apply_in_one_call_each
     assert!(book.verify(0).await.ok);
     book.app.stop().await.expect("clean stop");
 }
+
+/// The SQLSTATE of a failed raw statement.
+fn sqlstate(result: Result<sqlx::postgres::PgQueryResult, sqlx::Error>) -> String {
+    match result {
+        Err(sqlx::Error::Database(err)) => {
+            err.code().map(|code| code.into_owned()).unwrap_or_default()
+        }
+        other => panic!("expected a database error, got {other:?}"),
+    }
+}
+
+/// Migration 0060: the references of `transfers` are checked once per statement (not
+/// per row by foreign keys), and referenced rows can be neither deleted nor renamed,
+/// so a transfer can never name a missing account or pending transfer.
+#[tokio::test]
+async fn transfers_cannot_name_missing_rows_and_referenced_rows_are_kept() {
+    let mut book = book().await;
+    let ids = book.open(vec![funding(0), funding(1)]).await;
+    let posted = transfer(&ids[0], &ids[1], 7);
+    book.post(vec![posted.clone()]).await;
+    let db = book.database().await;
+    let insert = "INSERT INTO transfers (id, debit_account_id, credit_account_id, amount, \
+         requested_amount, currency, code, kind, linked, pending_id, business_date) \
+         SELECT id, $2, $3, 1, 1, 'CNY', 90, kind, false, $4, current_date \
+         FROM unnest($1::uuid[]) AS u(id), \
+              LATERAL (SELECT CASE WHEN $4::uuid IS NULL THEN 0 ELSE 2 END::int2 AS kind) k";
+    let known = |i: usize| Uuid::parse_str(&ids[i]).expect("uuid");
+    // Two rows per statement (one would do for the pending case, where two rows naming
+    // one pending transfer would break the unique index transfers_one_resolution first).
+    let new_ids = |pending: Option<Uuid>| match pending {
+        None => vec![Uuid::now_v7(), Uuid::now_v7()],
+        Some(_) => vec![Uuid::now_v7()],
+    };
+    let missing = Uuid::now_v7();
+    // A statement with a bad column anywhere is refused as a whole.
+    for (debit, credit, pending) in [
+        (missing, known(1), None),
+        (known(0), missing, None),
+        (known(0), known(1), Some(missing)),
+    ] {
+        let refused = sqlx::query(insert)
+            .bind(new_ids(pending))
+            .bind(debit)
+            .bind(credit)
+            .bind(pending)
+            .execute(&db)
+            .await;
+        assert_eq!(sqlstate(refused), "23503", "{debit} {credit} {pending:?}");
+    }
+    let count = || async {
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM transfers")
+            .fetch_one(&db)
+            .await
+            .expect("count");
+        n
+    };
+    assert_eq!(count().await, 1, "nothing of a refused statement stays");
+    for statement in [
+        "DELETE FROM accounts WHERE id = $1",
+        "UPDATE accounts SET id = gen_random_uuid() WHERE id = $1",
+        "DELETE FROM transfers WHERE debit_account_id = $1",
+    ] {
+        let refused = sqlx::query(statement).bind(known(0)).execute(&db).await;
+        assert_eq!(sqlstate(refused), "23001", "{statement}");
+    }
+    // Balance updates (no `id` in the SET list) are not affected.
+    sqlx::query("UPDATE accounts SET debits_posted = debits_posted WHERE id = $1")
+        .bind(known(0))
+        .execute(&db)
+        .await
+        .expect("a balance update");
+    assert!(book.verify(0).await.ok);
+    // Rows naming existing accounts and an existing pending transfer pass the check.
+    let pending = Transfer {
+        flags: flags(false, true, false, false),
+        ..transfer(&ids[0], &ids[1], 3)
+    };
+    book.post(vec![pending.clone()]).await;
+    let pending_id = Uuid::parse_str(&pending.transfer_id).expect("uuid");
+    sqlx::query(insert)
+        .bind(vec![Uuid::now_v7()])
+        .bind(known(0))
+        .bind(known(1))
+        .bind(Some(pending_id))
+        .execute(&db)
+        .await
+        .expect("a row naming existing rows");
+    assert_eq!(count().await, 3);
+    book.app.stop().await.expect("clean stop");
+}
