@@ -190,15 +190,15 @@ impl LedgerApi {
             .iter()
             .map(convert::transfer_item)
             .collect();
-        let body = proto::CreateTransfersRequest {
-            request_id: String::new(),
-            transfers: request.transfers.clone(),
-        }
-        .encode_to_vec();
+        // The body as hashed: the request with request_id cleared, encoded in place
+        // rather than from a copy of up to 1,000 transfers.
+        let mut request = request;
+        let request_id = std::mem::take(&mut request.request_id);
+        let body = request.encode_to_vec();
         let key = RequestKey {
             caller,
             rpc: "CreateTransfers",
-            request_id: &request.request_id,
+            request_id: &request_id,
             body: &body,
         };
         let response =
