@@ -176,11 +176,12 @@ async fn post_daily_accrual(
 
 /// The platform income account of `code` on the customer's sub-account (a LEFT JOIN:
 /// a missing one makes the insert fail on NOT NULL instead of skipping the loan).
+/// `loans.sub_account` is `ledger_sub_account(customer_id)`, stored (migration 0070).
 fn income_join(code: AccountCode) -> String {
     format!(
         "LEFT JOIN accounts inc ON inc.code = {} AND inc.currency = 'CNY' \
              AND inc.customer_id IS NULL AND inc.loan_id IS NULL \
-             AND inc.sub_account = ledger_sub_account(l.customer_id)",
+             AND inc.sub_account = l.sub_account",
         code.as_i32()
     )
 }
