@@ -681,5 +681,46 @@ async fn a_run_refreshes_the_book_statistics_after_it_commits() {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     assert!(before < 7, "a fresh database has no manual ANALYZE yet");
+    // Only stale tables are analyzed again (autovacuum's rule: 50 + 10% of the rows
+    // modified since): now none, then `accounts` after 60 updates of its few rows.
+    // pg_stat_force_next_flush makes this session's counts visible when it commits.
+    assert_eq!(
+        ledger::store::end_of_day::stale_book_tables(&pool)
+            .await
+            .expect("stale tables"),
+        Vec::<String>::new()
+    );
+    let mut session = pool.acquire().await.expect("connection");
+    for _ in 0..60 {
+        sqlx::query("UPDATE accounts SET create_time = create_time WHERE id = (SELECT id FROM accounts ORDER BY id LIMIT 1)")
+            .execute(&mut *session)
+            .await
+            .expect("update");
+    }
+    sqlx::query("SELECT pg_stat_force_next_flush()")
+        .execute(&mut *session)
+        .await
+        .expect("flush");
+    sqlx::query("SELECT 1")
+        .execute(&mut *session)
+        .await
+        .expect("a transaction end");
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let stale = ledger::store::end_of_day::stale_book_tables(&pool)
+            .await
+            .expect("stale tables");
+        if stale == ["accounts"] {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "stale: {stale:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        ledger::store::end_of_day::refresh_statistics(&pool)
+            .await
+            .expect("analyze"),
+        ["accounts"]
+    );
     book.app.stop().await.expect("clean stop");
 }

@@ -763,8 +763,9 @@ pub async fn run_end_of_day(
     // Fresh planner statistics for the next day's postings, in the background.
     let pool = pool.clone();
     tokio::spawn(async move {
-        if let Err(err) = eod_rows::refresh_statistics(&pool).await {
-            tracing::warn!(%err, "end of day: ANALYZE of the book failed");
+        match eod_rows::refresh_statistics(&pool).await {
+            Ok(analyzed) => tracing::debug!(?analyzed, "end of day: stale book tables analyzed"),
+            Err(err) => tracing::warn!(%err, "end of day: ANALYZE of the book failed"),
         }
     });
     Ok(response)
