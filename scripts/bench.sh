@@ -99,8 +99,8 @@ redis_url=${REDIS_URL:-redis://127.0.0.1:6379}
 jwt_secret=${AUTH_JWT_SECRET:-microloan-bench-only-dev-secret-0123456789abcdef}
 ((${#jwt_secret} >= 32)) || die "AUTH_JWT_SECRET must be at least 32 bytes"
 
-echo "bench: building ledger and loadgen (release; this takes a while on a small machine)"
-cargo build --release --bin ledger --bin scoring --bin loadgen
+echo "bench: building the services and loadgen (release; this takes a while on a small machine)"
+cargo build --release --bin ledger --bin scoring --bin account --bin loadgen
 target_dir=${CARGO_TARGET_DIR:-$root/target}
 ledger_bin=$target_dir/release/ledger
 loadgen_bin=$target_dir/release/loadgen
@@ -159,10 +159,28 @@ stop_scoring() {
   wait "$scoring_pid" 2>/dev/null || true
   scoring_pid=
 }
+# The account section's three processes (account, scoring, ledger), stopped in turn.
+account_pids=()
+stop_account_stack() {
+  local pid
+  for pid in "${account_pids[@]}"; do
+    kill -TERM "$pid" 2>/dev/null || true
+  done
+  for pid in "${account_pids[@]}"; do
+    for _ in $(seq 1 300); do
+      kill -0 "$pid" 2>/dev/null || break
+      sleep 0.1
+    done
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+  done
+  account_pids=()
+}
 cleanup() {
   local status=$?
   stop_ledger
   stop_scoring
+  stop_account_stack
   [[ -n $tmp && -f $tmp ]] && rm -f "$tmp"
   if [[ -n $previous_exit_trap ]]; then
     eval "$previous_exit_trap" || true
@@ -315,6 +333,73 @@ commands+=("loadgen ${args[*]} --target $scoring_target  # scoring")
 scoring_load="$scoring_load -> $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null)" || true
 stop_scoring
 
+# Account (issue 10): account with its real peers, scoring and the ledger, each its own
+# process on a fresh database (microloan_bench_account, _account_scoring,
+# _account_ledger), after the scoring rows. The health ceiling of the account process
+# first, then GetCreditLine on cache hits at concurrency 16 and Borrow (through scoring's
+# Evaluate and the ledger's Disburse) at concurrency 32. Each scenario first onboards
+# 400 customers of a seeded population and applies for their lines (replayed by the
+# second run: the request ids are the population's).
+declare -A account_ports=() account_admin_ports=()
+for svc in account scoring ledger; do
+  account_ports[$svc]=$(free_port)
+  account_admin_ports[$svc]=$(free_port)
+done
+account_target=http://127.0.0.1:${account_ports[account]}
+notification_closed_port=$(free_port)
+# Fresh Redis keys too: scoring's velocity counters (per device, phone, national id)
+# would otherwise hold the previous run's applications by the same population and send
+# them to review within the hour.
+if command -v redis-cli >/dev/null 2>&1 && [[ $redis_url =~ ^redis://([^:/@]+)(:([0-9]+))?/?$ ]]; then
+  redis-cli -h "${BASH_REMATCH[1]}" -p "${BASH_REMATCH[3]:-6379}" --scan --pattern 'bench-account:*' |
+    xargs -r -n 500 redis-cli -h "${BASH_REMATCH[1]}" -p "${BASH_REMATCH[3]:-6379}" DEL >/dev/null 2>&1 || true
+fi
+for svc in account scoring ledger; do
+  db=microloan_bench_account
+  [[ $svc == account ]] || db=microloan_bench_account_$svc
+  if command -v psql >/dev/null 2>&1; then
+    psql -q "$pg_url" -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1 || true
+  fi
+  # Notification is not started: nothing these scenarios call reaches it.
+  env -u OTEL_EXPORTER_OTLP_ENDPOINT \
+    LISTEN_ADDR="127.0.0.1:${account_ports[$svc]}" \
+    ADMIN_LISTEN_ADDR="127.0.0.1:${account_admin_ports[$svc]}" \
+    DATABASE_URL="$(with_database "$pg_url" "$db")" \
+    REDIS_URL="$redis_url" \
+    REDIS_KEY_PREFIX=bench-account: \
+    AUTH_JWT_SECRET="$jwt_secret" \
+    ACCOUNT_URL="$account_target" \
+    SCORING_URL="http://127.0.0.1:${account_ports[scoring]}" \
+    LEDGER_URL="http://127.0.0.1:${account_ports[ledger]}" \
+    NOTIFICATION_URL="http://127.0.0.1:$notification_closed_port" \
+    RUST_LOG=warn \
+    "$target_dir/release/$svc" >"$results/account-$svc.log" 2>&1 &
+  account_pids+=($!)
+done
+ready_by=$((SECONDS + ready_seconds))
+for svc in ledger scoring account; do
+  until "$loadgen_bin" --scenario health --target "http://127.0.0.1:${account_ports[$svc]}" --requests 1 \
+    --warmup-seconds 0 --concurrency 1 --connections 1 --timeout-ms 1000 --format json >/dev/null 2>&1; do
+    ((SECONDS < ready_by)) || die "$svc (account section) did not answer health within ${ready_seconds} s (see $results/account-$svc.log)"
+    sleep 0.5
+  done
+done
+account_load=$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null) || true
+for account_scenario in "health 16" "account-credit-line 16" "account-borrow 32"; do
+  read -r name concurrency <<<"$account_scenario"
+  file=$results/account-$name-c$concurrency.json
+  args=(--scenario "$name" --concurrency "$concurrency" --connections 4
+    --warmup-seconds "$warmup" --duration-seconds "$duration" --timeout-ms 30000)
+  LOADGEN_JWT_SECRET="$jwt_secret" "$loadgen_bin" "${args[@]}" --target "$account_target" \
+    --scoring-target "http://127.0.0.1:${account_ports[scoring]}" --json "$file"
+  # Tell the account process's ceiling apart from the ledger's in the table.
+  sed -i 's/"scenario": "health"/"scenario": "health (account, ceiling)"/' "$file"
+  files+=("$file")
+  commands+=("loadgen ${args[*]} --target $account_target --scoring-target http://127.0.0.1:${account_ports[scoring]}  # account")
+done
+account_load="$account_load -> $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null)" || true
+stop_account_stack
+
 # events-relay: the outbox -> relay -> stream -> consumer pipeline, run by loadgen in its
 # own process (no service needed), after the ledger stopped so it has the machine.
 for per_tx in "${events_per_tx[@]}"; do
@@ -390,6 +475,8 @@ page; edits by hand are overwritten.
 | \`ledger-disburse (1000 customers)\` | \`LedgerService/Disburse\` | 1,000 credit lines (200,000 CNY each) opened first, then 16 workers draw 100–1,000 CNY loans (10 months, equal principal), each worker on its own customers in turn; bounded well before a line runs out. |
 | \`scoring-evaluate (...)\` | \`ScoringService/Evaluate\` (CREDIT_LINE_APPLICATION) | Against the **scoring** service (its own process and database \`microloan_bench_scoring\`, after the ledger stopped). First a 100,000-party graph is loaded through IngestSignals (1,000 applicants with 50 CONTACT edges each, one edge per other party, 2% known defaulters), then 16 workers evaluate random applicants: features over the 2-hop neighbourhood, the scorecard, the eight fraud rules, the stored decision. Compare with the \`health\` row just before it (same scoring process, same run). Target (issue 9): ≥ 50% of that ceiling, p99 under 5 ms. |
 | \`scoring-ingest (1000/batch, signals/s)\` | \`ScoringService/IngestSignals\`, one batch of 1,000 CONTACT edges per call | 4 workers; \`requests\` and throughput count **signals**, latencies are per batch. Target (issue 9): ≥ 20,000 signals/s. |
+| \`account-credit-line (cache hits, N customers)\` | \`AccountService/GetCreditLine\` | Against the **account** service with its real peers (account, scoring and the ledger each their own process on fresh databases \`microloan_bench_account\`, \`_account_scoring\`, \`_account_ledger\`, after the scoring rows). 400 people of a seeded synthetic population are onboarded first as the e2e suite does it (CreateCustomer, their signals through IngestSignals, ApplyForCreditLine with their own token); the approved ones (N) are read once each to fill the Redis cache, then 16 workers read their lines in turn, each call with that customer's token: every call is a cache hit (token check, one \`HMGET\`, decode). Compare with the \`health (account, ceiling)\` row just before it (same process, same run). Target (issue 10): ≥ 60% of that ceiling. |
+| \`account-borrow (100 CNY, N customers)\` | \`AccountService/Borrow\` | The same stack and customers: 32 workers borrow 100 CNY over 5 months for the customers in turn (their own tokens, a new request id and device id each call): account's checks (customer, line, idempotency, rate limits, cached headroom), scoring's \`Evaluate(DRAWDOWN)\`, the ledger's \`Disburse\`, then account's drawdown record, response and cache update. Target (issue 10): p99 under 50 ms on this machine. |
 | \`ledger-eod (N loans; loans/s, wall time)\` | \`LedgerService/RunEndOfDay\` | Loans are booked (16 concurrent \`Disburse\`, 10 per customer) until the book holds the wanted count of active loans, then one end of day for the current business date is timed. One call: \`requests\` = loans processed, throughput = loans/s, every latency column = its wall time. Target (issue 8): under 10 s for 100,000 loans. |
 
 Each row is one run: \`concurrency\` workers spread over \`connections\` HTTP/2
@@ -428,7 +515,8 @@ second over the measured window.
 
 $table_md
 
-Load average (1, 5, 15 min) at the start and the end of the scoring rows: ${scoring_load:-not read}.
+Load average (1, 5, 15 min) at the start and the end of the scoring rows: ${scoring_load:-not read};
+of the account rows: ${account_load:-not read}.
 
 Redis alone on the same machine in the same run (\`redis-benchmark -c 16 -n 200000\`:
 one \`XADD\` per request to one stream with the relay's \`MAXLEN ~\`, and \`SET\`):

@@ -14,6 +14,7 @@
 //! result is printed as a table (or JSON with `--format json`) and optionally written
 //! as JSON to `--json PATH`. The exit code is 1 when no measured call succeeded.
 
+mod account_bench;
 mod events_relay;
 mod ledger_bench;
 mod notification_throughput;
@@ -136,6 +137,11 @@ struct RunArgs {
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=1000))]
     transfers_per_call: u64,
 
+    /// account-credit-line, account-borrow: the scoring service the population's
+    /// signals are ingested into (account itself is `--target`).
+    #[arg(long, default_value = "http://127.0.0.1:50052")]
+    scoring_target: String,
+
     /// ledger-eod: active loans to book (if fewer are active) before the timed end of day.
     #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     eod_loans: u64,
@@ -251,6 +257,10 @@ async fn run_scenario(args: &RunArgs) -> anyhow::Result<RunReport> {
         // Scoring's Evaluate over a loaded graph, and IngestSignals (see the module).
         ScenarioName::ScoringEvaluate | ScenarioName::ScoringIngest => {
             scoring_bench::run(args).await
+        }
+        // Account's GetCreditLine and Borrow over onboarded customers (see the module).
+        ScenarioName::AccountCreditLine | ScenarioName::AccountBorrow => {
+            account_bench::run(args).await
         }
         // Not a gRPC call: the events pipeline in this process (see its module).
         ScenarioName::EventsRelay => {

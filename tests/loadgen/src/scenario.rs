@@ -40,6 +40,11 @@ pub enum ScenarioName {
     ScoringEvaluate,
     /// Scoring `IngestSignals`, one batch of 1,000 contacts per call: signals/s.
     ScoringIngest,
+    /// Account `GetCreditLine` on Redis cache hits, each customer with their own token
+    /// (customers onboarded and approved first, through scoring and the ledger).
+    AccountCreditLine,
+    /// Account `Borrow` through scoring's Evaluate(DRAWDOWN) and the ledger's Disburse.
+    AccountBorrow,
 }
 
 impl ScenarioName {
@@ -53,6 +58,8 @@ impl ScenarioName {
             Self::LedgerEod => "ledger-eod",
             Self::ScoringEvaluate => "scoring-evaluate",
             Self::ScoringIngest => "scoring-ingest",
+            Self::AccountCreditLine => "account-credit-line",
+            Self::AccountBorrow => "account-borrow",
         }
     }
 }
