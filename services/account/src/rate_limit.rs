@@ -39,29 +39,38 @@ pub struct Limit<'a> {
 /// Counts the call against every limit; RATE_LIMITED naming the longest wait if any is
 /// exceeded. Empty subjects (an unknown device) are skipped.
 pub async fn check(cache: &Cache, limits: &[Limit<'_>]) -> Result<(), AccountError> {
-    let mut retry_after_seconds = 0;
-    for limit in limits {
-        if limit.per_minute == 0 || limit.subject.is_empty() {
-            continue;
-        }
+    let active: Vec<&Limit<'_>> = limits
+        .iter()
+        .filter(|limit| limit.per_minute > 0 && !limit.subject.is_empty())
+        .collect();
+    if active.is_empty() {
+        return Ok(());
+    }
+    // Every counter in one pipeline: one Redis round trip however many limits apply.
+    let mut pipeline = redis::pipe();
+    for limit in &active {
         let key = cache.key(&format!(
             "ratelimit:{}:{}:{{{}}}",
             limit.rpc, limit.kind, limit.subject
         ));
-        let counted = bounded(async {
-            let mut connection = cache.connection().await?;
-            redis::cmd("EVAL")
-                .arg(COUNT_SCRIPT)
-                .arg(1)
-                .arg(&key)
-                .arg(WINDOW_SECONDS)
-                .query_async::<(u64, i64)>(&mut connection)
-                .await
-        })
-        .await;
-        if let Some((count, ttl_seconds)) = counted
-            && count > u64::from(limit.per_minute)
-        {
+        pipeline
+            .cmd("EVAL")
+            .arg(COUNT_SCRIPT)
+            .arg(1)
+            .arg(key)
+            .arg(WINDOW_SECONDS);
+    }
+    let counted = bounded(async {
+        let mut connection = cache.connection().await?;
+        pipeline
+            .query_async::<Vec<(u64, i64)>>(&mut connection)
+            .await
+    })
+    .await
+    .unwrap_or_default();
+    let mut retry_after_seconds = 0;
+    for (limit, (count, ttl_seconds)) in active.iter().zip(counted) {
+        if count > u64::from(limit.per_minute) {
             let wait = u64::try_from(ttl_seconds.max(1)).unwrap_or(WINDOW_SECONDS);
             retry_after_seconds = retry_after_seconds.max(wait);
         }

@@ -164,21 +164,21 @@ pub async fn update_line(
     .await
 }
 
+/// Bumps the `cache_version` of customer `$1`'s latest line.
+const BUMP_LATEST_VERSION: &str = "UPDATE credit_lines SET cache_version = cache_version + 1 \
+    WHERE credit_line_id = (SELECT credit_line_id FROM credit_lines WHERE customer_id = $1 \
+    ORDER BY open_time DESC, credit_line_id DESC LIMIT 1)";
+
 /// Bumps the cache version of the customer's latest line (a balance moved in the
 /// ledger); returns the line after, if there is one.
 pub async fn bump_version(
     conn: &mut PgConnection,
     customer_id: Uuid,
 ) -> Result<Option<LineRow>, sqlx::Error> {
-    sqlx::query_as(&format!(
-        "UPDATE credit_lines SET cache_version = cache_version + 1 \
-         WHERE credit_line_id = (SELECT credit_line_id FROM credit_lines WHERE customer_id = $1 \
-             ORDER BY open_time DESC, credit_line_id DESC LIMIT 1) \
-         RETURNING {LINE_COLUMNS}"
-    ))
-    .bind(customer_id)
-    .fetch_optional(conn)
-    .await
+    sqlx::query_as(&format!("{BUMP_LATEST_VERSION} RETURNING {LINE_COLUMNS}"))
+        .bind(customer_id)
+        .fetch_optional(conn)
+        .await
 }
 
 /// An application that did not open a line.
@@ -317,24 +317,28 @@ pub async fn find_quote(
     .await
 }
 
-pub async fn insert_drawdown(
+/// Records a drawdown (once per loan) and bumps the customer's line version, in one
+/// statement (one round trip of Borrow's closing transaction); returns the line after.
+pub async fn record_drawdown(
     conn: &mut PgConnection,
     loan_id: Uuid,
     customer_id: Uuid,
     purpose: i16,
     decision_id: Option<Uuid>,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO drawdowns (loan_id, customer_id, purpose, decision_id) \
-         VALUES ($1, $2, $3, $4) ON CONFLICT (loan_id) DO NOTHING",
-    )
-    .bind(loan_id)
+) -> Result<Option<LineRow>, sqlx::Error> {
+    // A data-modifying WITH runs whether or not the outer statement reads it.
+    sqlx::query_as(&format!(
+        "WITH drawdown AS (\
+             INSERT INTO drawdowns (loan_id, customer_id, purpose, decision_id) \
+             VALUES ($2, $1, $3, $4) ON CONFLICT (loan_id) DO NOTHING) \
+         {BUMP_LATEST_VERSION} RETURNING {LINE_COLUMNS}"
+    ))
     .bind(customer_id)
+    .bind(loan_id)
     .bind(purpose)
     .bind(decision_id)
-    .execute(conn)
-    .await?;
-    Ok(())
+    .fetch_optional(conn)
+    .await
 }
 
 /// The customer's keyed lookup hashes (national id, phone), as scoring receives them.
