@@ -13,9 +13,12 @@
 //!   turn; one read per customer before the run fills the Redis cache, so every
 //!   measured call is a cache hit (compare with the account process's `health` row).
 //! - `account-borrow`: `Borrow` of 100 CNY over 5 months, customers in turn, each call
-//!   a new request id and a new device id (a customer borrowing many times a second
-//!   from one phone would trip scoring's device-velocity rule, 5 an hour, and every
-//!   later call would be held for review): account's checks, scoring's
+//!   a new request id and no device id (the proto's "unknown"). A customer borrowing
+//!   many times a second from one phone would trip scoring's device-velocity rule, 5
+//!   an hour, and every later call would be held for review; a new device per call
+//!   is a new identifier for scoring, which then takes the customer's component lock
+//!   and links the device, so the run would measure identity-graph writes that a real
+//!   drawdown from a known phone never makes. Measured: account's checks, scoring's
 //!   Evaluate(DRAWDOWN), the ledger's Disburse, account's record and cache update.
 
 use std::sync::Arc;
@@ -336,7 +339,7 @@ impl Worker for InTurnWorker {
     }
 }
 
-/// One Borrow of 100 CNY, a new request id and device id; the loan must come back
+/// One Borrow of 100 CNY, a new request id and no device id; the loan must come back
 /// with that principal, and the line with it.
 async fn borrow(client: &mut Client, customer: &Customer) -> Result<(), Status> {
     let answer = client
@@ -347,7 +350,7 @@ async fn borrow(client: &mut Client, customer: &Customer) -> Result<(), Status> 
                 principal: cny(BORROW_PRINCIPAL_FEN),
                 term_months: BORROW_TERM_MONTHS,
                 repayment_method: RepaymentMethod::EqualInstallment as i32,
-                device_id: format!("bench-device-{}", Uuid::now_v7().simple()),
+                device_id: String::new(),
                 purpose: LoanPurpose::Consumption as i32,
                 ..BorrowRequest::default()
             },
