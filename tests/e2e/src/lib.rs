@@ -23,6 +23,7 @@ use microloan_platform::{auth::Role, testing};
 use tokio::process::{Child, Command};
 use tonic::transport::{Channel, Endpoint};
 
+pub mod grpcurl;
 pub mod journey;
 
 pub use microloan_platform::testing::with_token;

