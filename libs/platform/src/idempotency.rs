@@ -81,7 +81,17 @@ pub async fn claim(
     if claimed {
         return Ok(None);
     }
-    let (same_body, response): (bool, Option<Vec<u8>>) = sqlx::query_as(
+    replay(conn, key).await.map(Some)
+}
+
+/// The stored response of a request key that is already taken (a concurrent duplicate
+/// stored it first): `KeyReused` when the body differs, `NoStoredResponse` when the first
+/// use stored none (or the key is gone).
+pub async fn replay(
+    conn: &mut PgConnection,
+    key: RequestKey<'_>,
+) -> Result<Vec<u8>, IdempotencyError> {
+    let stored: Option<(bool, Option<Vec<u8>>)> = sqlx::query_as(
         "SELECT request_hash = sha256($4), response FROM idempotency_keys \
          WHERE caller = $1 AND rpc = $2 AND request_id = $3",
     )
@@ -89,14 +99,14 @@ pub async fn claim(
     .bind(key.rpc)
     .bind(key.request_id)
     .bind(key.body)
-    .fetch_one(&mut *conn)
+    .fetch_optional(&mut *conn)
     .await?;
-    match (same_body, response) {
-        (true, Some(response)) => Ok(Some(response)),
-        (true, None) => Err(IdempotencyError::NoStoredResponse),
-        (false, _) => Err(IdempotencyError::KeyReused {
+    match stored {
+        Some((true, Some(response))) => Ok(response),
+        Some((false, _)) => Err(IdempotencyError::KeyReused {
             request_id: key.request_id.to_owned(),
         }),
+        Some((true, None)) | None => Err(IdempotencyError::NoStoredResponse),
     }
 }
 

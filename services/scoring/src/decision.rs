@@ -951,14 +951,7 @@ async fn replay(
     conn: &mut sqlx::PgConnection,
     key: RequestKey<'_>,
 ) -> Result<EvaluateResponse, ScoringError> {
-    match store::stored_response(conn, key).await? {
-        Some((true, Some(response))) => decode_stored(&response),
-        Some((false, _)) => Err(IdempotencyError::KeyReused {
-            request_id: key.request_id.to_owned(),
-        }
-        .into()),
-        _ => Err(IdempotencyError::NoStoredResponse.into()),
-    }
+    decode_stored(&idempotency::replay(conn, key).await?)
 }
 
 /// What the policy rules look at.

@@ -108,23 +108,6 @@ pub async fn store_decision(
     Ok(inserted == 1)
 }
 
-/// (same body, stored response) of a request key, if it exists.
-pub async fn stored_response(
-    conn: &mut PgConnection,
-    key: RequestKey<'_>,
-) -> Result<Option<(bool, Option<Vec<u8>>)>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT request_hash = sha256($4), response FROM idempotency_keys \
-         WHERE caller = $1 AND rpc = $2 AND request_id = $3",
-    )
-    .bind(key.caller)
-    .bind(key.rpc)
-    .bind(key.request_id)
-    .bind(key.body)
-    .fetch_optional(conn)
-    .await
-}
-
 /// (encoded Decision, encoded explanation) of a stored decision.
 pub async fn decision_bytes(
     conn: &mut PgConnection,
