@@ -6,6 +6,7 @@
 mod id;
 pub mod loan;
 mod money;
+pub mod national_id;
 mod product;
 mod rate;
 

@@ -170,18 +170,8 @@ pub fn national_id(serial: u32) -> String {
 
 /// The 17 digits of a PRC resident id `body` followed by its GB 11643 check digit.
 pub fn with_check_digit(body: &str) -> String {
-    const WEIGHTS: [u32; 17] = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2];
-    const CHECK: &[u8; 11] = b"10X98765432";
-    assert!(
-        body.len() == 17 && body.bytes().all(|byte| byte.is_ascii_digit()),
-        "17 digits: {body}"
-    );
-    let sum: u32 = body
-        .bytes()
-        .zip(WEIGHTS)
-        .map(|(digit, weight)| u32::from(digit - b'0') * weight)
-        .sum();
-    format!("{body}{}", CHECK[(sum % 11) as usize] as char)
+    microloan_domain::national_id::with_check_character(body)
+        .unwrap_or_else(|| panic!("17 digits: {body}"))
 }
 
 pub fn phone(serial: u32) -> String {

@@ -191,17 +191,10 @@ impl Provider {
     }
 }
 
-/// A valid national id for a birth date, with its GB 11643 check digit.
+/// A valid national id (born 1990-03-07), distinct per serial (< 1000).
 fn national_id(serial: u32) -> String {
-    const WEIGHTS: [u32; 17] = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2];
-    const CHECK: [char; 11] = ['1', '0', 'X', '9', '8', '7', '6', '5', '4', '3', '2'];
-    let body = format!("11010519900307{serial:03}");
-    let sum: u32 = body
-        .chars()
-        .zip(WEIGHTS)
-        .map(|(digit, weight)| digit.to_digit(10).expect("digit") * weight)
-        .sum();
-    format!("{body}{}", CHECK[(sum % 11) as usize])
+    microloan_domain::national_id::with_check_character(&format!("11010519900307{serial:03}"))
+        .expect("17 digits")
 }
 
 /// Notification, account and the provider, wired together.
