@@ -7,6 +7,7 @@
 //! the social features buy. How each figure is computed: docs/demo.md.
 #![forbid(unsafe_code)]
 
+mod calls;
 mod charts;
 mod config;
 mod no_social;
@@ -16,8 +17,6 @@ mod sim;
 mod skew;
 
 use std::time::Instant;
-
-use anyhow::Context;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -34,14 +33,9 @@ async fn main() -> anyhow::Result<()> {
         config.ledger_url,
         config.notification_url
     );
-    // The no-social scorecard is trained on a blocking thread while the book runs.
-    let no_social = tokio::task::spawn_blocking(no_social::train);
+    // (The no-social scorecard is trained inside the run, while it waits for scoring.)
     let outcome = sim::run(&config).await?;
-    let no_social = no_social
-        .await
-        .context("the no-social training task")?
-        .context("training the scorecard without social features")?;
-    let report = report::Report::build(&config, &outcome, &no_social, started.elapsed())?;
+    let report = report::Report::build(&config, &outcome, &outcome.no_social, started.elapsed())?;
     report.write(&config.report_dir)?;
     charts::draw(&config.report_dir, &report)?;
     println!("{}", report.markdown());

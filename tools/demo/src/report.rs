@@ -7,7 +7,7 @@ use e2e::journey::minor;
 use microloan_proto::common::v1::DecisionOutcome;
 use serde::Serialize;
 
-use crate::{config::Config, no_social::NoSocial, sim::Outcome};
+use crate::{calls::CallFigures, config::Config, no_social::NoSocial, sim::Outcome};
 
 /// ROC points kept per curve for the chart (a bound on report.json's size).
 const ROC_POINTS_MAX: usize = 200;
@@ -80,12 +80,23 @@ pub struct Report {
     pub loans_paid_off: i64,
     pub active_loans: i64,
     pub preexisting_active_loans: i64,
+    /// Notices by template, every channel together (one notice per channel of an
+    /// event: see notices_by_type_and_channel).
     pub notices_by_type: BTreeMap<String, u64>,
+    pub notices_by_type_and_channel: BTreeMap<String, BTreeMap<String, u64>>,
+    /// Distinct events behind each template's notices.
+    pub notice_events_by_type: BTreeMap<String, u64>,
+    /// Notices made twice for the same event, channel and template (0 expected).
+    pub duplicate_notices: u64,
+    pub duplicate_notice_examples: Vec<String>,
     pub trial_balance_balanced: bool,
     pub integrity_ok: bool,
     pub integrity_detail: String,
     pub failures: BTreeMap<String, u64>,
     pub phase_seconds: BTreeMap<String, f64>,
+    /// Every RPC the demo made, by method: calls and client-side latencies.
+    pub calls_by_rpc: BTreeMap<String, CallFigures>,
+    pub concurrency: usize,
     pub no_social_train_seconds: f64,
     pub wall_seconds: f64,
     pub roc_full: Vec<(f64, f64)>,
@@ -154,7 +165,7 @@ pub fn roc(scores: &[i32], bad: &[bool]) -> Vec<(f64, f64)> {
     thinned
 }
 
-fn percentile(sorted: &[f64], quantile: f64) -> f64 {
+pub(crate) fn percentile(sorted: &[f64], quantile: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
     }
@@ -295,12 +306,18 @@ impl Report {
             loans_paid_off: report.loans_paid_off,
             active_loans: report.active_loans,
             preexisting_active_loans: outcome.preexisting_loans,
-            notices_by_type: outcome.notices_by_type.clone(),
+            notices_by_type: outcome.notices.by_type.clone(),
+            notices_by_type_and_channel: outcome.notices.by_type_and_channel.clone(),
+            notice_events_by_type: outcome.notices.events_by_type.clone(),
+            duplicate_notices: outcome.notices.duplicates,
+            duplicate_notice_examples: outcome.notices.duplicate_examples.clone(),
             trial_balance_balanced: outcome.trial_balance_balanced,
             integrity_ok: outcome.integrity_ok,
             integrity_detail: outcome.integrity_detail.clone(),
             failures: outcome.failures.clone(),
             phase_seconds: outcome.phase_seconds.iter().cloned().collect(),
+            calls_by_rpc: outcome.calls.figures(),
+            concurrency: config.concurrency,
             no_social_train_seconds: no_social.train_seconds,
             wall_seconds: wall.as_secs_f64(),
             roc_full: roc(&full, &bad),
@@ -440,12 +457,45 @@ impl Report {
                 m.limits_cut
             );
         }
+        // One notice per channel of an event: the columns say which.
+        let channels: std::collections::BTreeSet<&String> = self
+            .notices_by_type_and_channel
+            .values()
+            .flat_map(|by_channel| by_channel.keys())
+            .collect();
+        let _ = write!(
+            md,
+            "\n## Notices by type\n\n| template | events | notices |"
+        );
+        for channel in &channels {
+            let _ = write!(md, " {channel} |");
+        }
+        let _ = write!(md, "\n| --- | --- | --- |");
+        for _ in &channels {
+            let _ = write!(md, " --- |");
+        }
+        let _ = writeln!(md);
+        for (key, count) in &self.notices_by_type {
+            let events = self.notice_events_by_type.get(key).copied().unwrap_or(0);
+            let _ = write!(md, "| {key} | {events} | {count} |");
+            for channel in &channels {
+                let n = self
+                    .notices_by_type_and_channel
+                    .get(key)
+                    .and_then(|by_channel| by_channel.get(*channel))
+                    .copied()
+                    .unwrap_or(0);
+                let _ = write!(md, " {n} |");
+            }
+            let _ = writeln!(md);
+        }
         let _ = writeln!(
             md,
-            "\n## Notices by type\n\n| template | notices |\n| --- | --- |"
+            "\nNotices made twice for one event and channel: {}.",
+            self.duplicate_notices
         );
-        for (key, count) in &self.notices_by_type {
-            let _ = writeln!(md, "| {key} | {count} |");
+        for example in &self.duplicate_notice_examples {
+            let _ = writeln!(md, "- {example}");
         }
         if !self.failures.is_empty() {
             let _ = writeln!(
@@ -468,6 +518,25 @@ impl Report {
             "| training the no-social scorecard (in parallel) | {:.1} |",
             self.no_social_train_seconds
         );
+        let _ = writeln!(
+            md,
+            "\n## Calls by RPC\n\nClient-side latencies at DEMO_CONCURRENCY={} (calls overlap: \
+             the seconds in flight are not wall time).\n\n\
+             | RPC | calls | mean ms | p50 ms | p99 ms | seconds in flight |\n\
+             | --- | --- | --- | --- | --- | --- |",
+            self.concurrency
+        );
+        for (rpc, figures) in &self.calls_by_rpc {
+            let _ = writeln!(
+                md,
+                "| {rpc} | {} | {:.1} | {:.1} | {:.1} | {:.1} |",
+                figures.calls,
+                figures.mean_ms,
+                figures.p50_ms,
+                figures.p99_ms,
+                figures.seconds_in_flight
+            );
+        }
         if !self.integrity_detail.is_empty() {
             let _ = writeln!(md, "\nIntegrity: {}", self.integrity_detail);
         }

@@ -15,8 +15,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 use microloan_platform::auth::{Role, TokenKeys};
 use microloan_proto::{
     account::v1::{
-        ApplyForCreditLineRequest, BorrowRequest, CreateCustomerRequest, GetCreditLineRequest,
-        RepayRequest, account_service_client::AccountServiceClient,
+        ApplyForCreditLineRequest, BorrowRequest, CreateCustomerRequest, CreditLine,
+        GetCreditLineRequest, RepayRequest, account_service_client::AccountServiceClient,
     },
     common::v1::{
         CreditLineStatus, DecisionOutcome, DelinquencyBucket, Loan, LoanPurpose as ProtoPurpose,
@@ -28,7 +28,8 @@ use microloan_proto::{
         ledger_service_client::LedgerServiceClient,
     },
     notification::v1::{
-        ListNotificationsRequest, notification_service_client::NotificationServiceClient,
+        Channel as NoticeChannel, ListNotificationsRequest, Notification,
+        notification_service_client::NotificationServiceClient,
     },
     scoring::v1::{
         ExplainDecisionRequest, RunPortfolioReviewRequest,
@@ -39,7 +40,9 @@ use population::{LoanPurpose, Population, PopulationConfig, batches};
 use tonic::{Request, transport::Channel};
 
 use crate::{
+    calls::Calls,
     config::{CUSTOMERS_MAX, Config},
+    no_social::{self, NoSocial},
     pagerank, skew,
 };
 // The e2e harness's money and date helpers (one copy of each).
@@ -52,7 +55,11 @@ const MESSAGE_CHARS_MAX: usize = 100;
 /// Repay calls at most per customer and day (see `repay`).
 const REPAY_ROUNDS_MAX: u32 = 3;
 /// Attempts of one IngestSignals batch.
-const INGEST_ATTEMPTS_MAX: u32 = 5;
+const INGEST_ATTEMPTS_MAX: u32 = 8;
+/// IngestSignals streams in flight at once (at most DEMO_CONCURRENCY): scoring applies
+/// each batch in one transaction that locks the graph components it touches, so more
+/// streams mostly wait on each other's locks (and deadlock more often).
+const INGEST_STREAMS_MAX: usize = 4;
 /// Business days at most per simulated month (a bound on the day loop).
 const DAYS_PER_MONTH_MAX: usize = 31;
 /// Pages of notices read per customer at most.
@@ -67,8 +74,8 @@ const RETRY_BORROW_DAYS: u64 = 30;
 /// After paying a loan off, a customer borrows again within this many days.
 const REBORROW_GAP_DAYS_MAX: u64 = 30;
 
-/// An application's outcome, decision id and latency (ms).
-type Applied = (DecisionOutcome, String, f64);
+/// An application's outcome, the line it opened (approved only) and latency (ms).
+type Applied = (DecisionOutcome, Option<CreditLine>, f64);
 /// A decision's score and its model features' values by name.
 type Explained = (Option<i32>, HashMap<String, Option<f64>>);
 
@@ -112,7 +119,9 @@ pub struct Outcome {
     pub trial_balance_balanced: bool,
     pub integrity_ok: bool,
     pub integrity_detail: String,
-    pub notices_by_type: BTreeMap<String, u64>,
+    pub notices: Notices,
+    /// Every RPC's calls and client-side latencies, by method.
+    pub calls: Calls,
     pub phase_seconds: Vec<(String, f64)>,
     pub failures: BTreeMap<String, u64>,
     pub repayments: u64,
@@ -127,6 +136,8 @@ pub struct Outcome {
     pub preexisting_loans: i64,
     /// Everyone's features computed offline by the trainer's code (population order).
     pub offline: Vec<skew::Values>,
+    /// The scorecard without social features (trained like `make train-model`).
+    pub no_social: NoSocial,
     /// Whether scoring refreshed its PageRank after the ingestion before the applications.
     pub pagerank: pagerank::Waited,
 }
@@ -139,6 +150,8 @@ struct Clients {
     notification: NotificationServiceClient<Channel>,
     operator: String,
     service: String,
+    /// Every call's latency by method (report "Calls by RPC").
+    calls: Calls,
 }
 
 fn with_token<T>(message: T, token: &str) -> Request<T> {
@@ -245,8 +258,28 @@ struct Borrower {
     payments_before_stop: u64,
     payments: u64,
     loan: Option<Loan>,
+    /// The line as the last answer showed it (ApplyForCreditLine, Borrow, Repay); None
+    /// once something the demo does not see may have changed it (a portfolio review,
+    /// a failed call): the next borrow reads it with GetCreditLine.
+    line: Option<CreditLine>,
+    /// False after a failed repayment: the line is then read before every borrow.
+    line_trusted: bool,
     next_borrow: NaiveDate,
     loans_taken: u64,
+}
+
+/// What a customer does on a business day.
+#[derive(Debug, Clone, Copy)]
+enum Action {
+    Borrow,
+    /// Repay this much (fen), everything due by today.
+    Repay(i64),
+}
+
+/// What an action answered, with the calls it made.
+enum Done {
+    Borrowed((Result<(Loan, Option<CreditLine>), String>, u64)),
+    Repaid(Result<(Loan, Option<CreditLine>, u64), (String, u64)>),
 }
 
 impl Borrower {
@@ -265,6 +298,7 @@ pub async fn run(config: &Config) -> anyhow::Result<Outcome> {
         notification: NotificationServiceClient::new(channel(&config.notification_url).await?),
         operator: keys.mint("demo", Role::Operator, None, ttl)?,
         service: keys.mint("demo", Role::Service, None, ttl)?,
+        calls: Calls::default(),
     };
     let mut phases = Vec::new();
     let mut failures: BTreeMap<String, u64> = BTreeMap::new();
@@ -306,9 +340,13 @@ pub async fn run(config: &Config) -> anyhow::Result<Outcome> {
                 device_id: person.devices.first().cloned().unwrap_or_default(),
             };
             let progress = progress.clone();
+            let calls = clients.calls.clone();
             async move {
-                let answer = account
-                    .create_customer(with_token(request, &operator))
+                let answer = calls
+                    .time(
+                        "account.CreateCustomer",
+                        account.create_customer(with_token(request, &operator)),
+                    )
                     .await;
                 progress.inc(1);
                 Ok(answer?
@@ -331,12 +369,6 @@ pub async fn run(config: &Config) -> anyhow::Result<Outcome> {
     }
     population.rename_customers(&renames);
     phases.push(("create customers".to_owned(), phase.elapsed().as_secs_f64()));
-    // The trainer's view of the same people, computed while the services work.
-    let offline = tokio::task::spawn_blocking({
-        let population = population.clone();
-        move || skew::offline_values(&population)
-    });
-
     // --- signals -------------------------------------------------------------------------
     let phase = Instant::now();
     // Repayment outcomes first: a new known defaulter asks scoring for an early PageRank
@@ -355,43 +387,75 @@ pub async fn run(config: &Config) -> anyhow::Result<Outcome> {
     );
     let batch_count = requests.len();
     let progress = bar(batch_count as u64, "signals");
-    // One batch per stream, in order, each retried a few times: a stream of many
-    // batches answered INTERNAL ("deadlock detected" in scoring's log) under `make run`.
-    for request in requests {
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let answer = clients
-                .scoring
-                .ingest_signals(with_token(
-                    tokio_stream::iter([request.clone()]),
-                    &clients.service,
-                ))
-                .await;
-            match answer {
-                Ok(summary) => {
-                    let summary = summary.into_inner();
-                    ensure!(
-                        summary.batches_received == 1 && summary.signals_rejected == 0,
-                        "every signal ingested: {summary:?}"
-                    );
-                    break;
-                }
-                Err(status) if attempt < INGEST_ATTEMPTS_MAX => {
-                    *failures
-                        .entry(format!("IngestSignals {} (retried)", code_of(&status)))
-                        .or_default() += 1;
-                    tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt))).await;
-                }
-                Err(status) => {
-                    return Err(status).context("IngestSignals (after retries)");
+    // One batch per stream (a stream of many batches answered INTERNAL, "deadlock
+    // detected" in scoring's log, under `make run`), a few streams at once, each batch
+    // retried a few times. Started in order, so the outcome batches go first.
+    let ingested: Vec<anyhow::Result<u64>> = stream::iter(requests)
+        .map(|request| {
+            let mut scoring = clients.scoring.clone();
+            let service = clients.service.clone();
+            let calls = clients.calls.clone();
+            let progress = progress.clone();
+            async move {
+                let mut retried = 0;
+                loop {
+                    let answer = calls
+                        .time(
+                            "scoring.IngestSignals",
+                            scoring.ingest_signals(with_token(
+                                tokio_stream::iter([request.clone()]),
+                                &service,
+                            )),
+                        )
+                        .await;
+                    match answer {
+                        Ok(summary) => {
+                            let summary = summary.into_inner();
+                            ensure!(
+                                summary.batches_received == 1 && summary.signals_rejected == 0,
+                                "every signal ingested: {summary:?}"
+                            );
+                            progress.inc(1);
+                            return Ok(retried);
+                        }
+                        Err(status) if retried + 1 < u64::from(INGEST_ATTEMPTS_MAX) => {
+                            retried += 1;
+                            eprintln!("demo: IngestSignals {} (retrying)", code_of(&status));
+                            tokio::time::sleep(Duration::from_millis(200 * retried)).await;
+                        }
+                        Err(status) => {
+                            return Err(status).context("IngestSignals (after retries)");
+                        }
+                    }
                 }
             }
+        })
+        .buffer_unordered(config.concurrency.min(INGEST_STREAMS_MAX))
+        .collect()
+        .await;
+    for retried in ingested {
+        let retried = retried?;
+        if retried > 0 {
+            *failures
+                .entry("IngestSignals retried (deadlock under load)".to_owned())
+                .or_default() += retried;
         }
-        progress.inc(1);
     }
     progress.finish();
     phases.push(("ingest signals".to_owned(), phase.elapsed().as_secs_f64()));
+    // The demo's own CPU work, on one blocking thread while the demo waits for the
+    // PageRank refresh (the machine is otherwise idle then; before, these two ran
+    // beside customer creation, ingestion and applications and took the services'
+    // cores): the trainer's view of the same people, then the no-social scorecard.
+    let own_work = tokio::task::spawn_blocking({
+        let population = population.clone();
+        move || -> anyhow::Result<(Vec<skew::Values>, NoSocial)> {
+            let offline = skew::offline_values(&population).context("the offline features")?;
+            let no_social =
+                no_social::train().context("training the scorecard without social features")?;
+            Ok((offline, no_social))
+        }
+    });
     let phase = Instant::now();
     eprintln!("demo: waiting for scoring's PageRank refresh of the ingested graph");
     let pagerank = pagerank::wait_for_refresh(config.scoring_admin.clone()).await?;
@@ -407,12 +471,17 @@ pub async fn run(config: &Config) -> anyhow::Result<Outcome> {
     ));
 
     // --- applications ----------------------------------------------------------------------
+    // Each applicant's ExplainDecision follows their own application in the same task:
+    // no second pass over everyone with its own tail.
     let phase = Instant::now();
     let progress = bar(config.customers as u64, "applications");
-    let applied: Vec<anyhow::Result<Applied>> =
+    let applied: Vec<anyhow::Result<(Applied, Explained)>> =
         stream::iter(population.people.iter().zip(&customer_ids).enumerate())
             .map(|(index, (person, customer_id))| {
                 let mut account = clients.account.clone();
+                let mut scoring = clients.scoring.clone();
+                let operator = clients.operator.clone();
+                let calls = clients.calls.clone();
                 let token = keys.mint("demo", Role::Customer, Some(customer_id), ttl);
                 let request = ApplyForCreditLineRequest {
                     request_id: format!("{tag}-apply-{index}"),
@@ -426,75 +495,62 @@ pub async fn run(config: &Config) -> anyhow::Result<Outcome> {
                 async move {
                     let token = token?;
                     let started = Instant::now();
-                    let answer = account
-                        .apply_for_credit_line(with_token(request, &token))
+                    let answer = calls
+                        .time(
+                            "account.ApplyForCreditLine",
+                            account.apply_for_credit_line(with_token(request, &token)),
+                        )
                         .await
                         .context("ApplyForCreditLine")?
                         .into_inner();
                     let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
-                    progress.inc(1);
                     let outcome = DecisionOutcome::try_from(answer.outcome)
                         .unwrap_or(DecisionOutcome::Unspecified);
-                    Ok((outcome, answer.decision_id, latency_ms))
+                    let applied = (outcome, answer.credit_line, latency_ms);
+                    if answer.decision_id.is_empty() {
+                        progress.inc(1);
+                        return Ok((applied, (None, HashMap::new())));
+                    }
+                    let decision_id = answer.decision_id;
+                    let explained = calls
+                        .time(
+                            "scoring.ExplainDecision",
+                            scoring.explain_decision(with_token(
+                                ExplainDecisionRequest {
+                                    decision_id: decision_id.clone(),
+                                },
+                                &operator,
+                            )),
+                        )
+                        .await
+                        .with_context(|| format!("ExplainDecision {decision_id}"))?
+                        .into_inner();
+                    progress.inc(1);
+                    let score = explained.decision.as_ref().map(|decision| decision.score);
+                    let features = explained
+                        .contributions
+                        .iter()
+                        .map(|contribution| {
+                            (
+                                contribution.feature.clone(),
+                                contribution.value.parse::<f64>().ok(),
+                            )
+                        })
+                        .collect();
+                    Ok((applied, (score, features)))
                 }
             })
             .buffered(config.concurrency)
             .collect()
             .await;
     progress.finish();
-    phases.push(("applications".to_owned(), phase.elapsed().as_secs_f64()));
-
-    let phase = Instant::now();
-    let progress = bar(config.customers as u64, "explanations");
-    let mut decisions = Vec::with_capacity(applied.len());
-    for answer in applied {
-        decisions.push(answer?);
-    }
-    let explained: Vec<anyhow::Result<Explained>> = stream::iter(decisions.iter())
-        .map(|(_, decision_id, _)| {
-            let mut scoring = clients.scoring.clone();
-            let operator = clients.operator.clone();
-            let decision_id = decision_id.clone();
-            let progress = progress.clone();
-            async move {
-                if decision_id.is_empty() {
-                    progress.inc(1);
-                    return Ok((None, HashMap::new()));
-                }
-                let answer = scoring
-                    .explain_decision(with_token(
-                        ExplainDecisionRequest {
-                            decision_id: decision_id.clone(),
-                        },
-                        &operator,
-                    ))
-                    .await
-                    .with_context(|| format!("ExplainDecision {decision_id}"))?
-                    .into_inner();
-                progress.inc(1);
-                let score = answer.decision.as_ref().map(|decision| decision.score);
-                let features = answer
-                    .contributions
-                    .iter()
-                    .map(|contribution| {
-                        (
-                            contribution.feature.clone(),
-                            contribution.value.parse::<f64>().ok(),
-                        )
-                    })
-                    .collect();
-                Ok((score, features))
-            }
-        })
-        .buffered(config.concurrency)
-        .collect()
-        .await;
-    progress.finish();
-    let mut applicants = Vec::with_capacity(decisions.len());
-    for ((person, (outcome, _, latency_ms)), explained) in
-        population.people.iter().zip(decisions).zip(explained)
-    {
-        let (score, features) = explained?;
+    let mut applicants = Vec::with_capacity(applied.len());
+    // The line each approved applicant was opened with (ApplyForCreditLine's answer):
+    // their first borrow needs no GetCreditLine.
+    let mut opened_lines = Vec::with_capacity(applied.len());
+    for (person, answer) in population.people.iter().zip(applied) {
+        let ((outcome, line, latency_ms), (score, features)) = answer?;
+        opened_lines.push(line);
         applicants.push(Applicant {
             defaults: person.defaults,
             outcome,
@@ -504,7 +560,7 @@ pub async fn run(config: &Config) -> anyhow::Result<Outcome> {
         });
     }
     phases.push((
-        "explain decisions".to_owned(),
+        "applications + explanations".to_owned(),
         phase.elapsed().as_secs_f64(),
     ));
 
@@ -517,10 +573,10 @@ pub async fn run(config: &Config) -> anyhow::Result<Outcome> {
         .people
         .iter()
         .zip(&customer_ids)
-        .zip(&applicants)
+        .zip(applicants.iter().zip(opened_lines))
         .enumerate()
-        .filter(|(_, (_, applicant))| applicant.outcome == DecisionOutcome::Approved)
-        .map(|(index, ((person, customer_id), _))| {
+        .filter(|(_, (_, (applicant, _)))| applicant.outcome == DecisionOutcome::Approved)
+        .map(|(index, ((person, customer_id), (_, line)))| {
             Ok(Borrower {
                 index,
                 customer_id: customer_id.clone(),
@@ -533,6 +589,8 @@ pub async fn run(config: &Config) -> anyhow::Result<Outcome> {
                     % u64::from(config.months.max(1)),
                 payments: 0,
                 loan: None,
+                line,
+                line_trusted: true,
                 next_borrow: start_date,
                 loans_taken: 0,
             })
@@ -560,94 +618,97 @@ pub async fn run(config: &Config) -> anyhow::Result<Outcome> {
     let mut repay_calls_total = 0u64;
     let mut month = 1u32;
     let mut date = start_date;
-    let (mut borrow_seconds, mut repay_seconds, mut end_of_day_seconds) = (0.0, 0.0, 0.0);
+    let (mut day_seconds, mut end_of_day_seconds, mut month_end_seconds) = (0.0, 0.0, 0.0);
     for _ in 0..days_max {
         if date >= end_date {
             break;
         }
-        // Borrowing, then repayments, during the day; the day closes after.
-        let borrow_started = Instant::now();
-        let wanting: Vec<usize> = borrowers
+        // The day's borrows and repayments, as one stream: a customer with no loan may
+        // borrow, one with a loan may repay, never both on one day, and each call
+        // depends only on that customer's own state, so there is no barrier between
+        // the borrows and the repayments (the borrows start first, as before). Results
+        // are applied in customer order; the day closes after all of them.
+        let day_started = Instant::now();
+        let mut actions: Vec<(usize, Action)> = borrowers
             .iter()
             .enumerate()
             .filter(|(_, b)| b.loan.is_none() && b.next_borrow <= date && !b.stopped_paying())
-            .map(|(position, _)| position)
+            .map(|(position, _)| (position, Action::Borrow))
             .collect();
-        let results: Vec<Result<Option<Loan>, String>> = stream::iter(wanting.iter())
-            .map(|&position| {
+        actions.extend(
+            borrowers
+                .iter()
+                .enumerate()
+                .filter(|(_, b)| !b.stopped_paying())
+                .filter_map(|(position, b)| {
+                    let owed = owed_by(b.loan.as_ref()?, date);
+                    (owed > 0).then_some((position, Action::Repay(owed)))
+                }),
+        );
+        let results: Vec<Done> = stream::iter(actions.iter())
+            .map(|&(position, action)| {
                 let borrower = &borrowers[position];
-                borrow(
-                    clients.account.clone(),
-                    borrower,
-                    &tag,
-                    mix(config.seed.wrapping_mul(31)
-                        ^ ((borrower.index as u64) << 16)
-                        ^ borrower.loans_taken),
-                )
+                let clients = clients.clone();
+                let tag = &tag;
+                async move {
+                    match action {
+                        Action::Borrow => Done::Borrowed(
+                            borrow(
+                                clients,
+                                borrower,
+                                tag,
+                                mix(config.seed.wrapping_mul(31)
+                                    ^ ((borrower.index as u64) << 16)
+                                    ^ borrower.loans_taken),
+                            )
+                            .await,
+                        ),
+                        Action::Repay(owed) => {
+                            Done::Repaid(repay(clients, borrower, owed, date, tag).await)
+                        }
+                    }
+                }
             })
             .buffered(config.concurrency)
             .collect()
             .await;
-        for (&position, result) in wanting.iter().zip(results) {
-            let borrower = &mut borrowers[position];
-            calls += 2;
-            match result {
-                Ok(Some(loan)) => {
-                    borrows += 1;
-                    borrower.loans_taken += 1;
-                    let tally = disbursed
-                        .entry(
-                            borrower
-                                .purpose
-                                .as_str_name()
-                                .trim_start_matches("LOAN_PURPOSE_")
-                                .to_owned(),
-                        )
-                        .or_default();
-                    tally.loans += 1;
-                    tally.principal_minor += minor(&loan.principal);
-                    borrower.loan = Some(loan);
-                }
-                Ok(None) => {
-                    *failures
-                        .entry("borrow skipped: no headroom or line not active".to_owned())
-                        .or_default() += 1;
-                    borrower.next_borrow = date + chrono::Duration::days(RETRY_BORROW_DAYS as i64);
-                }
-                Err(code) => {
-                    *failures.entry(format!("Borrow {code}")).or_default() += 1;
-                    borrower.next_borrow = date + chrono::Duration::days(RETRY_BORROW_DAYS as i64);
-                }
-            }
-        }
-
-        borrow_seconds += borrow_started.elapsed().as_secs_f64();
-        let repay_started = Instant::now();
-        let paying: Vec<(usize, i64)> = borrowers
-            .iter()
-            .enumerate()
-            .filter(|(_, b)| !b.stopped_paying())
-            .filter_map(|(position, b)| {
-                let owed = owed_by(b.loan.as_ref()?, date);
-                (owed > 0).then_some((position, owed))
-            })
-            .collect();
-        let results: Vec<Result<(Loan, u64), String>> = stream::iter(paying.iter())
-            .map(|&(position, owed)| {
-                let borrower = &borrowers[position];
-                repay(clients.clone(), borrower, owed, date, &tag)
-            })
-            .buffered(config.concurrency)
-            .collect()
-            .await;
-        for (&(position, _), result) in paying.iter().zip(results) {
+        for (&(position, _), result) in actions.iter().zip(results) {
             let borrower = &mut borrowers[position];
             match result {
-                Ok((loan, repay_calls)) => {
+                Done::Borrowed((result, made)) => {
+                    calls += made;
+                    match result {
+                        Ok((loan, line)) => {
+                            borrows += 1;
+                            borrower.loans_taken += 1;
+                            let tally = disbursed
+                                .entry(
+                                    borrower
+                                        .purpose
+                                        .as_str_name()
+                                        .trim_start_matches("LOAN_PURPOSE_")
+                                        .to_owned(),
+                                )
+                                .or_default();
+                            tally.loans += 1;
+                            tally.principal_minor += minor(&loan.principal);
+                            borrower.loan = Some(loan);
+                            borrower.line = line;
+                        }
+                        Err(code) => {
+                            *failures.entry(format!("Borrow {code}")).or_default() += 1;
+                            borrower.line = None;
+                            borrower.next_borrow =
+                                date + chrono::Duration::days(RETRY_BORROW_DAYS as i64);
+                        }
+                    }
+                }
+                Done::Repaid(Ok((loan, line, repay_calls))) => {
                     calls += repay_calls;
                     repay_calls_total += repay_calls;
                     repayments += 1;
                     borrower.payments += 1;
+                    borrower.line = line;
                     if loan.status == LoanStatus::Active as i32 {
                         borrower.loan = Some(loan);
                     } else {
@@ -662,14 +723,19 @@ pub async fn run(config: &Config) -> anyhow::Result<Outcome> {
                             );
                     }
                 }
-                Err(code) => {
-                    calls += 1;
+                Done::Repaid(Err((code, made))) => {
+                    calls += made;
                     *failures.entry(format!("Repay {code}")).or_default() += 1;
+                    // Possibly overdue from tonight: scoring's live policy may freeze
+                    // the line (and unfreeze it later) behind the demo's back, so
+                    // this customer's line is read before every borrow from now on.
+                    borrower.line = None;
+                    borrower.line_trusted = false;
                 }
             }
         }
+        day_seconds += day_started.elapsed().as_secs_f64();
 
-        repay_seconds += repay_started.elapsed().as_secs_f64();
         let end_of_day_started = Instant::now();
         let next = end_of_day(&mut clients, date, &tag).await?;
         end_of_day_seconds += end_of_day_started.elapsed().as_secs_f64();
@@ -682,35 +748,57 @@ pub async fn run(config: &Config) -> anyhow::Result<Outcome> {
             .checked_add_months(Months::new(month))
             .context("a month boundary")?;
         if date >= boundary {
-            let report = portfolio(&mut clients).await?;
-            let mut snapshot = snapshot(month, &report)?;
+            let month_end_started = Instant::now();
+            // The month's snapshot (delinquency and outstanding principal, which no
+            // limit change touches) is read while the review changes limits.
+            let review = async {
+                if month >= config.months {
+                    return None;
+                }
+                let mut scoring = clients.scoring.clone();
+                Some(
+                    clients
+                        .calls
+                        .time(
+                            "scoring.RunPortfolioReview",
+                            scoring.run_portfolio_review(with_token(
+                                RunPortfolioReviewRequest {
+                                    request_id: format!("{tag}-review-{month}"),
+                                    ..Default::default()
+                                },
+                                &clients.operator,
+                            )),
+                        )
+                        .await,
+                )
+            };
+            let mut reading = clients.clone();
+            let (report, review) = tokio::join!(portfolio(&mut reading), review);
+            let mut snapshot = snapshot(month, &report?)?;
+            match review {
+                Some(Ok(review)) => {
+                    let review = review.into_inner();
+                    snapshot.lines_reviewed = review.lines_reviewed;
+                    snapshot.limits_raised = review.limits_raised;
+                    snapshot.limits_cut = review.limits_cut;
+                }
+                Some(Err(status)) => {
+                    *failures
+                        .entry(format!("RunPortfolioReview {}", code_of(&status)))
+                        .or_default() += 1;
+                }
+                None => {}
+            }
             if month < config.months {
-                let review = clients
-                    .scoring
-                    .run_portfolio_review(with_token(
-                        RunPortfolioReviewRequest {
-                            request_id: format!("{tag}-review-{month}"),
-                            ..Default::default()
-                        },
-                        &clients.operator,
-                    ))
-                    .await;
-                match review {
-                    Ok(review) => {
-                        let review = review.into_inner();
-                        snapshot.lines_reviewed = review.lines_reviewed;
-                        snapshot.limits_raised = review.limits_raised;
-                        snapshot.limits_cut = review.limits_cut;
-                    }
-                    Err(status) => {
-                        *failures
-                            .entry(format!("RunPortfolioReview {}", code_of(&status)))
-                            .or_default() += 1;
-                    }
+                // Limits, rates and statuses may have changed: every line is read
+                // again before its next borrow.
+                for borrower in &mut borrowers {
+                    borrower.line = None;
                 }
             }
             months.push(snapshot);
             month += 1;
+            month_end_seconds += month_end_started.elapsed().as_secs_f64();
         }
         let elapsed = phase.elapsed().as_secs_f64().max(0.001);
         progress.set_message(format!(
@@ -727,9 +815,12 @@ pub async fn run(config: &Config) -> anyhow::Result<Outcome> {
         "book (business days)".to_owned(),
         phase.elapsed().as_secs_f64(),
     ));
-    phases.push(("book: GetCreditLine + Borrow".to_owned(), borrow_seconds));
-    phases.push(("book: Repay".to_owned(), repay_seconds));
+    phases.push(("book: borrows and repayments".to_owned(), day_seconds));
     phases.push(("book: RunEndOfDay".to_owned(), end_of_day_seconds));
+    phases.push((
+        "book: month ends (portfolio report, review)".to_owned(),
+        month_end_seconds,
+    ));
 
     // --- the end: the books, notices ---------------------------------------------------------
     let phase = Instant::now();
@@ -766,24 +857,23 @@ pub async fn run(config: &Config) -> anyhow::Result<Outcome> {
     ));
 
     let phase = Instant::now();
-    let notices_by_type = notices(&clients, &customer_ids, config.concurrency).await;
-    let notices_by_type = match notices_by_type {
-        Ok(counts) => counts,
+    let notices = match notices(&clients, &customer_ids, config.concurrency).await {
+        Ok(notices) => notices,
         Err(err) => {
             *failures
                 .entry(format!("ListNotifications: {err:#}"))
                 .or_default() += 1;
-            BTreeMap::new()
+            Notices::default()
         }
     };
     phases.push(("notices".to_owned(), phase.elapsed().as_secs_f64()));
 
-    let offline = offline
+    let (offline, no_social) = own_work
         .await
-        .context("the offline features task")?
-        .context("the offline features")?;
+        .context("the offline features and no-social training task")??;
     Ok(Outcome {
         offline,
+        no_social,
         pagerank,
         applicants,
         months,
@@ -792,7 +882,8 @@ pub async fn run(config: &Config) -> anyhow::Result<Outcome> {
         trial_balance_balanced: trial.balanced,
         integrity_ok: integrity.ok,
         integrity_detail,
-        notices_by_type,
+        notices,
+        calls: clients.calls.clone(),
         phase_seconds: phases,
         failures,
         repayments,
@@ -832,73 +923,108 @@ fn owed_by(loan: &Loan, date: NaiveDate) -> i64 {
         .sum()
 }
 
+/// Borrows on the line as the last answer showed it (or as GetCreditLine reads it when
+/// the demo has no trusted view); returns the loan, the line after it and the calls made.
 async fn borrow(
-    mut account: AccountServiceClient<Channel>,
+    mut clients: Clients,
     borrower: &Borrower,
     tag: &str,
     choice: u64,
-) -> Result<Option<Loan>, String> {
-    let line = account
-        .get_credit_line(with_token(
-            GetCreditLineRequest {
-                customer_id: borrower.customer_id.clone(),
-            },
-            &borrower.token,
-        ))
-        .await
-        .map_err(|status| format!("GetCreditLine {}", code_of(&status)))?
-        .into_inner()
-        .credit_line
-        .ok_or("GetCreditLine without a line")?;
+) -> (Result<(Loan, Option<CreditLine>), String>, u64) {
+    let mut made = 0;
+    let known = borrower.line.as_ref().filter(|_| borrower.line_trusted);
+    let line = match known {
+        Some(line) => line.clone(),
+        None => {
+            made += 1;
+            let read = clients
+                .calls
+                .time(
+                    "account.GetCreditLine",
+                    clients.account.get_credit_line(with_token(
+                        GetCreditLineRequest {
+                            customer_id: borrower.customer_id.clone(),
+                        },
+                        &borrower.token,
+                    )),
+                )
+                .await;
+            match read {
+                Ok(answer) => match answer.into_inner().credit_line {
+                    Some(line) => line,
+                    None => return (Err("GetCreditLine without a line".to_owned()), made),
+                },
+                Err(status) => {
+                    return (Err(format!("GetCreditLine {}", code_of(&status))), made);
+                }
+            }
+        }
+    };
     if line.status != CreditLineStatus::Active as i32 || line.allowed_term_months.is_empty() {
-        return Err(format!(
-            "skipped: line {}",
-            CreditLineStatus::try_from(line.status)
-                .map(|status| status.as_str_name())
-                .unwrap_or("status unknown")
-        ));
+        return (
+            Err(format!(
+                "skipped: line {}",
+                CreditLineStatus::try_from(line.status)
+                    .map(|status| status.as_str_name())
+                    .unwrap_or("status unknown")
+            )),
+            made,
+        );
     }
     let headroom = minor(&line.available).min(minor(&line.max_drawdown));
     let principal =
         headroom * DRAW_SHARE_PER_MILLE / 1000 / MINIMUM_DRAWDOWN_MINOR * MINIMUM_DRAWDOWN_MINOR;
     if principal < MINIMUM_DRAWDOWN_MINOR {
-        return Err(format!(
-            "skipped: headroom below the minimum drawdown (available {}, max drawdown {})",
-            if minor(&line.available) > 0 {
-                "> 0"
-            } else {
-                "0"
-            },
-            if minor(&line.max_drawdown) > 0 {
-                "> 0"
-            } else {
-                "0"
-            },
-        ));
+        return (
+            Err(format!(
+                "skipped: headroom below the minimum drawdown (available {}, max drawdown {})",
+                if minor(&line.available) > 0 {
+                    "> 0"
+                } else {
+                    "0"
+                },
+                if minor(&line.max_drawdown) > 0 {
+                    "> 0"
+                } else {
+                    "0"
+                },
+            )),
+            made,
+        );
     }
     let terms = &line.allowed_term_months;
     let term_months = terms[(choice % terms.len() as u64) as usize];
-    let answer = account
-        .borrow(with_token(
-            BorrowRequest {
-                request_id: format!("{tag}-borrow-{}-{}", borrower.index, borrower.loans_taken),
-                customer_id: borrower.customer_id.clone(),
-                principal: cny(principal),
-                term_months,
-                repayment_method: RepaymentMethod::EqualPrincipal as i32,
-                device_id: borrower.device_id.clone(),
-                purpose: borrower.purpose as i32,
-                ..Default::default()
-            },
-            &borrower.token,
-        ))
-        .await
-        .map_err(|status| code_of(&status))?
-        .into_inner();
-    answer
-        .loan
-        .map(Some)
-        .ok_or_else(|| "Borrow without a loan".to_owned())
+    made += 1;
+    let answer = clients
+        .calls
+        .time(
+            "account.Borrow",
+            clients.account.borrow(with_token(
+                BorrowRequest {
+                    request_id: format!("{tag}-borrow-{}-{}", borrower.index, borrower.loans_taken),
+                    customer_id: borrower.customer_id.clone(),
+                    principal: cny(principal),
+                    term_months,
+                    repayment_method: RepaymentMethod::EqualPrincipal as i32,
+                    device_id: borrower.device_id.clone(),
+                    purpose: borrower.purpose as i32,
+                    ..Default::default()
+                },
+                &borrower.token,
+            )),
+        )
+        .await;
+    let result = match answer {
+        Ok(answer) => {
+            let answer = answer.into_inner();
+            answer
+                .loan
+                .map(|loan| (loan, answer.credit_line))
+                .ok_or_else(|| "Borrow without a loan".to_owned())
+        }
+        Err(status) => Err(code_of(&status)),
+    };
+    (result, made)
 }
 
 /// Pays `owed`; if the ledger disagrees with the last view (an error), reads the loan
@@ -909,7 +1035,7 @@ async fn repay(
     owed: i64,
     date: NaiveDate,
     tag: &str,
-) -> Result<(Loan, u64), String> {
+) -> Result<(Loan, Option<CreditLine>, u64), (String, u64)> {
     let loan_id = borrower
         .loan
         .as_ref()
@@ -934,17 +1060,22 @@ async fn repay(
     let mut attempt = 0;
     let status = loop {
         let answer = clients
-            .account
-            .repay(with_token(request(amount, attempt), &borrower.token))
+            .calls
+            .time(
+                "account.Repay",
+                clients
+                    .account
+                    .repay(with_token(request(amount, attempt), &borrower.token)),
+            )
             .await;
         match answer {
             Ok(answer) => {
-                let loan = answer
-                    .into_inner()
-                    .loan
-                    .ok_or_else(|| "Repay without a loan".to_owned())?;
-                let rest = owed_by(&loan, date);
+                let answer = answer.into_inner();
                 attempt += 1;
+                let Some(loan) = answer.loan else {
+                    return Err(("Repay without a loan".to_owned(), u64::from(attempt)));
+                };
+                let rest = owed_by(&loan, date);
                 if rest > 0
                     && loan.status == LoanStatus::Active as i32
                     && attempt < REPAY_ROUNDS_MAX
@@ -952,38 +1083,67 @@ async fn repay(
                     amount = rest;
                     continue;
                 }
-                return Ok((loan, u64::from(attempt)));
+                return Ok((loan, answer.credit_line, u64::from(attempt)));
             }
             Err(status) => break status,
         }
     };
+    // the failed call and the successful ones before it
+    let made = u64::from(attempt) + 1;
     let fresh = clients
-        .ledger
-        .get_loan(with_token(
-            GetLoanRequest {
-                loan_id: loan_id.clone(),
-            },
-            &clients.operator,
-        ))
-        .await
-        .map_err(|err| format!("{} then GetLoan {}", code_of(&status), code_of(&err)))?
-        .into_inner()
-        .loan
-        .ok_or("GetLoan without a loan")?;
+        .calls
+        .time(
+            "ledger.GetLoan",
+            clients.ledger.get_loan(with_token(
+                GetLoanRequest {
+                    loan_id: loan_id.clone(),
+                },
+                &clients.operator,
+            )),
+        )
+        .await;
+    let fresh = match fresh {
+        Ok(answer) => answer.into_inner().loan,
+        Err(err) => {
+            return Err((
+                format!("{} then GetLoan {}", code_of(&status), code_of(&err)),
+                made + 1,
+            ));
+        }
+    };
+    let Some(fresh) = fresh else {
+        return Err(("GetLoan without a loan".to_owned(), made + 1));
+    };
     let owed_now = owed_by(&fresh, date);
     if owed_now == 0 {
-        return Err(format!("{} (nothing owed per GetLoan)", code_of(&status)));
+        return Err((
+            format!("{} (nothing owed per GetLoan)", code_of(&status)),
+            made + 1,
+        ));
     }
-    clients
-        .account
-        .repay(with_token(request(owed_now, attempt + 1), &borrower.token))
-        .await
-        .map_err(|err| format!("{} then {}", code_of(&status), code_of(&err)))?
-        .into_inner()
-        .loan
-        .ok_or_else(|| "Repay without a loan".to_owned())
-        // the failed call(s), GetLoan and this one
-        .map(|loan| (loan, u64::from(attempt) + 3))
+    let answer = clients
+        .calls
+        .time(
+            "account.Repay",
+            clients
+                .account
+                .repay(with_token(request(owed_now, attempt + 1), &borrower.token)),
+        )
+        .await;
+    match answer {
+        Ok(answer) => {
+            let answer = answer.into_inner();
+            match answer.loan {
+                // the failed call(s), GetLoan and this one
+                Some(loan) => Ok((loan, answer.credit_line, made + 2)),
+                None => Err(("Repay without a loan".to_owned(), made + 2)),
+            }
+        }
+        Err(err) => Err((
+            format!("{} then {}", code_of(&status), code_of(&err)),
+            made + 2,
+        )),
+    }
 }
 
 async fn business_date(clients: &mut Clients) -> anyhow::Result<NaiveDate> {
@@ -1005,14 +1165,17 @@ async fn end_of_day(
     tag: &str,
 ) -> anyhow::Result<NaiveDate> {
     let summary = clients
-        .ledger
-        .run_end_of_day(with_token(
-            RunEndOfDayRequest {
-                request_id: format!("{tag}-eod-{date}"),
-                business_date: Some(to_date(date)),
-            },
-            &clients.operator,
-        ))
+        .calls
+        .time(
+            "ledger.RunEndOfDay",
+            clients.ledger.run_end_of_day(with_token(
+                RunEndOfDayRequest {
+                    request_id: format!("{tag}-eod-{date}"),
+                    business_date: Some(to_date(date)),
+                },
+                &clients.operator,
+            )),
+        )
         .await
         .with_context(|| format!("RunEndOfDay {date}"))?
         .into_inner()
@@ -1023,11 +1186,14 @@ async fn end_of_day(
 
 async fn portfolio(clients: &mut Clients) -> anyhow::Result<PortfolioReport> {
     clients
-        .ledger
-        .get_portfolio_report(with_token(
-            GetPortfolioReportRequest::default(),
-            &clients.operator,
-        ))
+        .calls
+        .time(
+            "ledger.GetPortfolioReport",
+            clients.ledger.get_portfolio_report(with_token(
+                GetPortfolioReportRequest::default(),
+                &clients.operator,
+            )),
+        )
         .await
         .context("GetPortfolioReport")?
         .into_inner()
@@ -1062,55 +1228,170 @@ fn snapshot(month: u32, report: &PortfolioReport) -> anyhow::Result<MonthSnapsho
     })
 }
 
-/// Every notice of the demo's customers, counted by template.
+/// What the notification service holds for the demo's customers.
+#[derive(Debug, Clone, Default)]
+pub struct Notices {
+    /// Notices by template, every channel together.
+    pub by_type: BTreeMap<String, u64>,
+    /// Notices by template, then channel (IN_APP, PUSH, ...): the service makes one
+    /// notice per channel of an event, so a template's total is events x channels.
+    pub by_type_and_channel: BTreeMap<String, BTreeMap<String, u64>>,
+    /// Distinct source events per template (direct sends, with no event, not counted).
+    pub events_by_type: BTreeMap<String, u64>,
+    /// Notices beyond the first with the same event, channel and template: a notice
+    /// really made twice (0 expected).
+    pub duplicates: u64,
+    /// Up to DUPLICATE_EXAMPLES_MAX of them: customer, event, template, channel, ids.
+    pub duplicate_examples: Vec<String>,
+}
+
+/// Duplicate notices named in the report at most.
+const DUPLICATE_EXAMPLES_MAX: usize = 5;
+
+fn channel_name(channel: i32) -> String {
+    NoticeChannel::try_from(channel)
+        .map(|channel| {
+            channel
+                .as_str_name()
+                .trim_start_matches("CHANNEL_")
+                .to_owned()
+        })
+        .unwrap_or_else(|_| format!("channel {channel}"))
+}
+
+impl Notices {
+    /// Adds one customer's notices.
+    fn add(&mut self, customer_id: &str, notices: Vec<Notification>) {
+        // (event, channel, template) -> notification ids
+        let mut seen: BTreeMap<(String, String, String), Vec<String>> = BTreeMap::new();
+        let mut events: BTreeMap<String, std::collections::BTreeSet<String>> = BTreeMap::new();
+        for notice in notices {
+            let channel = channel_name(notice.channel);
+            *self.by_type.entry(notice.template_key.clone()).or_default() += 1;
+            *self
+                .by_type_and_channel
+                .entry(notice.template_key.clone())
+                .or_default()
+                .entry(channel.clone())
+                .or_default() += 1;
+            if notice.event_id.is_empty() {
+                continue;
+            }
+            events
+                .entry(notice.template_key.clone())
+                .or_default()
+                .insert(notice.event_id.clone());
+            seen.entry((notice.event_id, channel, notice.template_key))
+                .or_default()
+                .push(notice.notification_id);
+        }
+        for (template, ids) in events {
+            *self.events_by_type.entry(template).or_default() += ids.len() as u64;
+        }
+        for ((event_id, channel, template), ids) in seen {
+            if ids.len() < 2 {
+                continue;
+            }
+            self.duplicates += ids.len() as u64 - 1;
+            if self.duplicate_examples.len() < DUPLICATE_EXAMPLES_MAX {
+                self.duplicate_examples.push(format!(
+                    "customer {customer_id} event {event_id} {template} {channel}: notifications {}",
+                    ids.join(", ")
+                ));
+            }
+        }
+    }
+}
+
+/// Every notice of the demo's customers (operator token: every channel).
 async fn notices(
     clients: &Clients,
     customer_ids: &[String],
     concurrency: usize,
-) -> anyhow::Result<BTreeMap<String, u64>> {
+) -> anyhow::Result<Notices> {
     let progress = bar(customer_ids.len() as u64, "notices");
-    let counted: Vec<anyhow::Result<BTreeMap<String, u64>>> = stream::iter(customer_ids)
+    let listed: Vec<anyhow::Result<Vec<Notification>>> = stream::iter(customer_ids)
         .map(|customer_id| {
             let mut notification = clients.notification.clone();
             let operator = clients.operator.clone();
+            let calls = clients.calls.clone();
             let progress = progress.clone();
             async move {
-                let mut counts = BTreeMap::new();
+                let mut all = Vec::new();
                 let mut page_token = String::new();
                 for _ in 0..NOTICE_PAGES_MAX {
-                    let page = notification
-                        .list_notifications(with_token(
-                            ListNotificationsRequest {
-                                customer_id: customer_id.clone(),
-                                page_size: 500,
-                                page_token: page_token.clone(),
-                                ..Default::default()
-                            },
-                            &operator,
-                        ))
+                    let page = calls
+                        .time(
+                            "notification.ListNotifications",
+                            notification.list_notifications(with_token(
+                                ListNotificationsRequest {
+                                    customer_id: customer_id.clone(),
+                                    page_size: 500,
+                                    page_token: page_token.clone(),
+                                    ..Default::default()
+                                },
+                                &operator,
+                            )),
+                        )
                         .await?
                         .into_inner();
-                    for notice in page.notifications {
-                        *counts.entry(notice.template_key).or_insert(0) += 1;
-                    }
+                    all.extend(page.notifications);
                     if page.next_page_token.is_empty() {
                         break;
                     }
                     page_token = page.next_page_token;
                 }
                 progress.inc(1);
-                Ok(counts)
+                Ok(all)
             }
         })
         .buffered(concurrency)
         .collect()
         .await;
     progress.finish();
-    let mut total = BTreeMap::new();
-    for counts in counted {
-        for (key, count) in counts? {
-            *total.entry(key).or_insert(0) += count;
-        }
+    let mut total = Notices::default();
+    for (customer_id, listed) in customer_ids.iter().zip(listed) {
+        total.add(customer_id, listed?);
     }
     Ok(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn notice(id: &str, event: &str, template: &str, channel: NoticeChannel) -> Notification {
+        Notification {
+            notification_id: id.to_owned(),
+            event_id: event.to_owned(),
+            template_key: template.to_owned(),
+            channel: channel as i32,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn notices_are_counted_per_channel_and_a_second_notice_of_one_event_is_a_duplicate() {
+        let mut notices = Notices::default();
+        notices.add(
+            "c1",
+            vec![
+                notice("n1", "e1", "CUSTOMER_CREATED", NoticeChannel::InApp),
+                notice("n2", "e1", "CUSTOMER_CREATED", NoticeChannel::Push),
+                notice("n3", "e2", "LOAN_DISBURSED", NoticeChannel::InApp),
+                notice("n4", "e2", "LOAN_DISBURSED", NoticeChannel::InApp),
+                notice("n5", "", "OPERATOR_NOTE", NoticeChannel::InApp),
+            ],
+        );
+        assert_eq!(notices.by_type["CUSTOMER_CREATED"], 2);
+        assert_eq!(notices.events_by_type["CUSTOMER_CREATED"], 1);
+        assert_eq!(notices.by_type_and_channel["CUSTOMER_CREATED"]["PUSH"], 1);
+        assert_eq!(notices.by_type_and_channel["LOAN_DISBURSED"]["IN_APP"], 2);
+        // One event and channel twice: one duplicate, named with both ids.
+        assert_eq!(notices.duplicates, 1);
+        assert!(notices.duplicate_examples[0].contains("n3, n4"));
+        // A direct send has no event: counted, never a duplicate.
+        assert_eq!(notices.by_type["OPERATOR_NOTE"], 1);
+        assert!(!notices.events_by_type.contains_key("OPERATOR_NOTE"));
+    }
 }
