@@ -1,6 +1,9 @@
-//! The PageRank refresher (docs/scoring-features.md): every `interval`, and early when
-//! a new known defaulter is recorded — at most once per [`TRIGGERED_GAP_MIN`], after
-//! [`TRIGGER_SETTLE`] so the transaction that asked has committed.
+//! The PageRank refresher (docs/scoring-features.md): every `interval`, and promptly when
+//! a new known defaulter is recorded: [`TRIGGER_SETTLE`] after the request (so the
+//! transaction that asked has committed). Never two refreshes at once (one task runs
+//! them in turn); requests that arrive while one runs coalesce into one more refresh
+//! after it, which starts no sooner than the last refresh took (at most half the time
+//! refreshing while requests keep coming, e.g. during a bulk load of defaulters).
 
 use std::{sync::Arc, time::Duration};
 
@@ -12,8 +15,6 @@ use tokio::{
 
 use crate::{features::graph::PageRankOptions, metrics::Metrics, store};
 
-/// Shortest time between two refreshes when asked for early.
-pub const TRIGGERED_GAP_MIN: Duration = Duration::from_secs(60);
 /// Pause between a request and the refresh it causes.
 pub const TRIGGER_SETTLE: Duration = Duration::from_secs(1);
 
@@ -27,7 +28,18 @@ impl PageRankTrigger {
     }
 }
 
-/// Runs until aborted. A zero `interval` refreshes only when asked.
+/// When a requested refresh may start: [`TRIGGER_SETTLE`] after the request, and no
+/// sooner after the last refresh ended than that refresh took.
+pub fn requested_start(requested: Instant, last: Option<(Instant, Duration)>) -> Instant {
+    let settled = requested + TRIGGER_SETTLE;
+    match last {
+        Some((ended, took)) => settled.max(ended + took),
+        None => settled,
+    }
+}
+
+/// Runs until aborted. A zero `interval` refreshes only when asked. The schedule's
+/// first tick is at start.
 pub async fn refresh_pagerank(
     pool: PgPool,
     interval: Duration,
@@ -40,7 +52,8 @@ pub async fn refresh_pagerank(
         ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
         ticks
     });
-    let mut last_run: Option<Instant> = None;
+    // (end, duration) of the last refresh.
+    let mut last: Option<(Instant, Duration)> = None;
     loop {
         let tick = async {
             match ticks.as_mut() {
@@ -53,12 +66,10 @@ pub async fn refresh_pagerank(
         tokio::select! {
             () = tick => {}
             () = trigger.0.notified() => {
-                let earliest = last_run.map_or_else(Instant::now, |last| last + TRIGGERED_GAP_MIN);
-                tokio::time::sleep_until(earliest.max(Instant::now() + TRIGGER_SETTLE)).await;
+                tokio::time::sleep_until(requested_start(Instant::now(), last)).await;
             }
         }
-        last_run = Some(Instant::now());
-        let started = std::time::Instant::now();
+        let started = Instant::now();
         match store::pagerank::refresh_pagerank(&pool, PageRankOptions::default()).await {
             Ok(Some(run)) => {
                 // A refresh follows new defaulters: cached bad rates start over too.
@@ -83,5 +94,26 @@ pub async fn refresh_pagerank(
                 tracing::warn!(error = %err, "pagerank refresh failed");
             }
         }
+        last = Some((Instant::now(), started.elapsed()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_request_waits_for_the_settle_and_as_long_as_the_last_refresh_took() {
+        let now = Instant::now();
+        assert_eq!(requested_start(now, None), now + TRIGGER_SETTLE);
+        // A quick last refresh long ago: only the settle.
+        let long_ago = (now - Duration::from_secs(600), Duration::from_millis(200));
+        assert_eq!(requested_start(now, Some(long_ago)), now + TRIGGER_SETTLE);
+        // A 5 s refresh that just ended: 5 s after its end.
+        let just_ended = (now, Duration::from_secs(5));
+        assert_eq!(
+            requested_start(now, Some(just_ended)),
+            now + Duration::from_secs(5)
+        );
     }
 }

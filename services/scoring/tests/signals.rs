@@ -701,18 +701,9 @@ async fn an_instalment_paid_after_missed_is_late_and_a_write_off_stays() {
     harness.stop().await;
 }
 
-/// With the schedule off, a new known defaulter still asks for a refresh: its
-/// neighbour's PageRank becomes positive within seconds.
-#[tokio::test]
-async fn a_new_known_defaulter_triggers_a_pagerank_refresh() {
-    let app = testing::spawn::<Scoring>(&[("SCORING_PAGERANK_REFRESH_SECONDS", "0")]).await;
-    let pool = PgPool::connect(&app.database_url).await.expect("connect");
-    let mut harness = Harness {
-        client: ScoringServiceClient::new(app.channel().await),
-        app,
-        pool,
-        token: testing::token(Role::Service, None),
-    };
+/// Ingests a contact of a new known defaulter and waits until a PageRank refresh
+/// gives the contact a positive score (5 s at most).
+async fn new_defaulter_reaches_a_friend(harness: &mut Harness) {
     let (debtor, friend) = (Uuid::now_v7(), Uuid::now_v7());
     harness
         .ingest(vec![batch(
@@ -731,7 +722,36 @@ async fn a_new_known_defaulter_triggers_a_pagerank_refresh() {
         value(&features, "defaulter_pagerank").is_some_and(|score| score > 0.0)
     })
     .await;
+}
+
+/// With the schedule off, a new known defaulter still asks for a refresh: its
+/// neighbour's PageRank becomes positive within seconds.
+#[tokio::test]
+async fn a_new_known_defaulter_triggers_a_pagerank_refresh() {
+    let app = testing::spawn::<Scoring>(&[("SCORING_PAGERANK_REFRESH_SECONDS", "0")]).await;
+    let pool = PgPool::connect(&app.database_url).await.expect("connect");
+    let mut harness = Harness {
+        client: ScoringServiceClient::new(app.channel().await),
+        app,
+        pool,
+        token: testing::token(Role::Service, None),
+    };
+    new_defaulter_reaches_a_friend(&mut harness).await;
     assert_eq!(harness.count("pagerank_runs").await, 1);
+    harness.stop().await;
+}
+
+/// With the schedule on (its first refresh at start), new known defaulters asked for
+/// one after the other are each reflected within seconds: a request waits for the
+/// settle and the last refresh's duration, not a minute after the last refresh.
+#[tokio::test]
+async fn requested_pagerank_refreshes_run_promptly_one_after_another() {
+    let mut harness = Harness::start().await;
+    for _ in 0..2 {
+        new_defaulter_reaches_a_friend(&mut harness).await;
+    }
+    // The start-up refresh and one per request (requests made while none was running).
+    assert!(harness.count("pagerank_runs").await >= 3);
     harness.stop().await;
 }
 
