@@ -24,7 +24,7 @@ use super::{
 use crate::{
     error::LedgerError,
     gl::{
-        accounts::AccountCode,
+        accounts::{Account, AccountCode},
         transfers::{BatchContext, CreateTransferStatus, Poster, Transfer, TransferCode},
     },
     store::{
@@ -107,13 +107,85 @@ async fn idempotent(
     Ok(response)
 }
 
+/// What a chain of postings did: the transfers and the accounts they changed, with
+/// their balances after it (as written, under the accounts' locks until commit).
+struct Posted {
+    transfers: Vec<Transfer>,
+    accounts: Vec<Account>,
+}
+
+impl Posted {
+    /// Debits - credits posted on `account_id` after the postings; `before` if they did
+    /// not touch it.
+    fn receivable(&self, account_id: Uuid, before: i64) -> i64 {
+        self.accounts
+            .iter()
+            .find(|account| account.id == account_id)
+            .map_or(before, |account| {
+                account.balances.debits_posted - account.balances.credits_posted
+            })
+    }
+
+    /// `loan` (read or written before the postings) with its receivable balances after
+    /// them: what `find_loan` would read now, without the round trip made while the
+    /// platform sub-accounts are locked.
+    fn loan_after(&self, mut loan: LoanRow) -> LoanRow {
+        loan.principal_outstanding_minor =
+            self.receivable(loan.principal_account_id, loan.principal_outstanding_minor);
+        loan.interest_outstanding_minor =
+            self.receivable(loan.interest_account_id, loan.interest_outstanding_minor);
+        loan.penalty_outstanding_minor =
+            self.receivable(loan.penalty_account_id, loan.penalty_outstanding_minor);
+        loan
+    }
+
+    /// `line` (read before the postings) after them: available from its account as
+    /// posted, utilised moved by `utilised_delta` (what the postings moved on the
+    /// customer's principal receivables). What `line_balance` would read now.
+    fn line_after(&self, mut line: LineBalanceRow, utilised_delta: i64) -> LineBalanceRow {
+        if let Some(account) = self
+            .accounts
+            .iter()
+            .find(|account| account.id == line.account_id)
+        {
+            let b = &account.balances;
+            line.available_minor = b.credits_posted - b.debits_posted - b.debits_pending;
+        }
+        line.utilised_minor += utilised_delta;
+        line
+    }
+}
+
+/// Debug builds (every test) check that what [`Posted`] derived is what the database
+/// now holds: the loan as `find_loan` reads it and the line as `line_balance` does.
+#[cfg(debug_assertions)]
+async fn check_derived(
+    conn: &mut PgConnection,
+    loan: &LoanRow,
+    line: &LineBalanceRow,
+) -> Result<(), LedgerError> {
+    let stored_loan = rows::find_loan(conn, loan.loan_id).await?;
+    assert_eq!(
+        stored_loan.as_ref(),
+        Some(loan),
+        "derived loan differs from stored"
+    );
+    let stored_line = rows::line_balance(conn, line.customer_id).await?;
+    assert_eq!(
+        stored_line.as_ref(),
+        Some(line),
+        "derived line differs from stored"
+    );
+    Ok(())
+}
+
 /// Posts `postings` as one linked chain; `Err` with the failing item's status otherwise.
 async fn post(
     conn: &mut PgConnection,
     today: &BusinessDate,
     postings: &[Posting],
     description: &str,
-) -> Result<Result<Vec<Transfer>, (usize, CreateTransferStatus)>, LedgerError> {
+) -> Result<Result<Posted, (usize, CreateTransferStatus)>, LedgerError> {
     let items = chain(postings, description);
     let plan = apply_transfers(
         conn,
@@ -131,7 +203,10 @@ async fn post(
         .iter()
         .all(|status| *status == CreateTransferStatus::Created)
     {
-        return Ok(Ok(plan.created));
+        return Ok(Ok(Posted {
+            transfers: plan.created,
+            accounts: plan.changed_accounts,
+        }));
     }
     // The item whose own check failed; the others of the chain answer LINKED_EVENT_FAILED.
     let failed = statuses
@@ -230,7 +305,8 @@ pub async fn open_credit_line(
             "credit line opened",
         )
         .await?
-        .map_err(|failed| unexpected("OpenCreditLine", failed))?;
+        .map_err(|failed| unexpected("OpenCreditLine", failed))?
+        .transfers;
         match existing {
             Some(_) => {
                 rows::update_line(conn, customer_id, credit_line_id, limit_minor, false).await?
@@ -314,6 +390,7 @@ pub async fn change_credit_limit(
                         vec![("utilised_minor_units", before.utilised_minor.to_string())],
                     )
                 })?
+                .transfers
                 .into_iter()
                 .next(),
             None => None,
@@ -421,6 +498,30 @@ pub async fn disburse(
             [AccountCode::CreditLineControl, AccountCode::Funding],
         )
         .await?;
+        // The loan's own rows before the postings: the postings lock the customer's
+        // platform sub-accounts (shared with every customer hashed to them) until
+        // commit, so everything that needs no such lock runs before them. A refused
+        // posting rolls the rows back with it.
+        let loan = rows::insert_loan(
+            conn,
+            &NewLoan {
+                loan_id: drawdown.loan_id,
+                customer_id,
+                credit_line_id: drawdown.credit_line_id,
+                principal_minor: drawdown.principal_minor,
+                term_months: drawdown.term.months() as i32,
+                repayment_method: method_number(drawdown.method),
+                daily_rate: drawdown.daily_rate.as_decimal(),
+                penalty_daily_rate: drawdown.penalty_daily_rate,
+                apr,
+                disbursement_date: today.business_date,
+                accounts,
+                purpose: drawdown.purpose,
+            },
+        )
+        .await?;
+        let installments =
+            rows::insert_installments(conn, drawdown.loan_id, customer_id, &schedule).await?;
         let postings = [
             Posting {
                 code: TransferCode::DisbursementHeadroom,
@@ -439,43 +540,29 @@ pub async fn disburse(
                 loan_id: Some(drawdown.loan_id),
             },
         ];
-        let transfers = match post(conn, &today, &postings, "loan disbursed").await? {
-            Ok(transfers) => transfers,
+        // Read before the postings, brought up to date from what they wrote (Posted):
+        // no reads while the platform sub-accounts are locked.
+        let line_before = balance(conn, customer_id).await?;
+        let posted = match post(conn, &today, &postings, "loan disbursed").await? {
+            Ok(posted) => posted,
             Err((0, CreateTransferStatus::ExceedsCredits)) => {
-                let available = balance(conn, customer_id).await?.available_minor;
                 return Err(LedgerError::precondition(
                     "CREDIT_LIMIT_EXCEEDED",
                     "the principal exceeds the credit line's available headroom",
-                    vec![("available_minor_units", available.to_string())],
+                    vec![(
+                        "available_minor_units",
+                        line_before.available_minor.to_string(),
+                    )],
                 ));
             }
             Err(failed) => return Err(unexpected("Disburse", failed)),
         };
-        rows::insert_loan(
-            conn,
-            &NewLoan {
-                loan_id: drawdown.loan_id,
-                customer_id,
-                credit_line_id: drawdown.credit_line_id,
-                principal_minor: drawdown.principal_minor,
-                term_months: drawdown.term.months() as i32,
-                repayment_method: method_number(drawdown.method),
-                daily_rate: drawdown.daily_rate.as_decimal(),
-                penalty_daily_rate: drawdown.penalty_daily_rate,
-                apr,
-                disbursement_date: today.business_date,
-                accounts,
-                purpose: drawdown.purpose,
-            },
-        )
-        .await?;
-        rows::insert_installments(conn, drawdown.loan_id, customer_id, &schedule).await?;
-        let loan = rows::find_loan(conn, drawdown.loan_id)
-            .await?
-            .ok_or_else(|| LedgerError::Internal("the new loan vanished".into()))?;
-        let installments = rows::load_installments(conn, drawdown.loan_id).await?;
-        let line = balance(conn, customer_id).await?;
+        let loan = posted.loan_after(loan);
+        let line = posted.line_after(line_before, loan.principal_outstanding_minor);
         debug_assert_eq!(line.limit_minor, line.available_minor + line.utilised_minor);
+        #[cfg(debug_assertions)]
+        check_derived(conn, &loan, &line).await?;
+        let transfers = posted.transfers;
         let disbursed = Disbursed {
             loan,
             installments,
@@ -530,6 +617,20 @@ pub fn owed(installments: &[rows::InstallmentRow]) -> Vec<InstallmentOwed> {
             principal_minor: item.principal_minor - item.principal_paid,
         })
         .collect()
+}
+
+/// `read` (a loan's instalments in sequence order) with the rows of `updated` (some of
+/// the same instalments, as an update returned them) in place of theirs.
+fn merge_installments(
+    mut read: Vec<rows::InstallmentRow>,
+    updated: Vec<rows::InstallmentRow>,
+) -> Vec<rows::InstallmentRow> {
+    for row in updated {
+        if let Some(slot) = read.iter_mut().find(|item| item.sequence == row.sequence) {
+            *slot = row;
+        }
+    }
+    read
 }
 
 /// FAILED_PRECONDITION LOAN_NOT_ACTIVE for a loan of `status` (2 or 3).
@@ -643,9 +744,6 @@ pub async fn repay(
                 allocation.principal_minor,
             ));
         }
-        let transfers = post(conn, &today, &postings, "repayment")
-            .await?
-            .map_err(|failed| unexpected("Repay", failed))?;
         let allocations: Vec<(i32, i64, i64, i64)> = allocation
             .allocations
             .iter()
@@ -658,7 +756,11 @@ pub async fn repay(
                 )
             })
             .collect();
-        rows::apply_allocations(conn, loan.loan_id, &allocations, today.business_date).await?;
+        let updated =
+            rows::apply_allocations(conn, loan.loan_id, &allocations, today.business_date).await?;
+        // The instalments as they now stand: the ones the allocation touched as the
+        // update returned them, the others as read under the line's lock above.
+        let installments = merge_installments(installments, updated);
         let new_limit = if line.closed {
             line.limit_minor - allocation.principal_minor
         } else {
@@ -673,18 +775,38 @@ pub async fn repay(
         )
         .await?;
         let paid_off = amount_minor == payoff;
-        if paid_off {
-            rows::mark_paid_off(conn, loan.loan_id, today.business_date).await?;
+        let changed = if paid_off {
+            rows::mark_paid_off(conn, loan.loan_id, today.business_date).await?
         } else {
-            rows::touch_loan(conn, loan.loan_id).await?;
-        }
-        let loan = rows::find_loan(conn, loan.loan_id)
+            rows::touch_loan(conn, loan.loan_id).await?
+        };
+        let principal_before = loan.principal_outstanding_minor;
+        let loan = LoanRow {
+            status: changed.status,
+            paid_off_date: changed.paid_off_date,
+            update_time: changed.update_time,
+            ..loan
+        };
+        // Read before the postings (after the line's update), brought up to date from
+        // what they wrote (Posted): no reads while the platform sub-accounts are locked.
+        let line_before = balance(conn, customer_id).await?;
+        // Posted after the book's own rows: the postings lock the customer's platform
+        // sub-accounts (shared with every customer hashed to them) until commit, so the
+        // rows that need no such lock are written first. A refused posting rolls them
+        // back with it.
+        let posted = post(conn, &today, &postings, "repayment")
             .await?
-            .ok_or_else(|| LedgerError::Internal("the loan vanished".into()))?;
+            .map_err(|failed| unexpected("Repay", failed))?;
+        let loan = posted.loan_after(loan);
         debug_assert!(!paid_off || loan.principal_outstanding_minor == 0);
-        let installments = rows::load_installments(conn, loan.loan_id).await?;
-        let line = balance(conn, customer_id).await?;
+        let line = posted.line_after(
+            line_before,
+            loan.principal_outstanding_minor - principal_before,
+        );
         debug_assert_eq!(line.limit_minor, line.available_minor + line.utilised_minor);
+        #[cfg(debug_assertions)]
+        check_derived(conn, &loan, &line).await?;
+        let transfers = posted.transfers;
         let repaid = Repaid {
             repayment_id: Uuid::now_v7(),
             amount_minor,
@@ -977,7 +1099,8 @@ pub async fn write_off_loan(
     ];
     let transfers = post(conn, today, &postings, "loan written off")
         .await?
-        .map_err(|failed| unexpected("WriteOff", failed))?;
+        .map_err(|failed| unexpected("WriteOff", failed))?
+        .transfers;
     rows::update_line(
         conn,
         customer_id,

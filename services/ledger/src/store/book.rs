@@ -112,32 +112,33 @@ pub async fn line_balance(
 }
 
 /// The ids of platform accounts `codes` on sub-account `sub_account`, created on first
-/// use (one statement; concurrent first uses meet on the unique key).
+/// use. Read first, insert only what is missing: these rows are the hottest of the
+/// book (every drawdown and repayment of a sub-account's customers posts to them), and
+/// an `INSERT … ON CONFLICT DO NOTHING` on a row another transaction is updating waits
+/// for that transaction to end before it can tell the conflict is real, so always
+/// inserting queued every call behind the postings in flight on its sub-account (and
+/// cost a second statement). Concurrent first uses still meet on the unique key.
 pub async fn ensure_platform_accounts(
     conn: &mut PgConnection,
     codes: &[AccountCode],
     sub_account: i32,
 ) -> Result<Vec<Uuid>, LedgerError> {
     let code_numbers: Vec<i32> = codes.iter().map(|code| code.as_i32()).collect();
-    let fresh_ids: Vec<Uuid> = codes.iter().map(|_| Uuid::now_v7()).collect();
-    sqlx::query(
-        "INSERT INTO accounts (id, code, currency, sub_account) \
-         SELECT id, code, 'CNY', $3 FROM unnest($1::uuid[], $2::int4[]) AS u(id, code) \
-         ON CONFLICT (code, currency, customer_id, loan_id, sub_account) DO NOTHING",
-    )
-    .bind(&fresh_ids)
-    .bind(&code_numbers)
-    .bind(sub_account)
-    .execute(&mut *conn)
-    .await?;
-    let found: Vec<(i32, Uuid)> = sqlx::query_as(
-        "SELECT code, id FROM accounts WHERE code = ANY($1) AND currency = 'CNY' \
-         AND customer_id IS NULL AND loan_id IS NULL AND sub_account = $2",
-    )
-    .bind(&code_numbers)
-    .bind(sub_account)
-    .fetch_all(conn)
-    .await?;
+    let mut found = platform_account_ids(&mut *conn, &code_numbers, sub_account).await?;
+    if found.len() < code_numbers.len() {
+        let fresh_ids: Vec<Uuid> = codes.iter().map(|_| Uuid::now_v7()).collect();
+        sqlx::query(
+            "INSERT INTO accounts (id, code, currency, sub_account) \
+             SELECT id, code, 'CNY', $3 FROM unnest($1::uuid[], $2::int4[]) AS u(id, code) \
+             ON CONFLICT (code, currency, customer_id, loan_id, sub_account) DO NOTHING",
+        )
+        .bind(&fresh_ids)
+        .bind(&code_numbers)
+        .bind(sub_account)
+        .execute(&mut *conn)
+        .await?;
+        found = platform_account_ids(conn, &code_numbers, sub_account).await?;
+    }
     code_numbers
         .iter()
         .map(|code| {
@@ -148,6 +149,22 @@ pub async fn ensure_platform_accounts(
                 .ok_or_else(|| LedgerError::Internal(format!("platform account {code} missing")))
         })
         .collect()
+}
+
+/// The (code, id) of the platform accounts `codes` on `sub_account` that exist.
+async fn platform_account_ids(
+    conn: &mut PgConnection,
+    codes: &[i32],
+    sub_account: i32,
+) -> Result<Vec<(i32, Uuid)>, LedgerError> {
+    Ok(sqlx::query_as(
+        "SELECT code, id FROM accounts WHERE code = ANY($1) AND currency = 'CNY' \
+         AND customer_id IS NULL AND loan_id IS NULL AND sub_account = $2",
+    )
+    .bind(codes)
+    .bind(sub_account)
+    .fetch_all(conn)
+    .await?)
 }
 
 /// The customer's credit_line_available account (debits must not exceed credits: the
@@ -312,13 +329,21 @@ pub struct NewLoan {
     pub purpose: i16,
 }
 
-pub async fn insert_loan(conn: &mut PgConnection, loan: &NewLoan) -> Result<(), LedgerError> {
-    sqlx::query(
+/// Inserts the loan and returns it as stored, with the zero balances of its new
+/// receivable accounts (nothing is posted to them yet).
+pub async fn insert_loan(conn: &mut PgConnection, loan: &NewLoan) -> Result<LoanRow, LedgerError> {
+    Ok(sqlx::query_as(
         "INSERT INTO loans (loan_id, customer_id, credit_line_id, status, principal_minor, \
              term_months, repayment_method, daily_rate, penalty_daily_rate, apr, \
              disbursement_date, principal_account_id, interest_account_id, penalty_account_id, \
              purpose) \
-         VALUES ($1, $2, $3, 1, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+         VALUES ($1, $2, $3, 1, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) \
+         RETURNING seq, loan_id, customer_id, credit_line_id, status, principal_minor, \
+             term_months, repayment_method, daily_rate, penalty_daily_rate, apr, \
+             disbursement_date, disburse_time, principal_account_id, interest_account_id, \
+             penalty_account_id, paid_off_date, written_off_date, write_off_reason, \
+             written_off_minor, update_time, purpose, 0::int8 AS principal_outstanding_minor, \
+             0::int8 AS interest_outstanding_minor, 0::int8 AS penalty_outstanding_minor",
     )
     .bind(loan.loan_id)
     .bind(loan.customer_id)
@@ -334,27 +359,28 @@ pub async fn insert_loan(conn: &mut PgConnection, loan: &NewLoan) -> Result<(), 
     .bind(loan.accounts[1])
     .bind(loan.accounts[2])
     .bind(loan.purpose)
-    .execute(conn)
-    .await?;
-    Ok(())
+    .fetch_one(conn)
+    .await?)
 }
 
-/// The schedule's instalments, one statement.
+/// The schedule's instalments, one statement; returns them as stored, in sequence order
+/// (so the caller need not read them back).
 pub async fn insert_installments(
     conn: &mut PgConnection,
     loan_id: Uuid,
     customer_id: Uuid,
     schedule: &Schedule,
-) -> Result<(), LedgerError> {
+) -> Result<Vec<InstallmentRow>, LedgerError> {
     let items = schedule.installments();
     let column = |f: fn(&microloan_domain::loan::PlannedInstallment) -> i64| {
         items.iter().map(f).collect::<Vec<i64>>()
     };
-    sqlx::query(
+    let mut inserted: Vec<InstallmentRow> = sqlx::query_as(&format!(
         "INSERT INTO installments (loan_id, customer_id, sequence, due_date, period_days, \
              principal_minor, interest_minor) \
-         SELECT $1, $2, * FROM unnest($3::int4[], $4::date[], $5::int4[], $6::int8[], $7::int8[])",
-    )
+         SELECT $1, $2, * FROM unnest($3::int4[], $4::date[], $5::int4[], $6::int8[], $7::int8[]) \
+         RETURNING {INSTALLMENT_COLUMNS}"
+    ))
     .bind(loan_id)
     .bind(customer_id)
     .bind(
@@ -372,9 +398,10 @@ pub async fn insert_installments(
     )
     .bind(column(|item| item.principal_minor))
     .bind(column(|item| item.interest_minor))
-    .execute(conn)
+    .fetch_all(conn)
     .await?;
-    Ok(())
+    inserted.sort_by_key(|item| item.sequence);
+    Ok(inserted)
 }
 
 /// One instalment with its progress.
@@ -393,16 +420,40 @@ pub struct InstallmentRow {
     pub settled_date: Option<NaiveDate>,
 }
 
+const INSTALLMENT_COLUMNS: &str = "sequence, due_date, period_days, principal_minor, \
+     interest_minor, principal_paid, interest_accrued, interest_paid, penalty_charged, \
+     penalty_paid, settled_date";
+
+/// At most this many instalments are read per loan (the longest term has far fewer).
+const INSTALLMENTS_PER_LOAN_MAX: i64 = 1_000;
+
+/// A loan's instalments in sequence order.
+///
+/// `loan_id = $1` (the primary key's prefix), not `= ANY($1)`: sqlx prepares each
+/// statement once per pooled connection, and the generic plan Postgres caches after
+/// five calls is costed on the table as it is then. Made while `installments` was
+/// nearly empty and never analyzed, `loan_id = ANY($1)` became a sequential scan kept
+/// while the table grew: on a fresh ledger every Disburse and Repay read the whole
+/// table (auto_explain: `Seq Scan on installments`, the most frequent statement in
+/// flight during the ledger-disburse bench). An equality on the key prefix is an index
+/// scan for any table size the planner can assume.
 pub async fn load_installments(
     conn: &mut PgConnection,
     loan_id: Uuid,
 ) -> Result<Vec<InstallmentRow>, LedgerError> {
-    let mut by_loan = load_installments_of(conn, &[loan_id]).await?;
-    Ok(by_loan.remove(&loan_id).unwrap_or_default())
+    Ok(sqlx::query_as(&format!(
+        "SELECT {INSTALLMENT_COLUMNS} FROM installments WHERE loan_id = $1 \
+         ORDER BY sequence LIMIT $2"
+    ))
+    .bind(loan_id)
+    .bind(INSTALLMENTS_PER_LOAN_MAX)
+    .fetch_all(conn)
+    .await?)
 }
 
 /// The instalments of several loans in one round trip (a page of ListLoans), each
-/// loan's in sequence order.
+/// loan's in sequence order: one key probe per loan (`LATERAL … LIMIT`, which the
+/// planner cannot turn into a join that scans the table; see [`load_installments`]).
 pub async fn load_installments_of(
     conn: &mut PgConnection,
     loan_ids: &[Uuid],
@@ -413,13 +464,13 @@ pub async fn load_installments_of(
         #[sqlx(flatten)]
         installment: InstallmentRow,
     }
-    let rows: Vec<Row> = sqlx::query_as(
-        "SELECT loan_id, sequence, due_date, period_days, principal_minor, interest_minor, \
-             principal_paid, interest_accrued, interest_paid, penalty_charged, penalty_paid, \
-             settled_date \
-         FROM installments WHERE loan_id = ANY($1) ORDER BY loan_id, sequence",
-    )
+    let rows: Vec<Row> = sqlx::query_as(&format!(
+        "SELECT k.loan_id, i.* FROM unnest($1::uuid[]) AS k(loan_id) \
+         CROSS JOIN LATERAL (SELECT {INSTALLMENT_COLUMNS} FROM installments i \
+             WHERE i.loan_id = k.loan_id ORDER BY i.sequence LIMIT $2) i"
+    ))
     .bind(loan_ids)
+    .bind(INSTALLMENTS_PER_LOAN_MAX)
     .fetch_all(conn)
     .await?;
     let mut by_loan: std::collections::HashMap<Uuid, Vec<InstallmentRow>> =
@@ -454,14 +505,16 @@ pub async fn transfers_of_loan(
 }
 
 /// Adds a repayment's allocation to its instalments and settles the ones it clears:
-/// one statement. `allocations` are (sequence, penalty, interest, principal).
+/// one statement. `allocations` are (sequence, penalty, interest, principal). Returns
+/// the updated instalments as stored (the caller merges them into what it read, instead
+/// of reading the loan's instalments again).
 pub async fn apply_allocations(
     conn: &mut PgConnection,
     loan_id: Uuid,
     allocations: &[(i32, i64, i64, i64)],
     business_date: NaiveDate,
-) -> Result<(), LedgerError> {
-    sqlx::query(
+) -> Result<Vec<InstallmentRow>, LedgerError> {
+    Ok(sqlx::query_as(
         "UPDATE installments i SET penalty_paid = i.penalty_paid + a.penalty, \
              interest_paid = i.interest_paid + a.interest, \
              principal_paid = i.principal_paid + a.principal, \
@@ -470,7 +523,10 @@ pub async fn apply_allocations(
                  AND i.penalty_paid + a.penalty = i.penalty_charged THEN $6 END \
          FROM unnest($2::int4[], $3::int8[], $4::int8[], $5::int8[]) \
               AS a(sequence, penalty, interest, principal) \
-         WHERE i.loan_id = $1 AND i.sequence = a.sequence",
+         WHERE i.loan_id = $1 AND i.sequence = a.sequence \
+         RETURNING i.sequence, i.due_date, i.period_days, i.principal_minor, i.interest_minor, \
+             i.principal_paid, i.interest_accrued, i.interest_paid, i.penalty_charged, \
+             i.penalty_paid, i.settled_date",
     )
     .bind(loan_id)
     .bind(allocations.iter().map(|a| a.0).collect::<Vec<_>>())
@@ -478,9 +534,16 @@ pub async fn apply_allocations(
     .bind(allocations.iter().map(|a| a.2).collect::<Vec<_>>())
     .bind(allocations.iter().map(|a| a.3).collect::<Vec<_>>())
     .bind(business_date)
-    .execute(conn)
-    .await?;
-    Ok(())
+    .fetch_all(conn)
+    .await?)
+}
+
+/// What marking a loan paid off or touching it changed on its row.
+#[derive(Clone, Debug, PartialEq, Eq, FromRow)]
+pub struct LoanChange {
+    pub status: i16,
+    pub paid_off_date: Option<NaiveDate>,
+    pub update_time: DateTime<Utc>,
 }
 
 /// Marks a loan PAID_OFF on `business_date`.
@@ -488,24 +551,26 @@ pub async fn mark_paid_off(
     conn: &mut PgConnection,
     loan_id: Uuid,
     business_date: NaiveDate,
-) -> Result<(), LedgerError> {
-    sqlx::query(
-        "UPDATE loans SET status = 2, paid_off_date = $2, update_time = now() WHERE loan_id = $1",
+) -> Result<LoanChange, LedgerError> {
+    Ok(sqlx::query_as(
+        "UPDATE loans SET status = 2, paid_off_date = $2, update_time = now() WHERE loan_id = $1 \
+         RETURNING status, paid_off_date, update_time",
     )
     .bind(loan_id)
     .bind(business_date)
-    .execute(conn)
-    .await?;
-    Ok(())
+    .fetch_one(conn)
+    .await?)
 }
 
 /// Touches a loan's update_time (after a repayment that did not settle it).
-pub async fn touch_loan(conn: &mut PgConnection, loan_id: Uuid) -> Result<(), LedgerError> {
-    sqlx::query("UPDATE loans SET update_time = now() WHERE loan_id = $1")
-        .bind(loan_id)
-        .execute(conn)
-        .await?;
-    Ok(())
+pub async fn touch_loan(conn: &mut PgConnection, loan_id: Uuid) -> Result<LoanChange, LedgerError> {
+    Ok(sqlx::query_as(
+        "UPDATE loans SET update_time = now() WHERE loan_id = $1 \
+         RETURNING status, paid_off_date, update_time",
+    )
+    .bind(loan_id)
+    .fetch_one(conn)
+    .await?)
 }
 
 /// Records a repayment with its encoded `Repayment` message.

@@ -7,7 +7,8 @@
 //!    them `ORDER BY id FOR UPDATE` (one fixed order: no deadlocks);
 //! 3. expire the due reservations between locked accounts (one statement);
 //! 4. load the locked accounts and the stored transfers the items name (ids and
-//!    pending ids);
+//!    pending ids); with no reservation due (the usual case) steps 2-4 lock and load
+//!    the accounts in one statement;
 //! 5. decide every item in memory (`gl::transfers`), in request order: the only step
 //!    that is per item, because each item sees the balances the ones before it left;
 //! 6. write the outcome: insert transfers, insert reservations, resolve reservations,
@@ -133,12 +134,22 @@ pub async fn apply_transfers(
         .flatten()
         .collect();
     let named: Vec<Uuid> = named.into_iter().collect();
-    let mut to_lock = accounts_of_due_reservations(conn, &named).await?;
-    to_lock.extend(named.iter().copied());
-    let to_lock: Vec<Uuid> = to_lock.into_iter().collect();
-    lock_accounts_in_id_order(conn, &to_lock).await?;
-    release_expired_reservations(conn, &to_lock).await?;
-    let accounts = load_accounts(conn, &named).await?;
+    let due = accounts_of_due_reservations(conn, &named).await?;
+    let accounts = if due.is_empty() {
+        // The usual case: nothing to expire, so the locks and the balances come in one
+        // statement (the accounts are locked until commit, and shared platform
+        // sub-accounts wait on each round trip made under them). A reservation that
+        // falls due on these accounts between the check and the lock stays PENDING,
+        // the conservative side, until the next batch or the sweep releases it.
+        load_accounts(conn, &named, true).await?
+    } else {
+        let mut to_lock = due;
+        to_lock.extend(named.iter().copied());
+        let to_lock: Vec<Uuid> = to_lock.into_iter().collect();
+        lock_accounts_in_id_order(conn, &to_lock).await?;
+        release_expired_reservations(conn, &to_lock).await?;
+        load_accounts(conn, &named, false).await?
+    };
     let referenced: BTreeSet<Uuid> = items
         .iter()
         .flat_map(|item| [item.id.valid(), item.pending_id.valid()])
