@@ -10,6 +10,11 @@
 //! - `ledger-disburse`: `Disburse` (100–1,000 CNY) across 1,000 customers whose credit
 //!   lines are opened first; a worker only draws on its own customers, and the run stops
 //!   (by request budget) well before any line runs out.
+//! - `ledger-repay`: `Repay` of 1 CNY at a time on loans booked first (1,000 customers,
+//!   3 loans each, 100–1,000 CNY over 10 months through `Disburse`); worker i repays
+//!   the loans of customers i, i + concurrency, ... in turn, so no customer's line is
+//!   shared between workers, and the run stops (by request budget) well before any
+//!   loan is paid off.
 //! - `ledger-eod`: books loans until `--eod-loans` are active (16 concurrent `Disburse`
 //!   calls, several loans per customer), then times one `RunEndOfDay` for the current
 //!   business date. One row: `requests` = loans processed, throughput = loans/s, every
@@ -26,8 +31,8 @@ use microloan_proto::common::v1::{LoanPurpose, Money, RepaymentMethod};
 use microloan_proto::ledger::v1::{
     Account, AccountCode, AccountKey, CreateAccountStatus, CreateAccountsRequest,
     CreateTransferStatus, CreateTransfersRequest, DisburseRequest, GetAccountRequest,
-    GetBusinessDateRequest, GetPortfolioReportRequest, OpenCreditLineRequest, RunEndOfDayRequest,
-    Transfer, TransferCode, get_account_request::Lookup,
+    GetBusinessDateRequest, GetPortfolioReportRequest, OpenCreditLineRequest, RepayRequest,
+    RunEndOfDayRequest, Transfer, TransferCode, get_account_request::Lookup,
     ledger_service_client::LedgerServiceClient,
 };
 use tonic::Status;
@@ -51,6 +56,13 @@ const LINE_LIMIT_FEN: i64 = 20_000_000;
 const DISBURSE_PER_CUSTOMER_MAX: u64 = 150;
 /// `ledger-eod` books at most this many loans on one customer's line.
 const EOD_LOANS_PER_CUSTOMER: usize = 10;
+/// Loans `ledger-repay` books on each of its customers before the run.
+const REPAY_LOANS_PER_CUSTOMER: usize = 3;
+/// Each `ledger-repay` call repays this much (fen): 1 CNY.
+const REPAY_FEN: i64 = 100;
+/// At most this many `Repay` calls per loan in one run: 50 CNY, below the smallest
+/// principal (100 CNY), so no loan is paid off (or refused) during a run.
+const REPAY_PER_LOAN_MAX: u64 = 50;
 /// Concurrent setup calls.
 const SETUP_CONCURRENCY: usize = 16;
 /// How long one `RunEndOfDay` may take.
@@ -191,6 +203,24 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<RunReport> {
             };
             let mut report = runner::run(scenario, plan(limits)).await?;
             report.scenario = format!("ledger-disburse ({DISBURSE_CUSTOMERS} customers)");
+            Ok(report)
+        }
+        // Matched by name: the `LedgerRepay` variant of `ScenarioName` (and its arm in
+        // `main::run_scenario`, next to ledger-disburse) belong to the load generator's
+        // core, added with this scenario's row in docs/benchmarks.md.
+        other if other.as_str() == "ledger-repay" => {
+            let lines = open_lines(&client, DISBURSE_CUSTOMERS).await?;
+            let loans = book_loans(&client, &lines, lines.len() * REPAY_LOANS_PER_CUSTOMER).await?;
+            let budget = REPAY_PER_LOAN_MAX * loans.len() as u64;
+            limits.requests = Some(limits.requests.map_or(budget, |r| r.min(budget)));
+            let scenario = Repay {
+                loans: Arc::new(loans),
+                workers: concurrency,
+            };
+            let mut report = runner::run(scenario, plan(limits)).await?;
+            report.scenario = format!(
+                "ledger-repay ({DISBURSE_CUSTOMERS} customers x {REPAY_LOANS_PER_CUSTOMER} loans)"
+            );
             Ok(report)
         }
         other => anyhow::bail!("{} is not a ledger scenario", other.as_str()),
@@ -403,6 +433,114 @@ impl Worker for DisburseWorker {
     }
 }
 
+/// Books `count` loans on `lines` in turn (consecutive loans on different customers, so
+/// no line waits on another call) with 16 calls in flight; returns (customer id, loan
+/// id) of each.
+async fn book_loans(
+    client: &Client,
+    lines: &[(String, String)],
+    count: usize,
+) -> anyhow::Result<Vec<(String, String)>> {
+    let lines = Arc::new(lines.to_vec());
+    let next = Arc::new(AtomicUsize::new(0));
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..SETUP_CONCURRENCY {
+        let (mut client, lines, next) = (client.clone(), lines.clone(), next.clone());
+        tasks.spawn(async move {
+            let mut booked = Vec::new();
+            loop {
+                let n = next.fetch_add(1, Ordering::Relaxed);
+                if n >= count {
+                    return anyhow::Ok(booked);
+                }
+                let (customer_id, line_id) = &lines[n % lines.len()];
+                let request = drawdown(customer_id, line_id, principal(n as u64));
+                let loan_id = request.loan_id.clone();
+                client
+                    .disburse(request)
+                    .await
+                    .context("Disburse while booking")?;
+                booked.push((customer_id.clone(), loan_id));
+            }
+        });
+    }
+    let mut loans = Vec::with_capacity(count);
+    while let Some(joined) = tasks.join_next().await {
+        loans.extend(joined??);
+    }
+    Ok(loans)
+}
+
+/// `ledger-repay`: worker i repays the loans of customers i, i + workers, ... in turn.
+#[derive(Debug)]
+struct Repay {
+    /// (customer id, loan id).
+    loans: Arc<Vec<(String, String)>>,
+    workers: usize,
+}
+
+impl Scenario for Repay {
+    type Worker = RepayWorker;
+
+    async fn prepare(_setup: &Setup) -> anyhow::Result<Self> {
+        anyhow::bail!("ledger-repay is prepared by ledger_bench::run")
+    }
+
+    fn worker(
+        &self,
+        index: usize,
+        channel: Channel,
+        bearer: Bearer,
+    ) -> anyhow::Result<Self::Worker> {
+        // A customer belongs to exactly one worker: the customers are numbered in
+        // order of first appearance, and worker i takes those equal to i modulo workers.
+        let mut customers: std::collections::HashMap<&str, usize> =
+            std::collections::HashMap::new();
+        let mut mine = Vec::new();
+        for (customer_id, loan_id) in self.loans.iter() {
+            let seen = customers.len();
+            let number = *customers.entry(customer_id.as_str()).or_insert(seen);
+            if number % self.workers == index % self.workers {
+                mine.push((customer_id.clone(), loan_id.clone()));
+            }
+        }
+        anyhow::ensure!(
+            !mine.is_empty(),
+            "ledger-repay: worker {index} has no loans (more workers than customers)"
+        );
+        Ok(RepayWorker {
+            client: LedgerServiceClient::with_interceptor(channel, bearer),
+            loans: mine,
+            next: 0,
+        })
+    }
+}
+
+#[derive(Debug)]
+struct RepayWorker {
+    client: Client,
+    loans: Vec<(String, String)>,
+    next: usize,
+}
+
+impl Worker for RepayWorker {
+    async fn call(&mut self) -> Result<(), Status> {
+        let (customer_id, loan_id) = &self.loans[self.next % self.loans.len()];
+        self.next += 1;
+        self.client
+            .repay(RepayRequest {
+                request_id: new_id(),
+                customer_id: customer_id.clone(),
+                loan_id: loan_id.clone(),
+                amount: cny(REPAY_FEN),
+                pay_off: false,
+                external_reference: String::new(),
+            })
+            .await
+            .map(|_| ())
+    }
+}
+
 async fn active_loans(client: &mut Client) -> anyhow::Result<i64> {
     let report = client
         .get_portfolio_report(GetPortfolioReportRequest::default())
@@ -421,29 +559,8 @@ async fn end_of_day(args: &RunArgs, mut client: Client) -> anyhow::Result<RunRep
     let booking = std::time::Instant::now();
     if missing > 0 {
         let customers = missing.div_ceil(EOD_LOANS_PER_CUSTOMER);
-        let lines = Arc::new(open_lines(&client, customers).await?);
-        let next = Arc::new(AtomicUsize::new(0));
-        let mut tasks = tokio::task::JoinSet::new();
-        for _ in 0..SETUP_CONCURRENCY {
-            let (mut client, lines, next) = (client.clone(), lines.clone(), next.clone());
-            tasks.spawn(async move {
-                loop {
-                    let n = next.fetch_add(1, Ordering::Relaxed);
-                    if n >= missing {
-                        return anyhow::Ok(());
-                    }
-                    // Consecutive loans on different customers: no line waits on another call.
-                    let (customer_id, line_id) = &lines[n % lines.len()];
-                    client
-                        .disburse(drawdown(customer_id, line_id, principal(n as u64)))
-                        .await
-                        .context("Disburse while booking")?;
-                }
-            });
-        }
-        while let Some(joined) = tasks.join_next().await {
-            joined??;
-        }
+        let lines = open_lines(&client, customers).await?;
+        book_loans(&client, &lines, missing).await?;
     }
     eprintln!(
         "loadgen: ledger-eod: booked {missing} loans in {:.1} s; running end of day",
@@ -503,5 +620,10 @@ mod tests {
             assert!((10_000..=100_000).contains(&principal(n)), "{n}");
         }
         assert!(DISBURSE_PER_CUSTOMER_MAX as i64 * 100_000 <= LINE_LIMIT_FEN);
+    }
+
+    #[test]
+    fn repayments_stop_before_the_smallest_loan_is_paid_off() {
+        assert!(REPAY_PER_LOAN_MAX as i64 * REPAY_FEN < 10_000);
     }
 }
