@@ -4,7 +4,7 @@
 # starts one itself (scripts/run.sh in the background) and stops it at the end.
 #
 #   DEMO_CUSTOMERS (default 10000)  DEMO_MONTHS (12)  DEMO_SEED (2026)
-#   DEMO_CONCURRENCY (8)            DEMO_REPORT_DIR (demo-report)
+#   DEMO_CONCURRENCY (32)           DEMO_REPORT_DIR (demo-report)
 #   MICROLOAN_RUN_PROFILE (release)  MICROLOAN_RUN_BUILD=0: no build, the binaries as built
 #   DEMO_FRESH=1  only when this script starts the stack itself: drop the four dev
 #                 databases (account, scoring, ledger, notification) and the dev Redis
@@ -57,6 +57,9 @@ elif ((answering == 0)); then
     fi
     mkdir -p "$MICROLOAN_DEV_DIR/logs"
     say "nothing answers on $ACCOUNT_PORT-$NOTIFICATION_PORT: starting scripts/run.sh (log .dev/logs/demo-run.log)"
+    # Emptied here, not only by the redirect below: that one runs in the child, and the
+    # banner check could read the last run's "microloan is up" before it does.
+    : >"$MICROLOAN_DEV_DIR/logs/demo-run.log"
     # Its own process group, so that stopping it reaches the four services.
     MICROLOAN_RUN_QUIET=1 setsid scripts/run.sh >"$MICROLOAN_DEV_DIR/logs/demo-run.log" 2>&1 &
     RUN_PID=$!

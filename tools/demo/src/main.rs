@@ -12,6 +12,7 @@ mod charts;
 mod config;
 mod no_social;
 mod pagerank;
+mod quiet;
 mod report;
 mod sim;
 mod skew;

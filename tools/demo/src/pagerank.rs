@@ -25,11 +25,10 @@ const POLL_INTERVAL: Duration = Duration::from_millis(250);
 const METRICS_BYTES_MAX: u64 = 4 << 20;
 const COUNTER: &str = "scoring_pagerank_refreshes_total";
 
-/// `scoring_pagerank_refreshes_total{result="done"}` (0 before the first refresh: a
-/// counter vector shows no line until a label is used).
-fn refreshes_done(admin: &str) -> anyhow::Result<u64> {
+/// A service's Prometheus page from its admin port (`GET /metrics`).
+pub fn metrics_page(admin: &str) -> anyhow::Result<String> {
     let mut stream =
-        TcpStream::connect(admin).with_context(|| format!("scoring's admin port {admin}"))?;
+        TcpStream::connect(admin).with_context(|| format!("the admin port {admin}"))?;
     stream.set_read_timeout(Some(Duration::from_secs(5)))?;
     stream.set_write_timeout(Some(Duration::from_secs(5)))?;
     write!(
@@ -38,7 +37,13 @@ fn refreshes_done(admin: &str) -> anyhow::Result<u64> {
     )?;
     let mut page = String::new();
     stream.take(METRICS_BYTES_MAX).read_to_string(&mut page)?;
-    Ok(done_count(&page))
+    Ok(page)
+}
+
+/// `scoring_pagerank_refreshes_total{result="done"}` (0 before the first refresh: a
+/// counter vector shows no line until a label is used).
+fn refreshes_done(admin: &str) -> anyhow::Result<u64> {
+    Ok(done_count(&metrics_page(admin)?))
 }
 
 /// The `done` refreshes on a Prometheus text page (0 when the line is absent).

@@ -43,7 +43,7 @@ use crate::{
     calls::Calls,
     config::{CUSTOMERS_MAX, Config},
     no_social::{self, NoSocial},
-    pagerank, skew,
+    pagerank, quiet, skew,
 };
 // The e2e harness's money and date helpers (one copy of each).
 use e2e::journey::{cny, from_date, minor, to_date, with_check_digit};
@@ -856,6 +856,19 @@ pub async fn run(config: &Config) -> anyhow::Result<Outcome> {
         phase.elapsed().as_secs_f64(),
     ));
 
+    let phase = Instant::now();
+    if !quiet::wait_for_events(config.admins.clone()).await? {
+        *failures
+            .entry(format!(
+                "events still moving after {} s: notices counted anyway",
+                quiet::WAIT_MAX.as_secs()
+            ))
+            .or_default() += 1;
+    }
+    phases.push((
+        "wait for the events to settle".to_owned(),
+        phase.elapsed().as_secs_f64(),
+    ));
     let phase = Instant::now();
     let notices = match notices(&clients, &customer_ids, config.concurrency).await {
         Ok(notices) => notices,
