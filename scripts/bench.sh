@@ -258,12 +258,14 @@ for loans in "${eod_loans[@]}"; do
   files+=("$file")
   commands+=("loadgen ${args[*]} --target $target")
 done
-file=$results/ledger-disburse.json
-args=(--scenario ledger-disburse --concurrency 16 --connections 16
-  --warmup-seconds "$warmup" --duration-seconds "$duration" --timeout-ms 30000)
-LOADGEN_JWT_SECRET="$jwt_secret" "$loadgen_bin" "${args[@]}" --target "$target" --json "$file"
-files+=("$file")
-commands+=("loadgen ${args[*]} --target $target")
+for scenario in ledger-disburse ledger-repay; do
+  file=$results/$scenario.json
+  args=(--scenario "$scenario" --concurrency 16 --connections 16
+    --warmup-seconds "$warmup" --duration-seconds "$duration" --timeout-ms 30000)
+  LOADGEN_JWT_SECRET="$jwt_secret" "$loadgen_bin" "${args[@]}" --target "$target" --json "$file"
+  files+=("$file")
+  commands+=("loadgen ${args[*]} --target $target")
+done
 
 # Postgres alone, for scale: pgbench single-row INSERT tps (one durable commit per
 # row) at 16 clients on a scratch database, while the ledger idles.
@@ -473,6 +475,7 @@ page; edits by hand are overwritten.
 | \`notification-throughput\` | Redis Stream → notification consumer → IN_APP + PUSH notices → signed webhook (services/notification, docs/notification.md) | Not an RPC: the notification service runs in the loadgen process on a fresh database \`microloan_bench_notification\`, with a local HTTP receiver as the push provider. \`concurrency\` producers each \`XADD\` one \`InstallmentDueSoon\` event and wait for its webhook (closed loop). Throughput counts webhooks delivered in the window; the latencies run from the \`XADD\` returning to the provider receiving the webhook. Target (issue 11): at least 2,000 notices/s with p99 under 200 ms. |
 | \`ledger-transfers (N/call, transfers/s)\` | \`LedgerService/CreateTransfers\` with N transfers per call | 16 workers on 16 connections, each moving 1.00 CNY back and forth between its own two platform \`FUNDING\` sub-accounts (no balance flags, no row shared between workers). \`requests\` and throughput count **transfers**; the latencies are per **call**. Compare with the pgbench line below. Target (issue 8): batched ≥ 2× pgbench's single-row INSERT tps. |
 | \`ledger-disburse (1000 customers)\` | \`LedgerService/Disburse\` | 1,000 credit lines (200,000 CNY each) opened first, then 16 workers draw 100–1,000 CNY loans (10 months, equal principal), each worker on its own customers in turn; bounded well before a line runs out. |
+| \`ledger-repay (1000 customers x 3 loans)\` | \`LedgerService/Repay\` | 3,000 loans booked first through \`Disburse\` (1,000 customers x 3, the same lines as ledger-disburse), then 16 workers repay 1.00 CNY at a time, worker i on the loans of customers i, i + 16, ... (no line shared between workers); at most 50 calls per loan, so no loan is paid off in a run. The path of every instalment the demo and \`AccountService.Repay\` pay. |
 | \`scoring-evaluate (...)\` | \`ScoringService/Evaluate\` (CREDIT_LINE_APPLICATION) | Against the **scoring** service (its own process and database \`microloan_bench_scoring\`, after the ledger stopped). First a 100,000-party graph is loaded through IngestSignals (1,000 applicants with 50 CONTACT edges each, one edge per other party, 2% known defaulters), then 16 workers evaluate random applicants: features over the 2-hop neighbourhood, the scorecard, the eight fraud rules, the stored decision. Compare with the \`health\` row just before it (same scoring process, same run). Target (issue 9): ≥ 50% of that ceiling, p99 under 5 ms. |
 | \`scoring-ingest (1000/batch, signals/s)\` | \`ScoringService/IngestSignals\`, one batch of 1,000 CONTACT edges per call | 4 workers; \`requests\` and throughput count **signals**, latencies are per batch. Target (issue 9): ≥ 20,000 signals/s. |
 | \`account-credit-line (cache hits, N customers)\` | \`AccountService/GetCreditLine\` | Against the **account** service with its real peers (account, scoring and the ledger each their own process on fresh databases \`microloan_bench_account\`, \`_account_scoring\`, \`_account_ledger\`, after the scoring rows). 400 people of a seeded synthetic population are onboarded first as the e2e suite does it (CreateCustomer, their signals through IngestSignals, ApplyForCreditLine with their own token); the approved ones (N) are read once each to fill the Redis cache, then 16 workers read their lines in turn, each call with that customer's token: every call is a cache hit (token check, one \`HMGET\`, decode). Compare with the \`health (account, ceiling)\` row just before it (same process, same run). Target (issue 10): ≥ 60% of that ceiling. |

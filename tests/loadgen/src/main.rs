@@ -251,9 +251,10 @@ async fn run_scenario(args: &RunArgs) -> anyhow::Result<RunReport> {
     match args.scenario {
         ScenarioName::Health => run_with::<Health>(args).await,
         // The ledger's own RPCs, with their fixtures (see the module).
-        ScenarioName::LedgerTransfers | ScenarioName::LedgerDisburse | ScenarioName::LedgerEod => {
-            ledger_bench::run(args).await
-        }
+        ScenarioName::LedgerTransfers
+        | ScenarioName::LedgerDisburse
+        | ScenarioName::LedgerRepay
+        | ScenarioName::LedgerEod => ledger_bench::run(args).await,
         // Scoring's Evaluate over a loaded graph, and IngestSignals (see the module).
         ScenarioName::ScoringEvaluate | ScenarioName::ScoringIngest => {
             scoring_bench::run(args).await

@@ -33,6 +33,8 @@ pub enum ScenarioName {
     LedgerTransfers,
     /// Ledger `Disburse` across 1,000 customers with open credit lines.
     LedgerDisburse,
+    /// Ledger `Repay` of 1 CNY at a time on loans booked first (1,000 customers x 3).
+    LedgerRepay,
     /// Ledger `RunEndOfDay` wall time over `--eod-loans` active loans.
     LedgerEod,
     /// Scoring `Evaluate` for applicants with 50 contacts in a 100,000-party graph
@@ -55,6 +57,7 @@ impl ScenarioName {
             Self::NotificationThroughput => "notification-throughput",
             Self::LedgerTransfers => "ledger-transfers",
             Self::LedgerDisburse => "ledger-disburse",
+            Self::LedgerRepay => "ledger-repay",
             Self::LedgerEod => "ledger-eod",
             Self::ScoringEvaluate => "scoring-evaluate",
             Self::ScoringIngest => "scoring-ingest",
