@@ -27,6 +27,9 @@ pub const TOKEN_TTL_MAX: Duration = Duration::from_secs(90 * 24 * 60 * 60);
 const LEEWAY_SECONDS: u64 = 5;
 /// Longest `authorization` header considered; anything larger is refused unparsed.
 const AUTHORIZATION_BYTES_MAX: usize = 8 * 1024;
+/// Verified tokens remembered per generation (two generations are kept, see
+/// [`VerifiedTokens`]): at most ~2 × 4,096 × (token + caller) ≈ 4 MB.
+const VERIFIED_TOKENS_PER_GENERATION: usize = 4_096;
 
 /// Paths served without a token.
 const OPEN_PATH_PREFIXES: [&str; 3] = [
@@ -175,6 +178,95 @@ pub struct TokenKeys {
     decoding: DecodingKey,
     decoding_previous: Option<DecodingKey>,
     validation: Validation,
+    verified: Arc<VerifiedTokens>,
+}
+
+/// Tokens that passed [`TokenKeys::verify`], by their exact text, with their expiry: a
+/// client sends the same token on every call, and decoding and checking it (base64,
+/// JSON twice, HMAC) was the largest share of a cache-hit GetCreditLine's CPU in
+/// account (issue 10 profile: ~8%). Only successes are kept and only under the very
+/// same bytes, so a token with another signature, or any other change, is a miss and
+/// fully verified; a hit is refused again once `exp` has passed (with the same
+/// leeway), which is the only check whose answer changes with time (`nbf` and `iat`
+/// are not checked). Bounded: two generations of at most `per_generation` entries;
+/// when the current one fills it becomes the previous one and the oldest is dropped,
+/// and a hit in the previous one moves back to the current (least recently used
+/// tokens go first).
+struct VerifiedTokens {
+    per_generation: usize,
+    generations: std::sync::Mutex<[Generation; 2]>,
+}
+
+/// Verified tokens and their (caller, `exp`).
+type Generation = HashMap<Box<str>, (Caller, u64)>;
+
+impl VerifiedTokens {
+    fn new(per_generation: usize) -> Self {
+        Self {
+            per_generation: per_generation.max(1),
+            generations: std::sync::Mutex::default(),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, [Generation; 2]> {
+        // A panic while holding the lock leaves the maps consistent (no multi-step
+        // updates are observable), so a poisoned lock is still usable.
+        self.generations
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The caller of `token` if it was verified and is not expired at `now`;
+    /// `Err(())` when it was verified but has expired since.
+    fn get(&self, token: &str, now: u64) -> Option<Result<Caller, ()>> {
+        let mut generations = self.lock();
+        let [current, previous] = &mut *generations;
+        let (caller, exp) = match current.get(token) {
+            Some(found) => found.clone(),
+            None => {
+                let found = previous.remove_entry(token)?;
+                let value = found.1.clone();
+                Self::push(self.per_generation, current, previous, found.0, found.1);
+                value
+            }
+        };
+        // jsonwebtoken's rule: expired when exp < now - leeway.
+        if exp.saturating_add(LEEWAY_SECONDS) < now {
+            return Some(Err(()));
+        }
+        Some(Ok(caller))
+    }
+
+    fn insert(&self, token: &str, caller: Caller, exp: u64) {
+        let mut generations = self.lock();
+        let [current, previous] = &mut *generations;
+        Self::push(
+            self.per_generation,
+            current,
+            previous,
+            token.into(),
+            (caller, exp),
+        );
+    }
+
+    fn push(
+        per_generation: usize,
+        current: &mut Generation,
+        previous: &mut Generation,
+        token: Box<str>,
+        entry: (Caller, u64),
+    ) {
+        if current.len() >= per_generation {
+            *previous = std::mem::take(current);
+        }
+        current.insert(token, entry);
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        let generations = self.lock();
+        generations[0].len() + generations[1].len()
+    }
 }
 
 impl std::fmt::Debug for TokenKeys {
@@ -194,6 +286,7 @@ impl TokenKeys {
             decoding: DecodingKey::from_secret(secret),
             decoding_previous: None,
             validation,
+            verified: Arc::new(VerifiedTokens::new(VERIFIED_TOKENS_PER_GENERATION)),
         }
     }
 
@@ -249,7 +342,33 @@ impl TokenKeys {
         )?)
     }
 
+    /// The caller of a valid token; a token verified before is answered from
+    /// [`VerifiedTokens`] (same result, see there).
     pub fn verify(&self, token: &str) -> Result<Caller, TokenRejected> {
+        self.verify_at(token, unix_now())
+    }
+
+    /// [`Self::verify`] with the remembered tokens' expiry checked against `now`.
+    fn verify_at(&self, token: &str, now: u64) -> Result<Caller, TokenRejected> {
+        match self.verified.get(token, now) {
+            Some(Ok(caller)) => return Ok(caller),
+            Some(Err(())) => {
+                let err = jsonwebtoken::errors::Error::from(
+                    jsonwebtoken::errors::ErrorKind::ExpiredSignature,
+                );
+                return Err(TokenRejected::new(
+                    "TOKEN_EXPIRED",
+                    format!("bearer token rejected: {err}"),
+                ));
+            }
+            None => {}
+        }
+        let (caller, exp) = self.verify_uncached(token)?;
+        self.verified.insert(token, caller.clone(), exp);
+        Ok(caller)
+    }
+
+    fn verify_uncached(&self, token: &str) -> Result<(Caller, u64), TokenRejected> {
         let mut decoded = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation);
         if let (Err(err), Some(previous)) = (&decoded, &self.decoding_previous)
             && *err.kind() == jsonwebtoken::errors::ErrorKind::InvalidSignature
@@ -271,11 +390,14 @@ impl TokenKeys {
                 "customer_id must be present exactly for role customer",
             ));
         }
-        Ok(Caller {
-            subject: claims.sub,
-            role: claims.role,
-            customer_id: claims.customer_id,
-        })
+        Ok((
+            Caller {
+                subject: claims.sub,
+                role: claims.role,
+                customer_id: claims.customer_id,
+            },
+            claims.exp,
+        ))
     }
 }
 
@@ -644,6 +766,80 @@ mod tests {
             .error_info()
             .map(|info| info.domain.clone())
             .unwrap_or_default()
+    }
+
+    /// A remembered token is refused once expired (same leeway as jsonwebtoken), and
+    /// a token with another signature is verified in full, never matched to it.
+    #[test]
+    fn remembered_tokens_expire_and_other_signatures_are_refused() {
+        let keys = TokenKeys::from_secret(SECRET);
+        let other = TokenKeys::from_secret(b"another-secret-another-secret-!!");
+        let now = unix_now();
+        let claims = Claims {
+            sub: "alice".into(),
+            role: Role::Operator,
+            customer_id: None,
+            iss: ISSUER.into(),
+            iat: now,
+            exp: now + 60,
+        };
+        let token = keys.sign(&claims).expect("sign");
+        assert_eq!(keys.verify(&token).expect("valid").subject, "alice");
+        assert_eq!(keys.verified.len(), 1, "remembered");
+        // Still valid within the leeway, expired after it: the result jsonwebtoken
+        // gives for the same token at that time.
+        let exp = claims.exp;
+        assert!(keys.verify_at(&token, exp + LEEWAY_SECONDS).is_ok());
+        let expired = keys
+            .verify_at(&token, exp + LEEWAY_SECONDS + 1)
+            .expect_err("expired");
+        assert_eq!(expired.reason, "TOKEN_EXPIRED");
+        assert!(keys.verify_at(&token, now).is_ok(), "valid again at now");
+
+        // The same claims signed with another secret, and the remembered token with
+        // one signature character changed, are refused.
+        let forged = other.sign(&claims).expect("sign");
+        assert_eq!(
+            keys.verify(&forged).expect_err("forged").reason,
+            "TOKEN_BAD_SIGNATURE"
+        );
+        let (body, signature) = token.rsplit_once('.').expect("three parts");
+        let mut changed: Vec<char> = signature.chars().collect();
+        changed[5] = if changed[5] == 'A' { 'B' } else { 'A' };
+        let tampered = format!("{body}.{}", changed.into_iter().collect::<String>());
+        assert_eq!(
+            keys.verify(&tampered).expect_err("tampered").reason,
+            "TOKEN_BAD_SIGNATURE"
+        );
+        assert_eq!(keys.verified.len(), 1, "refusals are never remembered");
+    }
+
+    #[test]
+    fn remembered_tokens_are_bounded_and_recently_used_ones_stay() {
+        let tokens = VerifiedTokens::new(3);
+        let caller = |name: &str| Caller {
+            subject: name.into(),
+            role: Role::Service,
+            customer_id: None,
+        };
+        let now = unix_now();
+        for name in ["a", "b", "c"] {
+            tokens.insert(name, caller(name), now + 60);
+        }
+        // "d" starts a new generation; "a" is then used, so it moves back.
+        tokens.insert("d", caller("d"), now + 60);
+        assert_eq!(tokens.get("a", now), Some(Ok(caller("a"))));
+        for name in ["e", "f", "g"] {
+            tokens.insert(name, caller(name), now + 60);
+        }
+        assert!(tokens.len() <= 6, "at most two generations of 3");
+        assert_eq!(tokens.get("b", now), None, "least recently used: gone");
+        assert_eq!(tokens.get("g", now), Some(Ok(caller("g"))));
+        for index in 0..100 {
+            let name = format!("token-{index}");
+            tokens.insert(&name, caller(&name), now + 60);
+        }
+        assert!(tokens.len() <= 6);
     }
 
     #[test]
