@@ -32,8 +32,8 @@ use crate::{
         audit::{AuditEntry, insert_audit_entry},
         customers::{CustomerRow, find_customer},
         lines::{
-            LineRow, LineStatus, LineUpdate, customer_hashes, latest_line, lock_latest_line,
-            update_line,
+            LineRow, LineStatus, LineUpdate, customer_hashes, find_customer_and_latest_line,
+            lock_latest_line, update_line,
         },
     },
 };
@@ -183,6 +183,23 @@ pub fn indebtedness_cap_minor(product: &ProductRules, annual_income_minor: i64) 
     product.line_limit_max_minor.min(annual_income_minor / 3)
 }
 
+/// A customer's keyed lookup hashes (national id, phone); empty when unknown.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct CustomerHashes {
+    pub national_id_hash: Vec<u8>,
+    pub phone_hash: Vec<u8>,
+}
+
+/// What scoring is told of the session: the device and the customer's keyed hashes
+/// (never the PII itself).
+pub(crate) fn evaluation_context(device_id: &str, hashes: &CustomerHashes) -> EvaluationContext {
+    EvaluationContext {
+        device_id: device_id.to_owned(),
+        phone_hash: crate::loans::hex(&hashes.phone_hash),
+        national_id_hash: crate::loans::hex(&hashes.national_id_hash),
+    }
+}
+
 impl AccountApi {
     /// The customer, or NOT_FOUND; then NOT_RESOURCE_OWNER for another customer's token.
     pub(crate) async fn owned_customer(
@@ -207,17 +224,34 @@ impl AccountApi {
         caller: &Caller,
         customer_id: Uuid,
     ) -> Result<(CustomerRow, LineRow), AccountError> {
+        self.owned_customer_line_and_hashes(caller, customer_id)
+            .await
+            .map(|(customer, line, _)| (customer, line))
+    }
+
+    /// [`Self::owned_customer_and_line`] plus the customer's keyed hashes, for the
+    /// [`evaluation_context`] of a drawdown, all read in one statement.
+    pub(crate) async fn owned_customer_line_and_hashes(
+        &self,
+        caller: &Caller,
+        customer_id: Uuid,
+    ) -> Result<(CustomerRow, LineRow, CustomerHashes), AccountError> {
         let mut conn = self.pool.acquire().await?;
-        let customer = find_customer(&mut conn, customer_id)
+        let found = find_customer_and_latest_line(&mut conn, customer_id)
             .await?
             .ok_or_else(|| AccountError::not_found("customer", customer_id.to_string()))?;
-        let line = latest_line(&mut conn, customer_id)
-            .await?
+        drop(conn);
+        let line = found
+            .line
             .ok_or_else(|| AccountError::not_found("credit_line", customer_id.to_string()))?;
         if !caller.may_access_customer(customer_id) {
             return Err(AccountError::NotResourceOwner);
         }
-        Ok((customer, line))
+        let hashes = CustomerHashes {
+            national_id_hash: found.national_id_hash,
+            phone_hash: found.phone_hash,
+        };
+        Ok((found.customer, line, hashes))
     }
 
     /// What scoring is told of the session: the device and the customer's keyed hashes
@@ -231,11 +265,13 @@ impl AccountApi {
         let (national_id_hash, phone_hash) = customer_hashes(&mut conn, customer_id)
             .await?
             .unwrap_or_default();
-        Ok(EvaluationContext {
-            device_id: device_id.to_owned(),
-            phone_hash: crate::loans::hex(&phone_hash),
-            national_id_hash: crate::loans::hex(&national_id_hash),
-        })
+        Ok(evaluation_context(
+            device_id,
+            &CustomerHashes {
+                national_id_hash,
+                phone_hash,
+            },
+        ))
     }
 
     /// The line's live balances: the headroom account's balance and the principal

@@ -25,9 +25,15 @@ use uuid::Uuid;
 use crate::{
     error::AccountError,
     grpc::{AccountApi, OwnedKey, cny, decode_stored, push_id, push_request_and_customer},
-    lines::{Balance, derived_id, ensure_customer_active, ensure_line_open, line_to_proto},
+    lines::{
+        Balance, CustomerHashes, derived_id, ensure_customer_active, ensure_line_open,
+        evaluation_context, line_to_proto,
+    },
     peers::{from_peer, reason_of},
-    store::lines::{LineRow, QuoteRow, bump_version, find_quote, insert_quote, record_drawdown},
+    store::lines::{
+        LineRow, QuoteRow, bump_version, claim_and_record_drawdown, find_quote, insert_quote,
+        record_drawdown,
+    },
 };
 
 /// Longest device id and quote id (account.proto).
@@ -151,14 +157,14 @@ fn end_of_shanghai_day(now: DateTime<Utc>) -> DateTime<Utc> {
 
 impl AccountApi {
     /// CUSTOMER_NOT_ACTIVE, LINE_CLOSED / LINE_FROZEN, then the drawdown bounds, in the
-    /// documented order; returns the line.
+    /// documented order; returns the line and the customer's keyed hashes (read with it).
     async fn drawdown_preconditions(
         &self,
         caller: &Caller,
         terms: &Terms,
-    ) -> Result<LineRow, AccountError> {
-        let (customer, line) = self
-            .owned_customer_and_line(caller, terms.customer_id)
+    ) -> Result<(LineRow, CustomerHashes), AccountError> {
+        let (customer, line, hashes) = self
+            .owned_customer_line_and_hashes(caller, terms.customer_id)
             .await?;
         ensure_customer_active(&customer)?;
         ensure_line_open(&line)?;
@@ -177,7 +183,7 @@ impl AccountApi {
                 metadata: vec![("max_minor_units", product.drawdown_max_minor.to_string())],
             });
         }
-        Ok(line)
+        Ok((line, hashes))
     }
 
     async fn business_date(&self) -> Result<NaiveDate, AccountError> {
@@ -212,7 +218,7 @@ impl AccountApi {
         let Some(terms) = terms.filter(|_| violations.is_empty()) else {
             return Err(AccountError::InvalidArgument(violations));
         };
-        let line = self.drawdown_preconditions(caller, &terms).await?;
+        let (line, _) = self.drawdown_preconditions(caller, &terms).await?;
         let view = self.line_view(&line).await?;
         let available_minor = view.available.as_ref().map_or(0, |money| money.minor_units);
         if terms.principal_minor > available_minor {
@@ -274,17 +280,21 @@ impl AccountApi {
         })
     }
 
-    /// The stored response of a finished earlier request with `key`, if any. Claims
-    /// nothing: the journeys that call peers claim at the end, in the transaction that
-    /// records their outcome.
+    /// The stored response of a finished earlier request with `key`, if any (another
+    /// body under the key is IDEMPOTENCY_KEY_REUSED). Claims nothing: the journeys that
+    /// call peers claim at the end, in the transaction that records their outcome, and
+    /// a duplicate still in flight is caught there. One read, no transaction (issue 10:
+    /// it was BEGIN, an INSERT and a ROLLBACK).
     pub(crate) async fn replayed<T: Message + Default>(
         &self,
         key: RequestKey<'_>,
     ) -> Result<Option<T>, AccountError> {
-        let mut tx = self.pool.begin().await?;
-        let stored = idempotency::claim(&mut tx, key).await?;
-        tx.rollback().await?;
-        stored.map(|bytes| decode_stored(&bytes)).transpose()
+        let mut conn = self.pool.acquire().await?;
+        match idempotency::replay(&mut conn, key).await {
+            Ok(stored) => decode_stored(&stored).map(Some),
+            Err(idempotency::IdempotencyError::NoStoredResponse) => Ok(None),
+            Err(err) => Err(err.into()),
+        }
     }
 
     pub(crate) async fn borrow(
@@ -332,13 +342,12 @@ impl AccountApi {
         if let Some(stored) = stored? {
             return Ok(stored);
         }
-        let line = line?;
+        let (line, hashes) = line?;
         let customer_text = terms.customer_id.to_string();
         // Independent reads, together: the rate limits (one Redis round trip), the
-        // quote (Postgres and the ledger's business date), the cached line (Redis) and
-        // what scoring is told of the session (Postgres). Their errors keep the
-        // documented order: rate limit, then quote.
-        let (limited, quote, cached, context) = tokio::join!(
+        // quote (Postgres and the ledger's business date) and the cached line (Redis).
+        // Their errors keep the documented order: rate limit, then quote.
+        let (limited, quote, cached) = tokio::join!(
             crate::rate_limit::check_customer_and_device(
                 &self.cache,
                 "Borrow",
@@ -354,7 +363,6 @@ impl AccountApi {
                 }
             },
             self.line_cache.get(terms.customer_id),
-            self.evaluation_context(terms.customer_id, &request.device_id),
         );
         limited?;
         // The quoted terms, if a quote is locked.
@@ -376,7 +384,12 @@ impl AccountApi {
         // One loan per (customer, request_id), whoever retries it.
         let loan_id = derived_id(&["Borrow", &customer_text, &request.request_id]);
         let decision_id = self
-            .drawdown_decision(&terms, loan_id, context?, cached.as_ref())
+            .drawdown_decision(
+                &terms,
+                loan_id,
+                evaluation_context(&request.device_id, &hashes),
+                cached.as_ref(),
+            )
             .await?;
         let mut ledger_client = self.peers.ledger.clone();
         let disbursed = ledger_client
@@ -403,6 +416,42 @@ impl AccountApi {
             })?
             .into_inner();
         let balance = Balance::of_ledger(disbursed.credit_line.as_ref());
+        // The usual case: the line is unchanged since it was read above, so the response
+        // is known now and one statement claims the key with it, bumps the version and
+        // records the drawdown (BEGIN, that, COMMIT). Otherwise the general path below.
+        let line_after = LineRow {
+            cache_version: line.cache_version + 1,
+            ..line.clone()
+        };
+        let credit_line = line_to_proto(
+            &line_after,
+            &balance,
+            &self.rules.product,
+            &self.rules.lines,
+        );
+        let response = proto::BorrowResponse {
+            loan: disbursed.loan.clone(),
+            credit_line: Some(credit_line.clone()),
+        };
+        let mut tx = self.pool.begin().await?;
+        let (claimed, bumped) = claim_and_record_drawdown(
+            &mut tx,
+            key,
+            &response.encode_to_vec(),
+            &line,
+            loan_id,
+            purpose as i16,
+            Some(decision_id),
+        )
+        .await?;
+        if claimed && bumped {
+            tx.commit().await?;
+            self.line_cache
+                .put(terms.customer_id, line_after.cache_version, &credit_line)
+                .await;
+            return Ok(response);
+        }
+        tx.rollback().await?;
         let mut tx = self.pool.begin().await?;
         if let Some(stored) = idempotency::claim(&mut tx, key).await? {
             return decode_stored(&stored);

@@ -511,3 +511,128 @@ async fn adjust_credit_line_checks_source_and_cap_lands_in_the_ledger_and_emits_
     assert_eq!(changes[0].reasons[0].code, "GOOD_HISTORY");
     world.stop().await;
 }
+
+/// Borrow's reads and its one-statement close (issue 10): the customer, latest line and
+/// keyed hashes read together equal the separate reads; the close claims the key,
+/// bumps the line and records the drawdown only together — with the line changed since
+/// it was read nothing is bumped or recorded (and the caller's rollback frees the key),
+/// and a key already taken is not claimed again.
+#[tokio::test]
+async fn borrows_close_claims_bumps_and_records_only_together() {
+    use account::store::lines::{
+        LineRow, claim_and_record_drawdown, customer_hashes, find_customer_and_latest_line,
+        latest_line,
+    };
+    use microloan_platform::idempotency::RequestKey;
+
+    let mut world = world(None, &[]).await;
+    let customer_id = world.customer(1).await;
+    world.open_line(&customer_id, 1_000_000, "0.0005").await;
+    let id = Uuid::parse_str(&customer_id).expect("uuid");
+    let pool = world.pool.clone();
+    let mut conn = pool.acquire().await.expect("connection");
+    let found = find_customer_and_latest_line(&mut conn, id)
+        .await
+        .expect("read")
+        .expect("customer");
+    let line = found.line.clone().expect("a line");
+    assert_eq!(
+        Some(line.clone()),
+        latest_line(&mut conn, id).await.expect("line")
+    );
+    assert_eq!(found.customer.customer_id, id);
+    assert_eq!(
+        Some((found.national_id_hash.clone(), found.phone_hash.clone())),
+        customer_hashes(&mut conn, id).await.expect("hashes")
+    );
+    assert!(
+        find_customer_and_latest_line(&mut conn, Uuid::now_v7())
+            .await
+            .expect("read")
+            .is_none()
+    );
+    drop(conn);
+
+    let key = |request_id| RequestKey {
+        caller: "customer:test",
+        rpc: "Borrow",
+        request_id,
+        body: b"body",
+    };
+    let counts = |request_id: &'static str, loan_id: Uuid| {
+        let pool = pool.clone();
+        async move {
+            let keys: i64 =
+                sqlx::query_scalar("SELECT count(*) FROM idempotency_keys WHERE request_id = $1")
+                    .bind(request_id)
+                    .fetch_one(&pool)
+                    .await
+                    .expect("keys");
+            let drawdowns: i64 =
+                sqlx::query_scalar("SELECT count(*) FROM drawdowns WHERE loan_id = $1")
+                    .bind(loan_id)
+                    .fetch_one(&pool)
+                    .await
+                    .expect("drawdowns");
+            let version: i64 =
+                sqlx::query_scalar("SELECT cache_version FROM credit_lines WHERE customer_id = $1")
+                    .bind(id)
+                    .fetch_one(&pool)
+                    .await
+                    .expect("version");
+            (keys, drawdowns, version)
+        }
+    };
+    let (first_loan, second_loan) = (Uuid::now_v7(), Uuid::now_v7());
+
+    // Read at an older version: claimed, not bumped, nothing recorded; rolled back.
+    let stale = LineRow {
+        cache_version: line.cache_version - 1,
+        ..line.clone()
+    };
+    let mut tx = pool.begin().await.expect("begin");
+    let outcome =
+        claim_and_record_drawdown(&mut tx, key("r1"), b"response", &stale, first_loan, 1, None)
+            .await
+            .expect("close");
+    assert_eq!(outcome, (true, false));
+    tx.rollback().await.expect("rollback");
+    assert_eq!(counts("r1", first_loan).await, (0, 0, line.cache_version));
+
+    // Unchanged: the key with its response, the drawdown and the bump, together.
+    let mut tx = pool.begin().await.expect("begin");
+    let outcome =
+        claim_and_record_drawdown(&mut tx, key("r1"), b"response", &line, first_loan, 1, None)
+            .await
+            .expect("close");
+    assert_eq!(outcome, (true, true));
+    tx.commit().await.expect("commit");
+    assert_eq!(
+        counts("r1", first_loan).await,
+        (1, 1, line.cache_version + 1)
+    );
+    let stored: Option<Vec<u8>> =
+        sqlx::query_scalar("SELECT response FROM idempotency_keys WHERE request_id = 'r1'")
+            .fetch_one(&pool)
+            .await
+            .expect("stored");
+    assert_eq!(stored.as_deref(), Some(&b"response"[..]));
+
+    // The key again, at the line's current version: not claimed, nothing changes.
+    let current = LineRow {
+        cache_version: line.cache_version + 1,
+        ..line.clone()
+    };
+    let mut tx = pool.begin().await.expect("begin");
+    let outcome =
+        claim_and_record_drawdown(&mut tx, key("r1"), b"other", &current, second_loan, 1, None)
+            .await
+            .expect("close");
+    assert_eq!(outcome, (false, false));
+    tx.rollback().await.expect("rollback");
+    assert_eq!(
+        counts("r1", second_loan).await,
+        (1, 0, line.cache_version + 1)
+    );
+    world.stop().await;
+}

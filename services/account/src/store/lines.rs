@@ -6,6 +6,8 @@ use rust_decimal::Decimal;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
+use crate::store::customers::CustomerRow;
+
 /// A line's status as stored (CreditLineStatus numbers).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LineStatus {
@@ -69,6 +71,75 @@ pub async fn latest_line(
     .bind(customer_id)
     .fetch_optional(conn)
     .await
+}
+
+/// A customer, its most recent line and its keyed lookup hashes, as
+/// [`find_customer_and_latest_line`] reads them.
+#[derive(Debug, Clone)]
+pub struct CustomerAndLine {
+    pub customer: CustomerRow,
+    pub line: Option<LineRow>,
+    pub national_id_hash: Vec<u8>,
+    pub phone_hash: Vec<u8>,
+}
+
+/// The customer (columns as `find_customer` names them), its keyed hashes and its most
+/// recent line (columns prefixed `l_`, NULL without a line), in one statement: one round
+/// trip where `find_customer`, `latest_line` and `customer_hashes` took three (issue 10:
+/// Borrow's latency is a chain of round trips).
+const CUSTOMER_AND_LATEST_LINE: &str = "SELECT c.customer_id, c.status, c.status_reason, \
+    c.name_masked, c.national_id_masked, c.phone_masked, c.annual_income_minor, c.locale, \
+    c.create_time, c.update_time, c.national_id_hash, c.phone_hash, \
+    l.credit_line_id AS l_credit_line_id, l.customer_id AS l_customer_id, \
+    l.status AS l_status, l.status_reason AS l_status_reason, l.daily_rate AS l_daily_rate, \
+    l.penalty_daily_rate AS l_penalty_daily_rate, l.risk_grade AS l_risk_grade, \
+    l.decision_id AS l_decision_id, l.open_time AS l_open_time, \
+    l.update_time AS l_update_time, l.limit_change_time AS l_limit_change_time, \
+    l.increase_declined_time AS l_increase_declined_time, \
+    l.cache_version AS l_cache_version \
+    FROM customers c LEFT JOIN LATERAL (SELECT * FROM credit_lines \
+        WHERE credit_lines.customer_id = c.customer_id \
+        ORDER BY open_time DESC, credit_line_id DESC LIMIT 1) l ON true \
+    WHERE c.customer_id = $1";
+
+/// The customer with its latest line (if any) and keyed hashes; `None` without the
+/// customer.
+pub async fn find_customer_and_latest_line(
+    conn: &mut PgConnection,
+    customer_id: Uuid,
+) -> Result<Option<CustomerAndLine>, sqlx::Error> {
+    use sqlx::{FromRow, Row};
+    let Some(row) = sqlx::query(CUSTOMER_AND_LATEST_LINE)
+        .bind(customer_id)
+        .fetch_optional(conn)
+        .await?
+    else {
+        return Ok(None);
+    };
+    let line = match row.try_get::<Option<Uuid>, _>("l_credit_line_id")? {
+        None => None,
+        Some(credit_line_id) => Some(LineRow {
+            credit_line_id,
+            customer_id: row.try_get("l_customer_id")?,
+            status: row.try_get("l_status")?,
+            status_reason: row.try_get("l_status_reason")?,
+            daily_rate: row.try_get("l_daily_rate")?,
+            penalty_daily_rate: row.try_get("l_penalty_daily_rate")?,
+            risk_grade: row.try_get("l_risk_grade")?,
+            decision_id: row.try_get("l_decision_id")?,
+            open_time: row.try_get("l_open_time")?,
+            update_time: row.try_get("l_update_time")?,
+            limit_change_time: row.try_get("l_limit_change_time")?,
+            increase_declined_time: row.try_get("l_increase_declined_time")?,
+            cache_version: row.try_get("l_cache_version")?,
+        }),
+    };
+    Ok(Some(CustomerAndLine {
+        customer: CustomerRow::from_row(&row)?,
+        line,
+        national_id_hash: row.try_get("national_id_hash")?,
+        phone_hash: row.try_get("phone_hash")?,
+    }))
 }
 
 /// The customer's most recent line, locked for a change.
@@ -338,6 +409,55 @@ pub async fn record_drawdown(
     .bind(purpose)
     .bind(decision_id)
     .fetch_optional(conn)
+    .await
+}
+
+/// Borrow's closing statement when the line is still as Borrow first read it
+/// (`cache_version` unchanged; every change to a line bumps it, so the row, and the
+/// response built from it, are exactly the committed ones): claims the request key with
+/// `response` stored (the shared `idempotency_keys` table, as
+/// `microloan_platform::idempotency::claim` and `record_response` write it), bumps the
+/// line's version and records the drawdown, all in one round trip instead of three. The
+/// key is claimed first, as in the general path, so both take their locks in one order.
+/// Returns (claimed, line bumped); unless both, the caller rolls back and takes the
+/// general path (a taken key replays there, a changed line is read again).
+pub async fn claim_and_record_drawdown(
+    conn: &mut PgConnection,
+    key: microloan_platform::idempotency::RequestKey<'_>,
+    response: &[u8],
+    line: &LineRow,
+    loan_id: Uuid,
+    purpose: i16,
+    decision_id: Option<Uuid>,
+) -> Result<(bool, bool), sqlx::Error> {
+    sqlx::query_as(
+        "WITH claim AS (\
+             INSERT INTO idempotency_keys (caller, rpc, request_id, request_hash, response) \
+             VALUES ($1, $2, $3, sha256($4), $5) ON CONFLICT DO NOTHING RETURNING 1), \
+         line AS (\
+             UPDATE credit_lines SET cache_version = cache_version + 1 \
+             WHERE credit_line_id = $6 AND cache_version = $7 AND EXISTS (SELECT 1 FROM claim) \
+               AND credit_line_id = (SELECT credit_line_id FROM credit_lines \
+                   WHERE customer_id = $8 ORDER BY open_time DESC, credit_line_id DESC LIMIT 1) \
+             RETURNING 1), \
+         drawdown AS (\
+             INSERT INTO drawdowns (loan_id, customer_id, purpose, decision_id) \
+             SELECT $9, $8, $10, $11 WHERE EXISTS (SELECT 1 FROM line) \
+             ON CONFLICT (loan_id) DO NOTHING) \
+         SELECT EXISTS (SELECT 1 FROM claim), EXISTS (SELECT 1 FROM line)",
+    )
+    .bind(key.caller)
+    .bind(key.rpc)
+    .bind(key.request_id)
+    .bind(key.body)
+    .bind(response)
+    .bind(line.credit_line_id)
+    .bind(line.cache_version)
+    .bind(line.customer_id)
+    .bind(loan_id)
+    .bind(purpose)
+    .bind(decision_id)
+    .fetch_one(conn)
     .await
 }
 
