@@ -36,12 +36,13 @@ use crate::{
         FeatureValues, FeatureVector, assemble_local, cache::GraphCache, social::local_features,
     },
     fraud::{self, FraudConfig, Subject},
+    group_commit::DecisionWriter,
     model::binning::BinRule,
     policy::{self, PolicyConfig, cny},
     scorer::{ActiveModel, ModelState, Scored, bin_label},
     signals::{Sighting, Signals, is_keyed_hash, parse_uuid},
     store::{
-        decisions::{self as store, KeyWrite, NewDecision},
+        decisions::{self as store, KeyedDecision, NewDecision},
         features::{CustomerInputs, DrawdownWindows, KeyLookup, customer_inputs, neighbourhood},
         signals::{Locking, apply_signals_locking, has_new_link},
     },
@@ -64,6 +65,8 @@ pub struct Decisions {
     fraud: FraudConfig,
     /// The neighbourhood features between changes (features::cache).
     graph: GraphCache,
+    /// Stores the decisions made without a transaction, in batches (group_commit).
+    writer: DecisionWriter,
 }
 
 /// An Evaluate request that passed validation.
@@ -308,6 +311,7 @@ impl Decisions {
         graph: GraphCache,
     ) -> Self {
         Self {
+            writer: DecisionWriter::spawn(pool.clone(), policy.decision_async_commit),
             pool,
             counters: fraud::Counters::new(cache),
             model,
@@ -331,9 +335,10 @@ impl Decisions {
 
     /// Decides `request`. Without context identifiers (nothing to record, no velocity
     /// counter) there is no transaction: one statement reads the customer's inputs and
-    /// the request key's record, and one statement stores the key with its response and
-    /// the decision together (a concurrent duplicate that wins the key makes this call
-    /// answer with the winner's stored response; only one decision is stored). With
+    /// the request key's record, and the group commit stores the key with its response
+    /// and the decision together, in one statement with other requests' decisions
+    /// (`group_commit`; a concurrent duplicate that wins the key makes this call answer
+    /// with the winner's stored response; only one decision is stored). With
     /// identifiers, one transaction claims the key first (so a replay never counts
     /// towards velocity again), records the sightings, reads, decides and stores.
     pub async fn evaluate(
@@ -417,19 +422,12 @@ impl Decisions {
             let decided = self
                 .decide(&mut conn, model, &valid, &subject, &inputs)
                 .await?;
-            let stored = store::store_decision(
-                &mut conn,
-                &decided.row(model.version()),
-                key,
-                &decided.response_bytes,
-                KeyWrite::Insert {
-                    async_commit: self.policy.decision_async_commit,
-                },
-            )
-            .await?;
-            return match stored {
-                true => Ok(decided.response),
-                false => replay(&mut conn, key).await,
+            // The connection goes back while the decision waits for its batch's commit.
+            drop(conn);
+            let (row, response) = decided.keyed(model.version(), key);
+            return match self.writer.store(row).await? {
+                true => Ok(response),
+                false => replay(&mut *self.pool.acquire().await?, key).await,
             };
         }
 
@@ -462,7 +460,6 @@ impl Decisions {
             &decided.row(model.version()),
             key,
             &decided.response_bytes,
-            KeyWrite::RecordClaimed,
         )
         .await?;
         if !stored {
@@ -938,6 +935,31 @@ impl Decided {
             decision: &self.decision_bytes,
             explanation: &self.explanation_bytes,
         }
+    }
+}
+
+impl Decided {
+    /// The decision with its request key, for the group commit, and the answer.
+    fn keyed(self, model_version: &str, key: RequestKey<'_>) -> (KeyedDecision, EvaluateResponse) {
+        let row = KeyedDecision {
+            decision_id: self.decision_id,
+            customer_id: self.customer_id,
+            purpose: self.purpose,
+            outcome: self.outcome,
+            score: self.score,
+            model_version: model_version.to_owned(),
+            offered_limit_fen: self.offered_limit_fen,
+            drawdown_amount_fen: self.drawdown_amount_fen,
+            decide_time: self.decide_time,
+            decision: self.decision_bytes,
+            explanation: self.explanation_bytes,
+            caller: key.caller.to_owned(),
+            rpc: key.rpc.to_owned(),
+            request_id: key.request_id.to_owned(),
+            body: key.body.to_owned(),
+            response: self.response_bytes,
+        };
+        (row, self.response)
     }
 }
 

@@ -10,6 +10,7 @@ pub mod error;
 pub mod features;
 pub mod fraud;
 pub mod grpc;
+pub mod group_commit;
 pub mod ingest;
 pub mod metrics;
 pub mod model;

@@ -496,3 +496,116 @@ async fn a_retried_evaluate_answers_the_stored_decision_with_either_commit() {
         harness.stop().await;
     }
 }
+
+/// Group commit: concurrent Evaluates without context are stored in shared batches,
+/// every one of them, and each is found by ExplainDecision once answered.
+#[tokio::test]
+async fn concurrent_evaluates_are_all_stored_before_they_answer() {
+    let harness = Harness::start(&[]).await;
+    let calls = (0..40).map(|_| {
+        let mut client = harness.client.clone();
+        let request = testing::with_token(application(Uuid::now_v7()), &harness.token);
+        async move {
+            client
+                .evaluate(request)
+                .await
+                .map(tonic::Response::into_inner)
+        }
+    });
+    let answers = futures::future::join_all(calls).await;
+    let mut harness = harness;
+    for answer in answers {
+        let decision = answer.expect("decided").decision.expect("decision");
+        let explained = harness.explain(&decision.decision_id).await;
+        assert_eq!(explained.decision, Some(decision));
+    }
+    assert_eq!(harness.decisions_stored().await, 40);
+    harness.stop().await;
+}
+
+/// Concurrent duplicates of one request (in one batch or several) are decided once:
+/// every caller gets the same answer and one decision is stored.
+#[tokio::test]
+async fn concurrent_duplicates_of_one_request_are_answered_with_one_decision() {
+    let mut harness = Harness::start(&[]).await;
+    let request = application(Uuid::now_v7());
+    let calls = (0..8).map(|_| {
+        let mut client = harness.client.clone();
+        let request = testing::with_token(request.clone(), &harness.token);
+        async move {
+            client
+                .evaluate(request)
+                .await
+                .map(tonic::Response::into_inner)
+        }
+    });
+    let answers: Vec<_> = futures::future::join_all(calls)
+        .await
+        .into_iter()
+        .map(|answer| answer.expect("decided"))
+        .collect();
+    assert!(answers.iter().all(|answer| *answer == answers[0]));
+    assert_eq!(harness.decisions_stored().await, 1);
+    let replay = harness.evaluate(request).await.expect("replay");
+    assert_eq!(replay, answers[0]);
+    harness.stop().await;
+}
+
+fn keyed(decision_id: Uuid) -> scoring::store::decisions::KeyedDecision {
+    scoring::store::decisions::KeyedDecision {
+        decision_id,
+        customer_id: Uuid::now_v7(),
+        purpose: DecisionPurpose::CreditLineApplication as i16,
+        outcome: DecisionOutcome::Approved as i16,
+        score: 600,
+        model_version: MODEL_VERSION.into(),
+        offered_limit_fen: Some(100_000),
+        drawdown_amount_fen: None,
+        decide_time: chrono::Utc::now(),
+        decision: vec![1],
+        explanation: vec![2],
+        caller: "test".into(),
+        rpc: "Evaluate".into(),
+        request_id: Uuid::now_v7().to_string(),
+        body: vec![3],
+        response: vec![4],
+    }
+}
+
+/// A batch that fails stores nothing of it (one statement), and its callers get a
+/// clean error; the writer goes on with the next batch.
+#[tokio::test]
+async fn a_failed_batch_stores_nothing_and_fails_its_callers_cleanly() {
+    use scoring::{group_commit::DecisionWriter, store::decisions::store_decisions};
+    let harness = Harness::start(&[]).await;
+    let taken = keyed(Uuid::now_v7());
+    let mut conn = harness.pool.acquire().await.expect("acquire");
+    let stored = store_decisions(&mut conn, &[&taken], false)
+        .await
+        .expect("stored");
+    assert_eq!(stored.len(), 1);
+    // A good row beside one whose decision id is taken: the statement fails whole.
+    let good = keyed(Uuid::now_v7());
+    let clash = keyed(taken.decision_id);
+    store_decisions(&mut conn, &[&good, &clash], false)
+        .await
+        .expect_err("a duplicate decision id");
+    let keys: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM idempotency_keys WHERE caller = 'test'")
+            .fetch_one(&mut *conn)
+            .await
+            .expect("count");
+    assert_eq!(keys, 1, "only the first row's key");
+    assert_eq!(harness.decisions_stored().await, 1);
+    drop(conn);
+    // Through the writer: the caller gets INTERNAL, nothing is stored, and the writer
+    // still stores the next decision (its key already taken answers false).
+    let writer = DecisionWriter::spawn(harness.pool.clone(), false);
+    let status = tonic::Status::from(writer.store(clash).await.expect_err("fails"));
+    assert_eq!(status.code(), Code::Internal);
+    assert_eq!(harness.decisions_stored().await, 1);
+    assert!(writer.store(good.clone()).await.expect("stored"));
+    assert!(!writer.store(good).await.expect("its key is taken"));
+    assert_eq!(harness.decisions_stored().await, 2);
+    harness.stop().await;
+}

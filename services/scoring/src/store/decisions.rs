@@ -34,43 +34,15 @@ macro_rules! insert_decision_from_key {
     };
 }
 
-/// What becomes of the request key beside the decision.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum KeyWrite {
-    /// Insert it with its response (no transaction needed); with `async_commit` the
-    /// statement's commit does not wait for the WAL flush
-    /// (`PolicyConfig::decision_async_commit`).
-    Insert { async_commit: bool },
-    /// Record the response of the key this transaction claimed (`idempotency::claim`).
-    RecordClaimed,
-}
-
-/// Stores the decision and the request key's response in one statement: `false` if
-/// the key was not written (`Insert`: a concurrent duplicate stored it first;
-/// `RecordClaimed`: no such claim), and then no decision is stored either.
+/// Stores the decision and records the response of the request key this transaction
+/// claimed (`idempotency::claim`), in one statement: `false` if there is no such claim,
+/// and then no decision is stored either.
 pub async fn store_decision(
     conn: &mut PgConnection,
     row: &NewDecision<'_>,
     key: RequestKey<'_>,
     response: &[u8],
-    write: KeyWrite,
 ) -> Result<bool, sqlx::Error> {
-    const INSERT: &str = concat!(
-        "WITH key AS ( \
-             INSERT INTO idempotency_keys (caller, rpc, request_id, request_hash, response) \
-             VALUES ($12, $13, $14, sha256($15), $16) ON CONFLICT DO NOTHING RETURNING 1) ",
-        insert_decision_from_key!()
-    );
-    // set_config(.., true) lasts to the end of the statement's own transaction, whose
-    // commit reads it.
-    const INSERT_UNFLUSHED: &str = concat!(
-        "WITH unflushed AS (SELECT set_config('synchronous_commit', 'off', true)), \
-         key AS ( \
-             INSERT INTO idempotency_keys (caller, rpc, request_id, request_hash, response) \
-             VALUES ($12, $13, $14, sha256($15), $16) ON CONFLICT DO NOTHING RETURNING 1) ",
-        insert_decision_from_key!(),
-        ", unflushed"
-    );
     const RECORD: &str = concat!(
         "WITH key AS ( \
              UPDATE idempotency_keys SET response = $16 \
@@ -78,14 +50,7 @@ pub async fn store_decision(
                AND request_hash = sha256($15) RETURNING 1) ",
         insert_decision_from_key!()
     );
-    let statement = match write {
-        KeyWrite::Insert {
-            async_commit: false,
-        } => INSERT,
-        KeyWrite::Insert { async_commit: true } => INSERT_UNFLUSHED,
-        KeyWrite::RecordClaimed => RECORD,
-    };
-    let inserted = sqlx::query(statement)
+    let inserted = sqlx::query(RECORD)
         .bind(row.decision_id)
         .bind(row.customer_id)
         .bind(row.purpose)
@@ -106,6 +71,120 @@ pub async fn store_decision(
         .await?
         .rows_affected();
     Ok(inserted == 1)
+}
+
+/// A decision with its request key and encoded response, owned: what Evaluate hands to
+/// the group commit (`decision::writer`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeyedDecision {
+    pub decision_id: Uuid,
+    pub customer_id: Uuid,
+    pub purpose: i16,
+    pub outcome: i16,
+    pub score: i32,
+    pub model_version: String,
+    pub offered_limit_fen: Option<i64>,
+    pub drawdown_amount_fen: Option<i64>,
+    pub decide_time: DateTime<Utc>,
+    pub decision: Vec<u8>,
+    pub explanation: Vec<u8>,
+    pub caller: String,
+    pub rpc: String,
+    pub request_id: String,
+    /// The request without its request_id, encoded (its SHA-256 is stored).
+    pub body: Vec<u8>,
+    pub response: Vec<u8>,
+}
+
+/// Stores `rows` and their request keys in one statement, so one commit: a row whose
+/// key is already taken (a concurrent duplicate stored first) stores neither. Returns
+/// the decision ids stored. The keys must be distinct within `rows`. With
+/// `async_commit` the commit does not wait for the WAL flush
+/// (`PolicyConfig::decision_async_commit`).
+pub async fn store_decisions(
+    conn: &mut PgConnection,
+    rows: &[&KeyedDecision],
+    async_commit: bool,
+) -> Result<std::collections::HashSet<Uuid>, sqlx::Error> {
+    macro_rules! batch_insert {
+        ($unflushed:literal, $from:literal) => {
+            concat!(
+                "WITH ",
+                $unflushed,
+                "input AS (SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::int2[], \
+                     $4::int2[], $5::int4[], $6::text[], $7::int8[], $8::int8[], \
+                     $9::timestamptz[], $10::bytea[], $11::bytea[], $12::text[], $13::text[], \
+                     $14::text[], $15::bytea[], $16::bytea[]) \
+                     AS i(decision_id, customer_id, purpose, outcome, score, model_version, \
+                          offered_limit_fen, drawdown_amount_fen, decide_time, decision, \
+                          explanation, caller, rpc, request_id, body, response)), \
+                 key AS ( \
+                     INSERT INTO idempotency_keys (caller, rpc, request_id, request_hash, response) \
+                     SELECT caller, rpc, request_id, sha256(body), response FROM input \
+                     ON CONFLICT DO NOTHING RETURNING caller, rpc, request_id) \
+                 INSERT INTO decisions (decision_id, customer_id, purpose, outcome, score, \
+                     model_version, offered_limit_fen, drawdown_amount_fen, decide_time, decision, \
+                     explanation) \
+                 SELECT i.decision_id, i.customer_id, i.purpose, i.outcome, i.score, \
+                     i.model_version, i.offered_limit_fen, i.drawdown_amount_fen, i.decide_time, \
+                     i.decision, i.explanation \
+                 FROM input i JOIN key k USING (caller, rpc, request_id)",
+                $from,
+                " RETURNING decision_id"
+            )
+        };
+    }
+    const DURABLE: &str = batch_insert!("", "");
+    // set_config(.., true): the setting lasts to the end of the statement's own
+    // transaction, whose commit reads it.
+    const UNFLUSHED: &str = batch_insert!(
+        "unflushed AS (SELECT set_config('synchronous_commit', 'off', true)), ",
+        ", unflushed"
+    );
+    let stored: Vec<Uuid> = sqlx::query_scalar(if async_commit { UNFLUSHED } else { DURABLE })
+        .bind(rows.iter().map(|r| r.decision_id).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.customer_id).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.purpose).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.outcome).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.score).collect::<Vec<_>>())
+        .bind(
+            rows.iter()
+                .map(|r| r.model_version.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(rows.iter().map(|r| r.offered_limit_fen).collect::<Vec<_>>())
+        .bind(
+            rows.iter()
+                .map(|r| r.drawdown_amount_fen)
+                .collect::<Vec<_>>(),
+        )
+        .bind(rows.iter().map(|r| r.decide_time).collect::<Vec<_>>())
+        .bind(
+            rows.iter()
+                .map(|r| r.decision.as_slice())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            rows.iter()
+                .map(|r| r.explanation.as_slice())
+                .collect::<Vec<_>>(),
+        )
+        .bind(rows.iter().map(|r| r.caller.as_str()).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.rpc.as_str()).collect::<Vec<_>>())
+        .bind(
+            rows.iter()
+                .map(|r| r.request_id.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(rows.iter().map(|r| r.body.as_slice()).collect::<Vec<_>>())
+        .bind(
+            rows.iter()
+                .map(|r| r.response.as_slice())
+                .collect::<Vec<_>>(),
+        )
+        .fetch_all(conn)
+        .await?;
+    Ok(stored.into_iter().collect())
 }
 
 /// (encoded Decision, encoded explanation) of a stored decision.
