@@ -949,3 +949,101 @@ async fn an_empty_book_has_no_purposes() {
     assert!(report.purposes.is_empty());
     book.app.stop().await.expect("clean stop");
 }
+
+/// sqlx prepares each statement once per pooled connection, and Postgres may cache a
+/// generic plan for it; made on a nearly empty, never-analyzed table such a plan was a
+/// sequential scan kept while the table grew (docs/ledger.md Performance: instalments
+/// and account balances on every Disburse and Repay). The instalment reads and the
+/// balance write probe keys, so even generic plans on a tiny table read no table whole.
+#[tokio::test]
+async fn instalment_reads_and_balance_writes_scan_no_table_even_with_generic_plans() {
+    use ledger::{
+        book::{Posting, chain},
+        gl::{
+            accounts::AccountCode,
+            transfers::{BatchContext, Poster, TransferCode as Code},
+        },
+        store,
+    };
+    let mut book = book().await;
+    let customer = new_id();
+    let line = book.open_line(&customer, 1_000_000).await;
+    let drawdown = book.drawdown(&customer, &line, 300_000);
+    let loan_id: uuid::Uuid = drawdown.loan_id.parse().expect("uuid");
+    let customer_id: uuid::Uuid = customer.parse().expect("uuid");
+    book.disburse(drawdown).await.expect("booked");
+
+    let pool = book.pool().await;
+    let mut tx = pool.begin().await.expect("begin");
+    let platform =
+        store::book::ensure_platform_accounts(&mut tx, &[AccountCode::CreditLineControl], 0)
+            .await
+            .expect("platform accounts");
+    sqlx::query("SET LOCAL plan_cache_mode = force_generic_plan")
+        .execute(&mut *tx)
+        .await
+        .expect("generic plans");
+    let seq_scans = async |tx: &mut sqlx::PgConnection, table: &str| -> i64 {
+        sqlx::query_scalar(
+            "SELECT coalesce(sum(seq_scan), 0)::int8 FROM pg_stat_xact_user_tables \
+             WHERE relname = $1",
+        )
+        .bind(table)
+        .fetch_one(tx)
+        .await
+        .expect("scan count")
+    };
+    let installments_before = seq_scans(&mut tx, "installments").await;
+    let installments = store::book::load_installments(&mut tx, loan_id)
+        .await
+        .expect("instalments");
+    assert_eq!(installments.len(), 10);
+    let by_loan = store::book::load_installments_of(&mut tx, &[loan_id])
+        .await
+        .expect("a page's instalments");
+    assert_eq!(by_loan.get(&loan_id), Some(&installments));
+    assert_eq!(
+        seq_scans(&mut tx, "installments").await,
+        installments_before,
+        "an instalment read scanned the table"
+    );
+
+    // A limit increase on the customer's line (rolled back with the transaction): its
+    // lock, balance read and balance update must find the rows by key.
+    let line_account = store::book::lock_line(&mut tx, customer_id)
+        .await
+        .expect("line")
+        .expect("the line")
+        .account_id;
+    let items = chain(
+        &[Posting {
+            code: Code::CreditLimitIncrease,
+            debit_account_id: platform[0],
+            credit_account_id: line_account,
+            amount_minor: 1,
+            customer_id,
+            loan_id: None,
+        }],
+        "generic plan probe",
+    );
+    let accounts_before = seq_scans(&mut tx, "accounts").await;
+    let plan = store::transfers::apply_transfers(
+        &mut tx,
+        &items,
+        BatchContext {
+            now: chrono::Utc::now(),
+            business_date: chrono::Utc::now().date_naive(),
+            poster: Poster::Service,
+        },
+    )
+    .await
+    .expect("posted");
+    assert_eq!(plan.created.len(), 1, "{:?}", plan.results);
+    assert_eq!(plan.changed_accounts.len(), 2);
+    assert_eq!(
+        seq_scans(&mut tx, "accounts").await,
+        accounts_before,
+        "locking, reading or updating the balances scanned accounts"
+    );
+    tx.rollback().await.expect("rollback");
+}

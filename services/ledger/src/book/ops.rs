@@ -32,7 +32,7 @@ use crate::{
         book::{self as rows, LineBalanceRow, LoanRow, NewLoan},
         business_date::{BusinessDate, lock_business_date, share_lock_business_date},
         end_of_day as eod_rows,
-        transfers::apply_transfers,
+        transfers::apply_fresh_transfers,
     },
 };
 
@@ -187,7 +187,7 @@ async fn post(
     description: &str,
 ) -> Result<Result<Posted, (usize, CreateTransferStatus)>, LedgerError> {
     let items = chain(postings, description);
-    let plan = apply_transfers(
+    let plan = apply_fresh_transfers(
         conn,
         &items,
         BatchContext {

@@ -123,6 +123,33 @@ pub async fn apply_transfers(
     items: &[TransferItem],
     context: BatchContext,
 ) -> Result<TransfersPlan, LedgerError> {
+    apply(conn, items, context, true).await
+}
+
+/// [`apply_transfers`] for items whose ids were just generated here (UUIDv7) and that
+/// resolve no pending transfer (the loan book's postings): they cannot name a stored
+/// transfer, so the look-up of ids and pending ids is skipped, one round trip less
+/// while the accounts are locked. Were an id ever to collide, the insert would fail on
+/// the primary key and the transaction roll back.
+pub async fn apply_fresh_transfers(
+    conn: &mut PgConnection,
+    items: &[TransferItem],
+    context: BatchContext,
+) -> Result<TransfersPlan, LedgerError> {
+    debug_assert!(
+        items
+            .iter()
+            .all(|item| item.pending_id.valid().is_none() && item.id.valid().is_some())
+    );
+    apply(conn, items, context, false).await
+}
+
+async fn apply(
+    conn: &mut PgConnection,
+    items: &[TransferItem],
+    context: BatchContext,
+    look_up_stored: bool,
+) -> Result<TransfersPlan, LedgerError> {
     let named: BTreeSet<Uuid> = items
         .iter()
         .flat_map(|item| {
@@ -150,13 +177,17 @@ pub async fn apply_transfers(
         release_expired_reservations(conn, &to_lock).await?;
         load_accounts(conn, &named, false).await?
     };
-    let referenced: BTreeSet<Uuid> = items
-        .iter()
-        .flat_map(|item| [item.id.valid(), item.pending_id.valid()])
-        .flatten()
-        .collect();
-    let referenced: Vec<Uuid> = referenced.into_iter().collect();
-    let transfers = load_transfers(conn, &referenced).await?;
+    let transfers = if look_up_stored {
+        let referenced: BTreeSet<Uuid> = items
+            .iter()
+            .flat_map(|item| [item.id.valid(), item.pending_id.valid()])
+            .flatten()
+            .collect();
+        let referenced: Vec<Uuid> = referenced.into_iter().collect();
+        load_transfers(conn, &referenced).await?
+    } else {
+        Vec::new()
+    };
     let plan = plan_create_transfers(items, accounts, transfers, context);
     insert_transfers(conn, &plan.created).await?;
     insert_reservations(conn, &plan.created).await?;
