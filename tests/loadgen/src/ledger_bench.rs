@@ -205,10 +205,7 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<RunReport> {
             report.scenario = format!("ledger-disburse ({DISBURSE_CUSTOMERS} customers)");
             Ok(report)
         }
-        // Matched by name: the `LedgerRepay` variant of `ScenarioName` (and its arm in
-        // `main::run_scenario`, next to ledger-disburse) belong to the load generator's
-        // core, added with this scenario's row in docs/benchmarks.md.
-        other if other.as_str() == "ledger-repay" => {
+        ScenarioName::LedgerRepay => {
             let lines = open_lines(&client, DISBURSE_CUSTOMERS).await?;
             let loans = book_loans(&client, &lines, lines.len() * REPAY_LOANS_PER_CUSTOMER).await?;
             let budget = REPAY_PER_LOAN_MAX * loans.len() as u64;
