@@ -1,4 +1,5 @@
-//! Waiting for the event pipeline to go quiet before the notices are counted.
+//! Waiting for the event pipeline to go quiet before each portfolio review and before
+//! the notices are counted.
 //!
 //! The book's last day ends with RunEndOfDay, whose events (overdue instalments, new
 //! defaulters) travel on: ledger outbox -> stream -> scoring's consumer (live line

@@ -478,7 +478,7 @@ pub async fn run(config: &Config) -> anyhow::Result<Outcome> {
     let applied: Vec<anyhow::Result<(Applied, Explained)>> =
         stream::iter(population.people.iter().zip(&customer_ids).enumerate())
             .map(|(index, (person, customer_id))| {
-                let mut account = clients.account.clone();
+                let account = clients.account.clone();
                 let mut scoring = clients.scoring.clone();
                 let operator = clients.operator.clone();
                 let calls = clients.calls.clone();
@@ -496,10 +496,11 @@ pub async fn run(config: &Config) -> anyhow::Result<Outcome> {
                     let token = token?;
                     let started = Instant::now();
                     let answer = calls
-                        .time(
-                            "account.ApplyForCreditLine",
-                            account.apply_for_credit_line(with_token(request, &token)),
-                        )
+                        .idempotent("account.ApplyForCreditLine", || {
+                            let mut account = account.clone();
+                            let request = with_token(request.clone(), &token);
+                            async move { account.apply_for_credit_line(request).await }
+                        })
                         .await
                         .context("ApplyForCreditLine")?
                         .into_inner();
@@ -749,6 +750,18 @@ pub async fn run(config: &Config) -> anyhow::Result<Outcome> {
             .context("a month boundary")?;
         if date >= boundary {
             let month_end_started = Instant::now();
+            // The review rescores every line from scoring's features, which the day's
+            // repayment and delinquency events reach through scoring's consumer: a run
+            // at concurrency 64 reviewed before the consumer had caught up and raised 2
+            // limits fewer than the same seed at 8-32. So the events settle first.
+            if month < config.months && !quiet::wait_for_events(config.admins.clone()).await? {
+                *failures
+                    .entry(format!(
+                        "events still moving after {} s before a portfolio review",
+                        quiet::WAIT_MAX.as_secs()
+                    ))
+                    .or_default() += 1;
+            }
             // The month's snapshot (delinquency and outstanding principal, which no
             // limit change touches) is read while the review changes limits.
             let review = async {
@@ -1008,24 +1021,23 @@ async fn borrow(
     let terms = &line.allowed_term_months;
     let term_months = terms[(choice % terms.len() as u64) as usize];
     made += 1;
+    let request = BorrowRequest {
+        request_id: format!("{tag}-borrow-{}-{}", borrower.index, borrower.loans_taken),
+        customer_id: borrower.customer_id.clone(),
+        principal: cny(principal),
+        term_months,
+        repayment_method: RepaymentMethod::EqualPrincipal as i32,
+        device_id: borrower.device_id.clone(),
+        purpose: borrower.purpose as i32,
+        ..Default::default()
+    };
     let answer = clients
         .calls
-        .time(
-            "account.Borrow",
-            clients.account.borrow(with_token(
-                BorrowRequest {
-                    request_id: format!("{tag}-borrow-{}-{}", borrower.index, borrower.loans_taken),
-                    customer_id: borrower.customer_id.clone(),
-                    principal: cny(principal),
-                    term_months,
-                    repayment_method: RepaymentMethod::EqualPrincipal as i32,
-                    device_id: borrower.device_id.clone(),
-                    purpose: borrower.purpose as i32,
-                    ..Default::default()
-                },
-                &borrower.token,
-            )),
-        )
+        .idempotent("account.Borrow", || {
+            let mut account = clients.account.clone();
+            let request = with_token(request.clone(), &borrower.token);
+            async move { account.borrow(request).await }
+        })
         .await;
     let result = match answer {
         Ok(answer) => {
@@ -1074,12 +1086,11 @@ async fn repay(
     let status = loop {
         let answer = clients
             .calls
-            .time(
-                "account.Repay",
-                clients
-                    .account
-                    .repay(with_token(request(amount, attempt), &borrower.token)),
-            )
+            .idempotent("account.Repay", || {
+                let mut account = clients.account.clone();
+                let request = with_token(request(amount, attempt), &borrower.token);
+                async move { account.repay(request).await }
+            })
             .await;
         match answer {
             Ok(answer) => {
@@ -1136,12 +1147,11 @@ async fn repay(
     }
     let answer = clients
         .calls
-        .time(
-            "account.Repay",
-            clients
-                .account
-                .repay(with_token(request(owed_now, attempt + 1), &borrower.token)),
-        )
+        .idempotent("account.Repay", || {
+            let mut account = clients.account.clone();
+            let request = with_token(request(owed_now, attempt + 1), &borrower.token);
+            async move { account.repay(request).await }
+        })
         .await;
     match answer {
         Ok(answer) => {
