@@ -67,7 +67,7 @@ elif ((answering == 0)); then
     until grep -q "microloan is up" "$MICROLOAN_DEV_DIR/logs/demo-run.log" 2>/dev/null; do
         kill -0 "$RUN_PID" 2>/dev/null || { RUN_PID=""; say "scripts/run.sh exited; see .dev/logs/demo-run.log"; exit 1; }
         ((SECONDS < deadline)) || { say "the stack did not come up within 1800 s"; exit 1; }
-        sleep 2
+        sleep 0.5
     done
 else
     say "only $answering of the four service ports answer: is \`make run\` half up? (ports: scripts/dev-env.sh)"
