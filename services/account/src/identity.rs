@@ -6,14 +6,12 @@
 use std::fmt;
 
 use chrono::{Datelike, NaiveDate};
+use microloan_domain::national_id;
 use unicode_properties::{GeneralCategoryGroup, UnicodeGeneralCategory};
 
 /// Longest legal name, in Unicode scalar values (account.proto).
 pub const NAME_CHARS_MAX: usize = 64;
 const NATIONAL_ID_CHARS: usize = 18;
-/// GB 11643-1999 weights of the first 17 digits, and the check character by sum mod 11.
-const NATIONAL_ID_WEIGHTS: [u32; 17] = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2];
-const NATIONAL_ID_CHECK: [char; 11] = ['1', '0', 'X', '9', '8', '7', '6', '5', '4', '3', '2'];
 const PHONE_COUNTRY_PREFIX: &str = "+86";
 const PHONE_NATIONAL_DIGITS: usize = 11;
 
@@ -110,18 +108,14 @@ impl NationalId {
         if characters.len() != NATIONAL_ID_CHARS {
             return Err(refuse(FIELD, "must be 18 characters"));
         }
-        let mut weighted_sum = 0;
-        for (character, weight) in characters.iter().zip(NATIONAL_ID_WEIGHTS) {
-            let digit = character
-                .to_digit(10)
-                .ok_or_else(|| refuse(FIELD, "the first 17 characters must be digits"))?;
-            weighted_sum += digit * weight;
-        }
+        let body: String = characters[..NATIONAL_ID_CHARS - 1].iter().collect();
+        let expected = national_id::check_character(&body)
+            .ok_or_else(|| refuse(FIELD, "the first 17 characters must be digits"))?;
         let check = characters[NATIONAL_ID_CHARS - 1];
         if !(check.is_ascii_digit() || check == 'X') {
             return Err(refuse(FIELD, "the last character must be a digit or X"));
         }
-        if NATIONAL_ID_CHECK[(weighted_sum % 11) as usize] != check {
+        if expected != check {
             return Err(refuse(FIELD, "the check digit does not match (GB 11643)"));
         }
         let birth_date = NaiveDate::parse_from_str(&normalised[6..14], "%Y%m%d")
@@ -256,15 +250,9 @@ impl AgeBand {
 mod tests {
     use super::*;
 
-    /// A valid id for a birth date, with its check digit computed the GB 11643 way.
+    /// A valid id for a birth date.
     fn national_id_born(birth: &str) -> String {
-        let body = format!("110105{birth}123");
-        let sum: u32 = body
-            .chars()
-            .zip(NATIONAL_ID_WEIGHTS)
-            .map(|(digit, weight)| digit.to_digit(10).expect("digit") * weight)
-            .sum();
-        format!("{body}{}", NATIONAL_ID_CHECK[(sum % 11) as usize])
+        national_id::with_check_character(&format!("110105{birth}123")).expect("17 digits")
     }
 
     fn date(year: i32, month: u32, day: u32) -> NaiveDate {

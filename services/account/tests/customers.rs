@@ -18,17 +18,10 @@ use sqlx::PgPool;
 use tonic::{Code, Status, transport::Channel};
 use tonic_types::StatusExt;
 
-/// A valid id for a birth date, with its GB 11643 check digit.
+/// A valid id for a birth date.
 fn national_id_born(birth: &str, serial: u32) -> String {
-    const WEIGHTS: [u32; 17] = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2];
-    const CHECK: [char; 11] = ['1', '0', 'X', '9', '8', '7', '6', '5', '4', '3', '2'];
-    let body = format!("110105{birth}{serial:03}");
-    let sum: u32 = body
-        .chars()
-        .zip(WEIGHTS)
-        .map(|(digit, weight)| digit.to_digit(10).expect("digit") * weight)
-        .sum();
-    format!("{body}{}", CHECK[(sum % 11) as usize])
+    microloan_domain::national_id::with_check_character(&format!("110105{birth}{serial:03}"))
+        .expect("17 digits")
 }
 
 fn new_customer(request_id: &str, serial: u32) -> CreateCustomerRequest {

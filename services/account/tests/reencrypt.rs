@@ -19,15 +19,8 @@ use sqlx::PgPool;
 const NEW_KEY: &str = "dGhlLW5leHQtcGlpLWVuY3J5cHRpb24ta2V5LTAwMDI=";
 
 fn national_id(serial: u32) -> String {
-    const WEIGHTS: [u32; 17] = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2];
-    const CHECK: [char; 11] = ['1', '0', 'X', '9', '8', '7', '6', '5', '4', '3', '2'];
-    let body = format!("31010119850101{serial:03}");
-    let sum: u32 = body
-        .chars()
-        .zip(WEIGHTS)
-        .map(|(digit, weight)| digit.to_digit(10).expect("digit") * weight)
-        .sum();
-    format!("{body}{}", CHECK[(sum % 11) as usize])
+    microloan_domain::national_id::with_check_character(&format!("31010119850101{serial:03}"))
+        .expect("17 digits")
 }
 
 #[tokio::test]
