@@ -36,6 +36,9 @@ pub struct Clients {
     pub notification: NotificationServiceClient<Channel>,
     pub operator: String,
     pub service: String,
+    /// Scoring's admin address (host:port), when known: `onboard` waits there for a
+    /// PageRank refresh of the ingested graph.
+    pub scoring_admin: Option<String>,
 }
 
 impl Clients {
@@ -47,6 +50,7 @@ impl Clients {
             notification: NotificationServiceClient::new(stack.channel(Service::Notification)),
             operator: operator_token(),
             service: service_token(),
+            scoring_admin: Some(format!("127.0.0.1:{}", stack.admin_port(Service::Scoring))),
         }
     }
 
@@ -239,6 +243,17 @@ pub async fn onboard(
         summary.batches_received == batch_count && summary.signals_rejected == 0,
         "every signal ingested: {summary:?}"
     );
+    // Applications are scored on the graph as the product would score them: after a
+    // PageRank refresh that saw every ingested signal and known defaulter (a refresh
+    // in flight at the last batch could miss some), as `make demo` does.
+    if let Some(admin) = &clients.scoring_admin {
+        let waited = crate::pagerank::wait_for_refresh(admin.clone()).await?;
+        ensure!(
+            waited.refreshed,
+            "no PageRank refresh at {admin} within {} s",
+            crate::pagerank::WAIT_MAX.as_secs()
+        );
+    }
     Ok(Onboarded {
         population,
         customers,

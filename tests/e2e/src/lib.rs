@@ -25,6 +25,7 @@ use tonic::transport::{Channel, Endpoint};
 
 pub mod grpcurl;
 pub mod journey;
+pub mod pagerank;
 
 pub use microloan_platform::testing::with_token;
 
@@ -33,6 +34,8 @@ pub use microloan_platform::testing::with_token;
 const START_TIMEOUT: Duration = Duration::from_secs(120);
 /// SHUTDOWN_GRACE_SECONDS given to each service, and the bound of a SIGTERM stop.
 const SHUTDOWN_GRACE_SECONDS: u64 = 5;
+/// Scoring's periodic PageRank refresh in a test stack (see `journey::onboard`).
+const PAGERANK_REFRESH_SECONDS: u64 = 2;
 /// Each service's pool in a stack (see `start_with`).
 const DATABASE_CONNECTIONS_PER_SERVICE: u32 = 5;
 const STOP_TIMEOUT: Duration = Duration::from_secs(SHUTDOWN_GRACE_SECONDS + 10);
@@ -195,6 +198,12 @@ impl Stack {
                 SHUTDOWN_GRACE_SECONDS.to_string(),
             ),
             ("LOG_FORMAT".to_owned(), "human".to_owned()),
+            // A PageRank refresh every 2 s, so onboarding's wait for one that saw the
+            // whole ingested graph (journey::onboard) is short.
+            (
+                "SCORING_PAGERANK_REFRESH_SECONDS".to_owned(),
+                PAGERANK_REFRESH_SECONDS.to_string(),
+            ),
             // Two stacks run at once beside the other test binaries' servers, on one
             // Postgres with max_connections = 100: a small pool per service keeps the
             // suite inside it (the burst tests queue on the pool, which is the point).

@@ -11,7 +11,6 @@ mod calls;
 mod charts;
 mod config;
 mod no_social;
-mod pagerank;
 mod quiet;
 mod report;
 mod sim;

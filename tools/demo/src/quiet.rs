@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
-use crate::pagerank::metrics_page;
+use e2e::pagerank::metrics_page;
 
 /// How long the demo waits at most (then it counts what is there and says so).
 pub const WAIT_MAX: Duration = Duration::from_secs(120);

@@ -43,10 +43,13 @@ use crate::{
     calls::Calls,
     config::{CUSTOMERS_MAX, Config},
     no_social::{self, NoSocial},
-    pagerank, quiet, skew,
+    quiet, skew,
 };
 // The e2e harness's money and date helpers (one copy of each).
-use e2e::journey::{cny, from_date, minor, to_date, with_check_digit};
+use e2e::{
+    journey::{cny, from_date, minor, to_date, with_check_digit},
+    pagerank,
+};
 
 /// Signals per IngestSignals message (the population's batching).
 const SIGNALS_PER_BATCH: usize = 1000;

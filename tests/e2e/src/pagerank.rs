@@ -1,4 +1,5 @@
-//! Waiting for scoring's PageRank refresh of the ingested graph before anyone applies.
+//! Waiting for scoring's PageRank refresh of the ingested graph before anyone applies
+//! (the e2e onboarding and `make demo`).
 //!
 //! `defaulter_pagerank` is served from the last refresh (docs/scoring-features.md): a
 //! refresh every `SCORING_PAGERANK_REFRESH_SECONDS` (scripts/run.sh: 15 s on the dev
