@@ -374,6 +374,7 @@ for svc in account scoring ledger; do
     SCORING_URL="http://127.0.0.1:${account_ports[scoring]}" \
     LEDGER_URL="http://127.0.0.1:${account_ports[ledger]}" \
     NOTIFICATION_URL="http://127.0.0.1:$notification_closed_port" \
+    SCORING_PAGERANK_REFRESH_SECONDS=2 \
     RUST_LOG=warn \
     "$target_dir/release/$svc" >"$results/account-$svc.log" 2>&1 &
   account_pids+=($!)
@@ -393,7 +394,8 @@ for account_scenario in "health 16" "account-credit-line 16" "account-borrow 32"
   args=(--scenario "$name" --concurrency "$concurrency" --connections 4
     --warmup-seconds "$warmup" --duration-seconds "$duration" --timeout-ms 30000)
   LOADGEN_JWT_SECRET="$jwt_secret" "$loadgen_bin" "${args[@]}" --target "$account_target" \
-    --scoring-target "http://127.0.0.1:${account_ports[scoring]}" --json "$file"
+    --scoring-target "http://127.0.0.1:${account_ports[scoring]}" \
+    --scoring-admin "127.0.0.1:${account_admin_ports[scoring]}" --json "$file"
   # Tell the account process's ceiling apart from the ledger's in the table.
   sed -i 's/"scenario": "health"/"scenario": "health (account, ceiling)"/' "$file"
   files+=("$file")
@@ -478,7 +480,7 @@ page; edits by hand are overwritten.
 | \`ledger-repay (1000 customers x 3 loans)\` | \`LedgerService/Repay\` | 1,000 new credit lines (200,000 CNY each) opened first and 3,000 loans booked on them through \`Disburse\` (3 per customer), then 16 workers repay 1.00 CNY at a time, worker i on the loans of customers i, i + 16, ... (no line shared between workers); at most 50 calls per loan, so no loan is paid off in a run. The path of every instalment the demo and \`AccountService.Repay\` pay. |
 | \`scoring-evaluate (...)\` | \`ScoringService/Evaluate\` (CREDIT_LINE_APPLICATION) | Against the **scoring** service (its own process and database \`microloan_bench_scoring\`, after the ledger stopped). First a 100,000-party graph is loaded through IngestSignals (1,000 applicants with 50 CONTACT edges each, one edge per other party, 2% known defaulters), then 16 workers evaluate random applicants: features over the 2-hop neighbourhood, the scorecard, the eight fraud rules, the stored decision. Compare with the \`health\` row just before it (same scoring process, same run). Target (issue 9): ≥ 50% of that ceiling, p99 under 5 ms. |
 | \`scoring-ingest (1000/batch, signals/s)\` | \`ScoringService/IngestSignals\`, one batch of 1,000 CONTACT edges per call | 4 workers; \`requests\` and throughput count **signals**, latencies are per batch. Target (issue 9): ≥ 20,000 signals/s. |
-| \`account-credit-line (cache hits, N customers)\` | \`AccountService/GetCreditLine\` | Against the **account** service with its real peers (account, scoring and the ledger each their own process on fresh databases \`microloan_bench_account\`, \`_account_scoring\`, \`_account_ledger\`, after the scoring rows). 400 people of a seeded synthetic population are onboarded first as the e2e suite does it (CreateCustomer, their signals through IngestSignals, ApplyForCreditLine with their own token); the approved ones (N) are read once each to fill the Redis cache, then 16 workers read their lines in turn, each call with that customer's token: every call is a cache hit (token check, one \`HMGET\`, decode). Compare with the \`health (account, ceiling)\` row just before it (same process, same run). Target (issue 10): ≥ 60% of that ceiling. |
+| \`account-credit-line (cache hits, N customers)\` | \`AccountService/GetCreditLine\` | Against the **account** service with its real peers (account, scoring and the ledger each their own process on fresh databases \`microloan_bench_account\`, \`_account_scoring\`, \`_account_ledger\`, after the scoring rows). 400 people of a seeded synthetic population are onboarded first as the e2e suite does it (CreateCustomer, their signals through IngestSignals, ApplyForCreditLine with their own token); onboarding waits for a PageRank refresh of the ingested graph before anyone applies (scoring refreshes every 2 s here), so drawdowns are scored on the graph the applications saw; the approved ones (N) are read once each to fill the Redis cache, then 16 workers read their lines in turn, each call with that customer's token: every call is a cache hit (token check, one \`HMGET\`, decode). Compare with the \`health (account, ceiling)\` row just before it (same process, same run). Target (issue 10): ≥ 60% of that ceiling. |
 | \`account-borrow (100 CNY, N customers)\` | \`AccountService/Borrow\` | The same stack and customers: 32 workers borrow 100 CNY over 5 months for the customers in turn (their own tokens, a new request id each call, no device id: the proto's unknown): account's checks (customer, line, idempotency, rate limits, cached headroom), scoring's \`Evaluate(DRAWDOWN)\`, the ledger's \`Disburse\`, then account's drawdown record, response and cache update. Target (issue 10): p99 under 50 ms on this machine. |
 | \`ledger-eod (N loans; loans/s, wall time)\` | \`LedgerService/RunEndOfDay\` | Loans are booked (16 concurrent \`Disburse\`, 10 per customer) until the book holds the wanted count of active loans, then one end of day for the current business date is timed. One call: \`requests\` = loans processed, throughput = loans/s, every latency column = its wall time. Target (issue 8): under 10 s for 100,000 loans. |
 

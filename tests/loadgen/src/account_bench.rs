@@ -127,8 +127,7 @@ async fn approved_customers(
         notification: NotificationServiceClient::new(lazy(&args.scoring_target)?),
         operator: mint(keys, Role::Operator, None)?,
         service: mint(keys, Role::Service, None)?,
-        // Not needed: the bench scores on whatever graph the refreshes have seen.
-        scoring_admin: None,
+        scoring_admin: args.scoring_admin.clone(),
     };
     let onboarded = onboard(&mut clients, POPULATION_SEED, POPULATION, |population| {
         safest(population, CUSTOMERS)

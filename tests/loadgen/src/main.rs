@@ -142,6 +142,13 @@ struct RunArgs {
     #[arg(long, default_value = "http://127.0.0.1:50052")]
     scoring_target: String,
 
+    /// account-credit-line, account-borrow: scoring's admin address (host:port); when
+    /// given, onboarding waits there for a PageRank refresh of the ingested graph before
+    /// anyone applies (as the e2e suite and the demo do), so drawdowns are scored on the
+    /// graph the applications saw. Needs a short SCORING_PAGERANK_REFRESH_SECONDS.
+    #[arg(long)]
+    scoring_admin: Option<String>,
+
     /// ledger-eod: active loans to book (if fewer are active) before the timed end of day.
     #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     eod_loans: u64,
