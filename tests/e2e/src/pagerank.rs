@@ -3,7 +3,8 @@
 //!
 //! `defaulter_pagerank` is served from the last refresh (docs/scoring-features.md): a
 //! refresh every `SCORING_PAGERANK_REFRESH_SECONDS` (scripts/run.sh: 15 s on the dev
-//! stack) and one at most a minute after a new known defaulter. Applications that
+//! stack, 2 s in an e2e stack) and one about a second after a new known defaulter asks
+//! (requests coalesce; one refresh at a time). Applications that
 //! start right after ingestion are therefore scored with whatever graph the last
 //! refresh happened to see — a partial one, or none — and two runs of one seed decided
 //! differently. The public signal of a refresh is the admin port's

@@ -375,9 +375,9 @@ pub async fn run(config: &Config) -> anyhow::Result<Outcome> {
     // --- signals -------------------------------------------------------------------------
     let phase = Instant::now();
     // Repayment outcomes first: a new known defaulter asks scoring for an early PageRank
-    // refresh, each at most a minute after the last one and holding off the periodic
-    // refresh meanwhile; sent first, those requests are over before the graph is, and the
-    // refresh the applications wait for is a periodic one (see `pagerank`). The stored
+    // refresh (about a second later; requests coalesce, one refresh at a time); sent
+    // first, those requests are over before the graph is, and the refreshes the
+    // applications wait for come after the last batch (see `e2e::pagerank`). The stored
     // features are sums and sets, the same in any order (the skew check says so).
     let (outcomes, others): (Vec<_>, Vec<_>) = population
         .observed_signals()
