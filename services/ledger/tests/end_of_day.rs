@@ -724,3 +724,66 @@ async fn a_run_refreshes_the_book_statistics_after_it_commits() {
     );
     book.app.stop().await.expect("clean stop");
 }
+
+/// An accrual transfer's id is the business date's day number since 2000-01-01 (4
+/// bytes) followed by 12 bytes of md5('end-of-day/<loan>/<date>/<code>'): the same
+/// loan, date and code always give the same id (a second posting is a primary-key
+/// violation), and a later day's ids sort after an earlier day's, below every UUIDv7.
+#[tokio::test]
+async fn accrual_transfer_ids_are_deterministic_and_sort_by_business_date() {
+    let mut book = book().await;
+    let customer = new_id();
+    let line = book.open_line(&customer).await;
+    let loan = book
+        .disburse(Book::drawdown(&customer, &line, PRINCIPAL))
+        .await
+        .loan
+        .expect("loan");
+    let loan_id = Uuid::parse_str(&loan.loan_id).expect("uuid");
+    let first = book.business_date().await;
+    let second = first.succ_opt().expect("a next day");
+    book.run(first).await.expect("day 1");
+    book.run(second).await.expect("day 2");
+    let pool = book.pool().await;
+    let accruals: Vec<(Uuid, NaiveDate)> = sqlx::query_as(
+        "SELECT id, business_date FROM transfers WHERE loan_id = $1 AND code = $2 ORDER BY id",
+    )
+    .bind(loan_id)
+    .bind(TransferCode::InterestAccrual as i32)
+    .fetch_all(&pool)
+    .await
+    .expect("accruals");
+    let dates: Vec<NaiveDate> = accruals.iter().map(|(_, date)| *date).collect();
+    assert_eq!(dates, [first, second], "ids in business-date order");
+    let epoch = NaiveDate::from_ymd_opt(2000, 1, 1).expect("epoch");
+    for (id, date) in &accruals {
+        let expected_tail: String = sqlx::query_scalar(
+            "SELECT substr(md5(format('end-of-day/%s/%s/%s', $1::uuid, $2::date, $3::int4)), 9)",
+        )
+        .bind(loan_id)
+        .bind(date)
+        .bind(TransferCode::InterestAccrual as i32)
+        .fetch_one(&pool)
+        .await
+        .expect("md5");
+        let hex = id.simple().to_string();
+        assert_eq!(
+            hex,
+            format!("{:08x}{expected_tail}", (*date - epoch).num_days()),
+            "{date}"
+        );
+    }
+    let other: Uuid = sqlx::query_scalar(
+        "SELECT id FROM transfers WHERE loan_id = $1 AND code <> $2 ORDER BY id LIMIT 1",
+    )
+    .bind(loan_id)
+    .bind(TransferCode::InterestAccrual as i32)
+    .fetch_one(&pool)
+    .await
+    .expect("the disbursement's transfers");
+    assert!(
+        accruals.iter().all(|(id, _)| *id < other),
+        "below UUIDv7 ids"
+    );
+    book.verify().await;
+}

@@ -926,6 +926,7 @@ async fn close_business_date(
         .succ_opt()
         .ok_or_else(|| LedgerError::Internal("no date after the business date".into()))?;
     let start_time = today.now;
+    eod_rows::plan_without_jit(conn).await?;
     let created = eod_rows::ensure_income_sub_accounts(conn).await?;
     let interest = eod_rows::accrue_interest(conn, business_date, start_time).await?;
     let penalty = eod_rows::charge_penalty(conn, business_date, start_time).await?;

@@ -28,6 +28,18 @@ pub async fn try_lock_run(conn: &mut PgConnection) -> Result<bool, LedgerError> 
         .await?)
 }
 
+/// No JIT compilation for the rest of the run's transaction. The accrual statements'
+/// estimated cost passes `jit_above_cost` (100,000) from about 40,000 active loans and
+/// `jit_optimize_above_cost` / `jit_inline_above_cost` (500,000) from about 200,000:
+/// measured on a 10,000-loan book with the thresholds lowered to match, compiling the
+/// interest statement took 77 ms and 665 ms of CPU for a statement that runs once a
+/// day and is dominated by row writes JIT does not speed up (docs/ledger.md
+/// "Performance").
+pub async fn plan_without_jit(conn: &mut PgConnection) -> Result<(), LedgerError> {
+    sqlx::query("SET LOCAL jit = off").execute(conn).await?;
+    Ok(())
+}
+
 /// True while a run holds its lock (in any session): what GetBusinessDate reports as
 /// `end_of_day_running`, since the run's own transaction is invisible to others.
 pub async fn run_in_progress(pool: &sqlx::PgPool) -> Result<bool, LedgerError> {
@@ -118,11 +130,22 @@ impl Posted {
     }
 }
 
+/// The deterministic id of a loan's end-of-day transfer of `code` on date `$1` (SQL,
+/// over a `loan_id` column): the date's day number since 2000-01-01 as the first 4
+/// bytes (8 hex digits), then 12 bytes of `md5('end-of-day/<loan>/<date>/<code>')`.
+/// Deterministic, so a second posting of one loan, date and code is a primary-key
+/// violation, never a double charge; and one day's ids sort after every earlier
+/// day's, so a run inserts its 10,000s of ids at the right edge of `transfers_pkey`
+/// (pages in cache) instead of at random leaves of an index that grows by a day's
+/// loans every day (a bare md5 id). UUIDv7 ids (every other transfer) begin with a
+/// Unix time in milliseconds, 0x01… since 2005, so the two ranges never meet.
+pub const ACCRUAL_TRANSFER_ID: &str = "(lpad(to_hex($1::date - DATE '2000-01-01'), 8, '0') \
+     || substr(md5(format('end-of-day/%s/%s/%s', loan_id, $1::date, {code})), 9))::uuid";
+
 /// One daily accrual: `accrual` is a query yielding (loan_id, customer_id, debit,
 /// credit, amount, sequence) per loan; the amounts above zero become `code` transfers
-/// dated `$1` with deterministic ids (a second posting of one loan, date and code is a
-/// primary-key violation, never a double charge), move the balances in aggregate, and
-/// are added to `column` of instalment `sequence`. One statement.
+/// dated `$1` with deterministic ids ([`ACCRUAL_TRANSFER_ID`]), move the balances in
+/// aggregate, and are added to `column` of instalment `sequence`. One statement.
 async fn post_daily_accrual(
     conn: &mut PgConnection,
     accrual: &str,
@@ -133,6 +156,7 @@ async fn post_daily_accrual(
     now: DateTime<Utc>,
 ) -> Result<Posted, LedgerError> {
     let code = code.as_i32();
+    let id = ACCRUAL_TRANSFER_ID.replace("{code}", &code.to_string());
     let sql = format!(
         "WITH accrual AS ({accrual}), \
          posted AS (SELECT * FROM accrual WHERE amount > 0), \
@@ -140,7 +164,7 @@ async fn post_daily_accrual(
              INSERT INTO transfers (id, debit_account_id, credit_account_id, amount, \
                  requested_amount, currency, code, kind, linked, customer_id, loan_id, \
                  description, business_date, create_time) \
-             SELECT md5(format('end-of-day/%s/%s/%s', loan_id, $1::date, {code}))::uuid, \
+             SELECT {id}, \
                  debit, credit, amount, amount, 'CNY', {code}, 0, false, customer_id, \
                  loan_id, '{description}', $1::date, $2 \
              FROM posted ORDER BY customer_id, loan_id \
