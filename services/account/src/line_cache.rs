@@ -98,6 +98,34 @@ impl LineCache {
         self.write(customer_id, version, Vec::new()).await
     }
 
+    /// [`Self::invalidate`] for each (customer, version), in one pipelined round trip.
+    pub async fn invalidate_all(&self, versions: &[(Uuid, i64)]) -> PutOutcome {
+        if versions.is_empty() {
+            return PutOutcome::Written;
+        }
+        let ttl_seconds = self.ttl.as_secs().max(1);
+        let mut pipe = redis::pipe();
+        for (customer_id, version) in versions {
+            pipe.cmd("EVAL")
+                .arg(PUT_SCRIPT)
+                .arg(1)
+                .arg(self.key(*customer_id))
+                .arg(*version)
+                .arg(Vec::<u8>::new())
+                .arg(ttl_seconds)
+                .ignore();
+        }
+        let written = bounded(async {
+            let mut connection = self.cache.connection().await?;
+            pipe.query_async::<()>(&mut connection).await
+        })
+        .await;
+        match written {
+            Some(()) => PutOutcome::Written,
+            None => PutOutcome::Unavailable,
+        }
+    }
+
     async fn write(&self, customer_id: Uuid, version: i64, bytes: Vec<u8>) -> PutOutcome {
         let key = self.key(customer_id);
         let ttl_seconds = self.ttl.as_secs().max(1);

@@ -32,8 +32,8 @@ use crate::{
         audit::{AuditEntry, insert_audit_entry},
         customers::{CustomerRow, find_customer},
         lines::{
-            LineRow, LineStatus, LineUpdate, customer_hashes, find_customer_and_latest_line,
-            lock_latest_line, update_line,
+            CustomerAndLine, LineRow, LineStatus, LineUpdate, customer_hashes,
+            find_customer_and_latest_line, lock_latest_line, update_line,
         },
     },
 };
@@ -236,11 +236,7 @@ impl AccountApi {
         caller: &Caller,
         customer_id: Uuid,
     ) -> Result<(CustomerRow, LineRow, CustomerHashes), AccountError> {
-        let mut conn = self.pool.acquire().await?;
-        let found = find_customer_and_latest_line(&mut conn, customer_id)
-            .await?
-            .ok_or_else(|| AccountError::not_found("customer", customer_id.to_string()))?;
-        drop(conn);
+        let found = self.customer_and_latest_line(customer_id).await?;
         let line = found
             .line
             .ok_or_else(|| AccountError::not_found("credit_line", customer_id.to_string()))?;
@@ -252,6 +248,31 @@ impl AccountApi {
             phone_hash: found.phone_hash,
         };
         Ok((found.customer, line, hashes))
+    }
+
+    /// The customer (NOT_FOUND without it, then NOT_RESOURCE_OWNER) and its latest line
+    /// if it has one, in one statement (Repay: the line its response is built from).
+    pub(crate) async fn owned_customer_and_latest_line(
+        &self,
+        caller: &Caller,
+        customer_id: Uuid,
+    ) -> Result<(CustomerRow, Option<LineRow>), AccountError> {
+        let found = self.customer_and_latest_line(customer_id).await?;
+        if !caller.may_access_customer(customer_id) {
+            return Err(AccountError::NotResourceOwner);
+        }
+        Ok((found.customer, found.line))
+    }
+
+    /// [`find_customer_and_latest_line`], NOT_FOUND without the customer.
+    async fn customer_and_latest_line(
+        &self,
+        customer_id: Uuid,
+    ) -> Result<CustomerAndLine, AccountError> {
+        let mut conn = self.pool.acquire().await?;
+        find_customer_and_latest_line(&mut conn, customer_id)
+            .await?
+            .ok_or_else(|| AccountError::not_found("customer", customer_id.to_string()))
     }
 
     /// What scoring is told of the session: the device and the customer's keyed hashes

@@ -31,7 +31,7 @@ use crate::{
     },
     peers::{from_peer, reason_of},
     store::lines::{
-        LineRow, QuoteRow, bump_version, claim_and_record_drawdown, find_quote, insert_quote,
+        DrawdownRecord, LineRow, QuoteRow, bump_version, close_unchanged, find_quote, insert_quote,
         record_drawdown,
     },
 };
@@ -418,40 +418,23 @@ impl AccountApi {
         let balance = Balance::of_ledger(disbursed.credit_line.as_ref());
         // The usual case: the line is unchanged since it was read above, so the response
         // is known now and one statement claims the key with it, bumps the version and
-        // records the drawdown (BEGIN, that, COMMIT). Otherwise the general path below.
-        let line_after = LineRow {
-            cache_version: line.cache_version + 1,
-            ..line.clone()
-        };
-        let credit_line = line_to_proto(
-            &line_after,
-            &balance,
-            &self.rules.product,
-            &self.rules.lines,
-        );
+        // records the drawdown (no BEGIN or COMMIT). Otherwise the general path below.
+        let after = self.line_after_close(&line, &balance);
         let response = proto::BorrowResponse {
             loan: disbursed.loan.clone(),
-            credit_line: Some(credit_line.clone()),
+            credit_line: Some(after.1.clone()),
         };
-        let mut tx = self.pool.begin().await?;
-        let (claimed, bumped) = claim_and_record_drawdown(
-            &mut tx,
-            key,
-            &response.encode_to_vec(),
-            &line,
+        let drawdown = DrawdownRecord {
             loan_id,
-            purpose as i16,
-            Some(decision_id),
-        )
-        .await?;
-        if claimed && bumped {
-            tx.commit().await?;
-            self.line_cache
-                .put(terms.customer_id, line_after.cache_version, &credit_line)
-                .await;
+            purpose: purpose as i16,
+            decision_id: Some(decision_id),
+        };
+        if self
+            .close_fast(key, &response, &line, Some(&drawdown), &after)
+            .await?
+        {
             return Ok(response);
         }
-        tx.rollback().await?;
         let mut tx = self.pool.begin().await?;
         if let Some(stored) = idempotency::claim(&mut tx, key).await? {
             return decode_stored(&stored);
@@ -477,6 +460,40 @@ impl AccountApi {
             .put(terms.customer_id, after_row.cache_version, &credit_line)
             .await;
         Ok(response)
+    }
+
+    /// The line `line` becomes once a close bumps it: its next version and its view
+    /// with the ledger's `balance`.
+    fn line_after_close(&self, line: &LineRow, balance: &Balance) -> (i64, proto::CreditLine) {
+        let after = LineRow {
+            cache_version: line.cache_version + 1,
+            ..line.clone()
+        };
+        let view = line_to_proto(&after, balance, &self.rules.product, &self.rules.lines);
+        (after.cache_version, view)
+    }
+
+    /// Borrow's and Repay's usual close ([`close_unchanged`]: the key claimed with
+    /// `response`, `line` bumped, the drawdown recorded, in one statement), then the
+    /// cache refreshed with `after` ([`Self::line_after_close`]). `false`: nothing
+    /// changed, take the general path.
+    async fn close_fast(
+        &self,
+        key: RequestKey<'_>,
+        response: &impl Message,
+        line: &LineRow,
+        drawdown: Option<&DrawdownRecord>,
+        after: &(i64, proto::CreditLine),
+    ) -> Result<bool, AccountError> {
+        let mut conn = self.pool.acquire().await?;
+        let closed =
+            close_unchanged(&mut conn, key, &response.encode_to_vec(), line, drawdown).await?;
+        drop(conn);
+        if closed {
+            let (version, view) = after;
+            self.line_cache.put(line.customer_id, *version, view).await;
+        }
+        Ok(closed)
     }
 
     /// The quote `quote_id` if it may be borrowed on now with `terms`.
@@ -588,10 +605,17 @@ impl AccountApi {
         };
         let owned_key = OwnedKey::new(caller, "Repay", &request);
         let (key, caller_key) = (owned_key.key(), owned_key.caller.as_str());
-        if let Some(stored) = self.replayed(key).await? {
+        // The replay lookup and the customer with its line (the row the response is built
+        // from) are independent reads: together (issue 10: Repay's latency is a chain of
+        // round trips); a stored answer still wins over a precondition that fails now.
+        let (stored, found) = tokio::join!(
+            self.replayed::<proto::RepayResponse>(key),
+            self.owned_customer_and_latest_line(caller, customer_id)
+        );
+        if let Some(stored) = stored? {
             return Ok(stored);
         }
-        self.owned_customer(caller, customer_id).await?;
+        let (_, line) = found?;
         let mut ledger_client = self.peers.ledger.clone();
         let repaid = ledger_client
             .repay(ledger::RepayRequest {
@@ -612,6 +636,19 @@ impl AccountApi {
             .map_err(|status| from_peer("ledger", &status))?
             .into_inner();
         let balance = Balance::of_ledger(repaid.credit_line.as_ref());
+        // The usual case, as Borrow's: the line is unchanged since it was read, so one
+        // statement claims the key with the response and bumps the version.
+        if let Some(line) = &line {
+            let after = self.line_after_close(line, &balance);
+            let response = proto::RepayResponse {
+                repayment: repaid.repayment.clone(),
+                loan: repaid.loan.clone(),
+                credit_line: Some(after.1.clone()),
+            };
+            if self.close_fast(key, &response, line, None, &after).await? {
+                return Ok(response);
+            }
+        }
         let mut tx = self.pool.begin().await?;
         if let Some(stored) = idempotency::claim(&mut tx, key).await? {
             return decode_stored(&stored);

@@ -512,15 +512,16 @@ async fn adjust_credit_line_checks_source_and_cap_lands_in_the_ledger_and_emits_
     world.stop().await;
 }
 
-/// Borrow's reads and its one-statement close (issue 10): the customer, latest line and
-/// keyed hashes read together equal the separate reads; the close claims the key,
-/// bumps the line and records the drawdown only together — with the line changed since
-/// it was read nothing is bumped or recorded (and the caller's rollback frees the key),
-/// and a key already taken is not claimed again.
+/// Borrow's reads and Borrow's and Repay's one-statement close (issue 10): the
+/// customer, latest line and keyed hashes read together equal the separate reads; the
+/// close, a statement on its own (no transaction), claims the key, bumps the line and
+/// records the drawdown only together — with the line changed since it was read
+/// nothing at all is written (not even the key), and a key already taken is not
+/// claimed again.
 #[tokio::test]
-async fn borrows_close_claims_bumps_and_records_only_together() {
+async fn borrows_and_repays_close_claims_bumps_and_records_only_together() {
     use account::store::lines::{
-        LineRow, claim_and_record_drawdown, customer_hashes, find_customer_and_latest_line,
+        DrawdownRecord, LineRow, close_unchanged, customer_hashes, find_customer_and_latest_line,
         latest_line,
     };
     use microloan_platform::idempotency::RequestKey;
@@ -584,29 +585,41 @@ async fn borrows_close_claims_bumps_and_records_only_together() {
         }
     };
     let (first_loan, second_loan) = (Uuid::now_v7(), Uuid::now_v7());
+    let record = |loan_id| DrawdownRecord {
+        loan_id,
+        purpose: 1,
+        decision_id: None,
+    };
+    let mut conn = pool.acquire().await.expect("connection");
 
-    // Read at an older version: claimed, not bumped, nothing recorded; rolled back.
+    // Read at an older version: nothing written, the key free.
     let stale = LineRow {
         cache_version: line.cache_version - 1,
         ..line.clone()
     };
-    let mut tx = pool.begin().await.expect("begin");
-    let outcome =
-        claim_and_record_drawdown(&mut tx, key("r1"), b"response", &stale, first_loan, 1, None)
-            .await
-            .expect("close");
-    assert_eq!(outcome, (true, false));
-    tx.rollback().await.expect("rollback");
+    let closed = close_unchanged(
+        &mut conn,
+        key("r1"),
+        b"response",
+        &stale,
+        Some(&record(first_loan)),
+    )
+    .await
+    .expect("close");
+    assert!(!closed);
     assert_eq!(counts("r1", first_loan).await, (0, 0, line.cache_version));
 
     // Unchanged: the key with its response, the drawdown and the bump, together.
-    let mut tx = pool.begin().await.expect("begin");
-    let outcome =
-        claim_and_record_drawdown(&mut tx, key("r1"), b"response", &line, first_loan, 1, None)
-            .await
-            .expect("close");
-    assert_eq!(outcome, (true, true));
-    tx.commit().await.expect("commit");
+    let closed = close_unchanged(
+        &mut conn,
+        key("r1"),
+        b"response",
+        &line,
+        Some(&record(first_loan)),
+    )
+    .await
+    .expect("close");
+    assert!(closed);
     assert_eq!(
         counts("r1", first_loan).await,
         (1, 1, line.cache_version + 1)
@@ -623,16 +636,155 @@ async fn borrows_close_claims_bumps_and_records_only_together() {
         cache_version: line.cache_version + 1,
         ..line.clone()
     };
-    let mut tx = pool.begin().await.expect("begin");
-    let outcome =
-        claim_and_record_drawdown(&mut tx, key("r1"), b"other", &current, second_loan, 1, None)
-            .await
-            .expect("close");
-    assert_eq!(outcome, (false, false));
-    tx.rollback().await.expect("rollback");
+    let closed = close_unchanged(
+        &mut conn,
+        key("r1"),
+        b"other",
+        &current,
+        Some(&record(second_loan)),
+    )
+    .await
+    .expect("close");
+    assert!(!closed);
     assert_eq!(
         counts("r1", second_loan).await,
         (1, 0, line.cache_version + 1)
     );
+
+    // Repay's form (no drawdown): the key and the bump only; a refused close leaves
+    // the connection usable (nothing left open).
+    let closed = close_unchanged(&mut conn, key("r2"), b"repaid", &line, None)
+        .await
+        .expect("close");
+    assert!(!closed, "the line moved since `line` was read");
+    assert_eq!(
+        counts("r2", second_loan).await,
+        (0, 0, line.cache_version + 1)
+    );
+    let closed = close_unchanged(&mut conn, key("r2"), b"repaid", &current, None)
+        .await
+        .expect("close");
+    assert!(closed);
+    assert_eq!(
+        counts("r2", second_loan).await,
+        (1, 0, line.cache_version + 2)
+    );
+    drop(conn);
+    world.stop().await;
+}
+
+/// The consumer applies a batch of ledger events as one after the other would (issue
+/// 10: one statement per batch): each customer's line bumped by its count of balance
+/// moves, other events ignored, a tombstone at each new version (a value built before
+/// is refused), and a write-off in the batch still closes its line.
+#[tokio::test]
+async fn a_batch_of_ledger_events_bumps_each_line_by_its_moves_and_tombstones_it() {
+    use account::{consumer::LinesFromEvents, line_cache::PutOutcome, store::lines::latest_line};
+    use microloan_events::{Fresh, Handler};
+    use microloan_proto::events::v1::{
+        CustomerCreated, LoanDisbursed, LoanPaidOff, LoanWrittenOff, RepaymentReceived,
+    };
+
+    let mut world = world(None, &[]).await;
+    let (first, second) = (world.customer(1).await, world.customer(2).await);
+    world.open_line(&first, 1_000_000, "0.0005").await;
+    world.open_line(&second, 1_000_000, "0.0005").await;
+    let cache = world.cache();
+    let ids = [&first, &second].map(|id| Uuid::parse_str(id).expect("uuid"));
+    let mut before = Vec::new();
+    for id in ids {
+        let mut conn = world.pool.acquire().await.expect("connection");
+        let line = latest_line(&mut conn, id)
+            .await
+            .expect("read")
+            .expect("line");
+        let view = world
+            .credit_line(&id.to_string(), &world.service.clone())
+            .await
+            .expect("line");
+        assert_eq!(
+            cache.get(id).await.map(|(v, _)| v),
+            Some(line.cache_version)
+        );
+        before.push((line, view));
+    }
+    let event = |customer: &str, payload| Event {
+        customer_id: customer.to_owned(),
+        payload: Some(payload),
+        ..Event::default()
+    };
+    let handler = LinesFromEvents {
+        cache: cache.clone(),
+    };
+    let apply = |events: Vec<Event>| {
+        let pool = world.pool.clone();
+        let handler = handler.clone();
+        async move {
+            let batch: Vec<Fresh<'_>> = events
+                .iter()
+                .map(|event| Fresh {
+                    event,
+                    span: tracing::Span::none(),
+                })
+                .collect();
+            let mut tx = pool.begin().await.expect("begin");
+            handler
+                .handle_batch(&mut tx, &batch)
+                .await
+                .expect("applied");
+            tx.commit().await.expect("commit");
+        }
+    };
+    apply(vec![
+        event(
+            &first,
+            Payload::RepaymentReceived(RepaymentReceived::default()),
+        ),
+        event(&second, Payload::LoanDisbursed(LoanDisbursed::default())),
+        event(&first, Payload::CustomerCreated(CustomerCreated::default())),
+        event(&first, Payload::LoanPaidOff(LoanPaidOff::default())),
+    ])
+    .await;
+    for (id, (line, view), moves) in [(ids[0], &before[0], 2), (ids[1], &before[1], 1)] {
+        let mut conn = world.pool.acquire().await.expect("connection");
+        let after = latest_line(&mut conn, id)
+            .await
+            .expect("read")
+            .expect("line");
+        assert_eq!(after.cache_version, line.cache_version + moves);
+        assert!(cache.get(id).await.is_none(), "tombstoned");
+        assert_eq!(
+            cache.put(id, after.cache_version - 1, view).await,
+            PutOutcome::Stale
+        );
+    }
+
+    // A write-off among the moves closes its line; the others still bump.
+    apply(vec![
+        event(
+            &second,
+            Payload::RepaymentReceived(RepaymentReceived::default()),
+        ),
+        event(&second, Payload::LoanWrittenOff(LoanWrittenOff::default())),
+        event(
+            &first,
+            Payload::RepaymentReceived(RepaymentReceived::default()),
+        ),
+    ])
+    .await;
+    let mut conn = world.pool.acquire().await.expect("connection");
+    let second_after = latest_line(&mut conn, ids[1])
+        .await
+        .expect("read")
+        .expect("line");
+    assert_eq!(second_after.status, CreditLineStatus::Closed as i16);
+    assert_eq!(second_after.status_reason, "LOAN_WRITTEN_OFF");
+    assert_eq!(second_after.cache_version, before[1].0.cache_version + 3);
+    let first_after = latest_line(&mut conn, ids[0])
+        .await
+        .expect("read")
+        .expect("line");
+    assert_eq!(first_after.cache_version, before[0].0.cache_version + 3);
+    drop(conn);
     world.stop().await;
 }

@@ -252,6 +252,30 @@ pub async fn bump_version(
         .await
 }
 
+/// Bumps the cache version of each customer's latest line by its count (one statement
+/// for a batch of ledger events); returns the customers whose line was bumped, with the
+/// version after.
+pub async fn bump_versions(
+    conn: &mut PgConnection,
+    counts: &[(Uuid, i64)],
+) -> Result<Vec<(Uuid, i64)>, sqlx::Error> {
+    let customers: Vec<Uuid> = counts.iter().map(|(id, _)| *id).collect();
+    let increments: Vec<i64> = counts.iter().map(|(_, count)| *count).collect();
+    sqlx::query_as(
+        "UPDATE credit_lines l SET cache_version = l.cache_version + latest.n \
+         FROM (SELECT DISTINCT ON (c.customer_id) c.credit_line_id, u.n \
+               FROM unnest($1::uuid[], $2::bigint[]) AS u (customer_id, n) \
+               JOIN credit_lines c ON c.customer_id = u.customer_id \
+               ORDER BY c.customer_id, c.open_time DESC, c.credit_line_id DESC) latest \
+         WHERE l.credit_line_id = latest.credit_line_id \
+         RETURNING l.customer_id, l.cache_version",
+    )
+    .bind(customers)
+    .bind(increments)
+    .fetch_all(conn)
+    .await
+}
+
 /// An application that did not open a line.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct ApplicationRow {
@@ -412,25 +436,39 @@ pub async fn record_drawdown(
     .await
 }
 
-/// Borrow's closing statement when the line is still as Borrow first read it
-/// (`cache_version` unchanged; every change to a line bumps it, so the row, and the
-/// response built from it, are exactly the committed ones): claims the request key with
-/// `response` stored (the shared `idempotency_keys` table, as
+/// What Borrow records of a drawdown beside the version bump.
+#[derive(Debug, Clone, Copy)]
+pub struct DrawdownRecord {
+    pub loan_id: Uuid,
+    pub purpose: i16,
+    pub decision_id: Option<Uuid>,
+}
+
+/// SQLSTATE of `account_close_refused()` (migration `0030_close_refused.sql`).
+const CLOSE_REFUSED: &str = "MLA01";
+
+/// Borrow's and Repay's closing statement when the line is still as the journey first
+/// read it (`cache_version` unchanged; every change to a line bumps it, so the row, and
+/// the response built from it, are exactly the committed ones): claims the request key
+/// with `response` stored (the shared `idempotency_keys` table, as
 /// `microloan_platform::idempotency::claim` and `record_response` write it), bumps the
-/// line's version and records the drawdown, all in one round trip instead of three. The
-/// key is claimed first, as in the general path, so both take their locks in one order.
-/// Returns (claimed, line bumped); unless both, the caller rolls back and takes the
-/// general path (a taken key replays there, a changed line is read again).
-pub async fn claim_and_record_drawdown(
+/// line's version and, for Borrow, records the drawdown. One statement on its own, no
+/// BEGIN or COMMIT (issue 10: Repay's close was five round trips, Borrow's three): a
+/// statement is atomic. The key is claimed first, as in the general path, so both take
+/// their locks in one order; a key claimed on a line that moved calls
+/// `account_close_refused()`, whose error rolls the whole statement back. Returns
+/// whether it all happened; `false` leaves nothing changed (the key was taken, or the
+/// line moved) and the caller takes the general path (a taken key replays there, a
+/// changed line is read again). Must run outside a transaction: the refusal is an
+/// error, which would abort one.
+pub async fn close_unchanged(
     conn: &mut PgConnection,
     key: microloan_platform::idempotency::RequestKey<'_>,
     response: &[u8],
     line: &LineRow,
-    loan_id: Uuid,
-    purpose: i16,
-    decision_id: Option<Uuid>,
-) -> Result<(bool, bool), sqlx::Error> {
-    sqlx::query_as(
+    drawdown: Option<&DrawdownRecord>,
+) -> Result<bool, sqlx::Error> {
+    let closed = sqlx::query_scalar(
         "WITH claim AS (\
              INSERT INTO idempotency_keys (caller, rpc, request_id, request_hash, response) \
              VALUES ($1, $2, $3, sha256($4), $5) ON CONFLICT DO NOTHING RETURNING 1), \
@@ -442,9 +480,11 @@ pub async fn claim_and_record_drawdown(
              RETURNING 1), \
          drawdown AS (\
              INSERT INTO drawdowns (loan_id, customer_id, purpose, decision_id) \
-             SELECT $9, $8, $10, $11 WHERE EXISTS (SELECT 1 FROM line) \
+             SELECT $9, $8, $10, $11 WHERE $9 IS NOT NULL AND EXISTS (SELECT 1 FROM line) \
              ON CONFLICT (loan_id) DO NOTHING) \
-         SELECT EXISTS (SELECT 1 FROM claim), EXISTS (SELECT 1 FROM line)",
+         SELECT CASE WHEN NOT EXISTS (SELECT 1 FROM claim) THEN false \
+             WHEN EXISTS (SELECT 1 FROM line) THEN true \
+             ELSE account_close_refused() END",
     )
     .bind(key.caller)
     .bind(key.rpc)
@@ -454,11 +494,17 @@ pub async fn claim_and_record_drawdown(
     .bind(line.credit_line_id)
     .bind(line.cache_version)
     .bind(line.customer_id)
-    .bind(loan_id)
-    .bind(purpose)
-    .bind(decision_id)
+    .bind(drawdown.map(|record| record.loan_id))
+    .bind(drawdown.map(|record| record.purpose))
+    .bind(drawdown.and_then(|record| record.decision_id))
     .fetch_one(conn)
-    .await
+    .await;
+    match closed {
+        Err(sqlx::Error::Database(err)) if err.code().as_deref() == Some(CLOSE_REFUSED) => {
+            Ok(false)
+        }
+        other => other,
+    }
 }
 
 /// The customer's keyed lookup hashes (national id, phone), as scoring receives them.
