@@ -18,7 +18,10 @@
 //! - `ledger-eod`: books loans until `--eod-loans` are active (16 concurrent `Disburse`
 //!   calls, several loans per customer), then times one `RunEndOfDay` for the current
 //!   business date. One row: `requests` = loans processed, throughput = loans/s, every
-//!   latency column = the call's wall time.
+//!   latency column = the call's wall time. With `LOADGEN_EOD_DAYS` > 1 it closes that
+//!   many days in a row, repaying what is due on `LOADGEN_EOD_PAYING_PERCENT` of the
+//!   loans before each (the demo's conditions: instalments due, reminders, some loans
+//!   overdue); the latency columns are then over the days, one line per day on stderr.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -27,7 +30,8 @@ use std::time::Duration;
 use anyhow::Context as _;
 use hdrhistogram::Histogram;
 use microloan_platform::auth::{Role, TokenKeys};
-use microloan_proto::common::v1::{LoanPurpose, Money, RepaymentMethod};
+use microloan_proto::common::v1::{Loan, LoanPurpose, LoanStatus, Money, RepaymentMethod};
+use microloan_proto::google::r#type::Date;
 use microloan_proto::ledger::v1::{
     Account, AccountCode, AccountKey, CreateAccountStatus, CreateAccountsRequest,
     CreateTransferStatus, CreateTransfersRequest, DisburseRequest, GetAccountRequest,
@@ -438,6 +442,19 @@ async fn book_loans(
     lines: &[(String, String)],
     count: usize,
 ) -> anyhow::Result<Vec<(String, String)>> {
+    Ok(book_loan_views(client, lines, count)
+        .await?
+        .into_iter()
+        .map(|(customer_id, loan)| (customer_id, loan.loan_id))
+        .collect())
+}
+
+/// [`book_loans`] with each loan as `Disburse` answered it (schedule included).
+async fn book_loan_views(
+    client: &Client,
+    lines: &[(String, String)],
+    count: usize,
+) -> anyhow::Result<Vec<(String, Loan)>> {
     let lines = Arc::new(lines.to_vec());
     let next = Arc::new(AtomicUsize::new(0));
     let mut tasks = tokio::task::JoinSet::new();
@@ -452,12 +469,14 @@ async fn book_loans(
                 }
                 let (customer_id, line_id) = &lines[n % lines.len()];
                 let request = drawdown(customer_id, line_id, principal(n as u64));
-                let loan_id = request.loan_id.clone();
-                client
+                let loan = client
                     .disburse(request)
                     .await
-                    .context("Disburse while booking")?;
-                booked.push((customer_id.clone(), loan_id));
+                    .context("Disburse while booking")?
+                    .into_inner()
+                    .loan
+                    .context("Disburse answered no loan")?;
+                booked.push((customer_id.clone(), loan));
             }
         });
     }
@@ -547,60 +566,197 @@ async fn active_loans(client: &mut Client) -> anyhow::Result<i64> {
     Ok(report.report.map_or(0, |r| r.active_loans))
 }
 
-/// `ledger-eod`: book up to `--eod-loans` active loans, then time one end of day.
+/// `ledger-eod`'s extra knobs, from the environment (loadgen's flags live elsewhere):
+/// `LOADGEN_EOD_DAYS` consecutive business days to close (default 1: only the date the
+/// loans were booked on, no instalment due), and `LOADGEN_EOD_PAYING_PERCENT` of the
+/// loans booked by this run that pay what is due on each due date before its end of
+/// day (default 95; the others fall overdue: penalty, overdue reminders). With 35 days
+/// or more a run crosses the first due date as the demo's book does (loans drawn on
+/// one day, so every reminder of an offset falls on one date).
+fn eod_knob(name: &str, default: u64, max: u64) -> anyhow::Result<u64> {
+    match std::env::var(name) {
+        Ok(text) => {
+            let value: u64 = text
+                .trim()
+                .parse()
+                .with_context(|| format!("{name} must be a whole number, got {text:?}"))?;
+            anyhow::ensure!(value <= max, "{name} must be at most {max}, got {value}");
+            Ok(value)
+        }
+        Err(_) => Ok(default),
+    }
+}
+
+fn minor(money: Option<&Money>) -> i64 {
+    money.map_or(0, |m| m.minor_units)
+}
+
+/// What the loan owes by `date` as its last view shows it (instalments due on or
+/// before it, not settled), as the demo computes it.
+fn owed_by(loan: &Loan, date: &Date) -> i64 {
+    let key = |d: &Date| (d.year, d.month, d.day);
+    loan.schedule.as_ref().map_or(0, |schedule| {
+        schedule
+            .installments
+            .iter()
+            .filter(|i| i.settled_date.is_none())
+            .filter(|i| i.due_date.as_ref().is_some_and(|due| key(due) <= key(date)))
+            .map(|i| match minor(i.amount_outstanding.as_ref()) {
+                0 => {
+                    minor(i.total.as_ref())
+                        - minor(i.principal_paid.as_ref())
+                        - minor(i.interest_paid.as_ref())
+                }
+                owed => owed,
+            })
+            .sum()
+    })
+}
+
+/// Repays what each paying loan owes by `date` (16 calls in flight); returns the calls
+/// made. Views are updated from the answers; paid-off loans drop out.
+async fn repay_due(
+    client: &Client,
+    loans: &mut Vec<(String, Loan)>,
+    date: &Date,
+) -> anyhow::Result<usize> {
+    let mut chunks: Vec<Vec<(String, Loan)>> = (0..SETUP_CONCURRENCY).map(|_| Vec::new()).collect();
+    for (n, loan) in loans.drain(..).enumerate() {
+        chunks[n % SETUP_CONCURRENCY].push(loan);
+    }
+    let mut tasks = tokio::task::JoinSet::new();
+    for chunk in chunks {
+        let (mut client, date) = (client.clone(), *date);
+        tasks.spawn(async move {
+            let (mut kept, mut calls) = (Vec::with_capacity(chunk.len()), 0usize);
+            for (customer_id, loan) in chunk {
+                let owed = owed_by(&loan, &date);
+                if owed <= 0 {
+                    kept.push((customer_id, loan));
+                    continue;
+                }
+                calls += 1;
+                let after = client
+                    .repay(RepayRequest {
+                        request_id: new_id(),
+                        customer_id: customer_id.clone(),
+                        loan_id: loan.loan_id.clone(),
+                        amount: cny(owed),
+                        pay_off: false,
+                        external_reference: String::new(),
+                    })
+                    .await
+                    .context("Repay of what is due")?
+                    .into_inner()
+                    .loan
+                    .context("Repay answered no loan")?;
+                if after.status == LoanStatus::Active as i32 {
+                    kept.push((customer_id, after));
+                }
+            }
+            anyhow::Ok((kept, calls))
+        });
+    }
+    let mut calls = 0;
+    while let Some(joined) = tasks.join_next().await {
+        let (kept, made) = joined??;
+        loans.extend(kept);
+        calls += made;
+    }
+    Ok(calls)
+}
+
+/// `ledger-eod`: book up to `--eod-loans` active loans, then time one end of day (or
+/// `LOADGEN_EOD_DAYS` in a row, repaying what is due before each, see [`eod_knob`]).
 async fn end_of_day(args: &RunArgs, mut client: Client) -> anyhow::Result<RunReport> {
+    let days = eod_knob("LOADGEN_EOD_DAYS", 1, 3_660)?.max(1);
+    let paying_percent = eod_knob("LOADGEN_EOD_PAYING_PERCENT", 95, 100)?;
     let wanted = args.eod_loans as i64;
     let active = active_loans(&mut client).await?;
     let missing = (wanted - active).max(0) as usize;
     eprintln!("loadgen: ledger-eod: {active} active loans; booking {missing} more");
     let booking = std::time::Instant::now();
+    let mut paying = Vec::new();
     if missing > 0 {
         let customers = missing.div_ceil(EOD_LOANS_PER_CUSTOMER);
         let lines = open_lines(&client, customers).await?;
-        book_loans(&client, &lines, missing).await?;
+        let booked = book_loan_views(&client, &lines, missing).await?;
+        paying = booked
+            .into_iter()
+            .enumerate()
+            .filter(|(n, _)| (*n as u64 % 100) < paying_percent)
+            .map(|(_, loan)| loan)
+            .collect();
     }
     eprintln!(
         "loadgen: ledger-eod: booked {missing} loans in {:.1} s; running end of day",
         booking.elapsed().as_secs_f64()
     );
-    let date = client
-        .get_business_date(GetBusinessDateRequest {})
-        .await
-        .context("GetBusinessDate")?
-        .into_inner()
-        .business_date;
-    let started = std::time::Instant::now();
-    let summary = client
-        .run_end_of_day(RunEndOfDayRequest {
-            request_id: new_id(),
-            business_date: date,
-        })
-        .await
-        .context("RunEndOfDay")?
-        .into_inner()
-        .summary
-        .context("RunEndOfDay answered no summary")?;
-    let wall = started.elapsed();
-    let loans = summary.loans_processed.max(0) as u64;
-    eprintln!(
-        "loadgen: ledger-eod: {loans} loans processed in {:.3} s",
-        wall.as_secs_f64()
-    );
     let mut histogram = Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3)?;
-    histogram.saturating_record((wall.as_micros() as u64).max(1));
+    let (mut loans, mut total) = (0u64, Duration::ZERO);
+    for day in 1..=days {
+        let date = client
+            .get_business_date(GetBusinessDateRequest {})
+            .await
+            .context("GetBusinessDate")?
+            .into_inner()
+            .business_date
+            .context("GetBusinessDate answered no date")?;
+        let repaid = if days > 1 {
+            repay_due(&client, &mut paying, &date).await?
+        } else {
+            0
+        };
+        let started = std::time::Instant::now();
+        let summary = client
+            .run_end_of_day(RunEndOfDayRequest {
+                request_id: new_id(),
+                business_date: Some(date),
+            })
+            .await
+            .context("RunEndOfDay")?
+            .into_inner()
+            .summary
+            .context("RunEndOfDay answered no summary")?;
+        let wall = started.elapsed();
+        total += wall;
+        let processed = summary.loans_processed.max(0) as u64;
+        loans += processed;
+        histogram.saturating_record((wall.as_micros() as u64).max(1));
+        eprintln!(
+            "loadgen: ledger-eod: day {day} {}-{:02}-{:02}: {processed} loans processed in {:.3} s \
+             ({repaid} repaid before it; {} due, {} newly overdue, penalty {} fen, {} events)",
+            date.year,
+            date.month,
+            date.day,
+            wall.as_secs_f64(),
+            summary.installments_due,
+            summary.installments_newly_overdue,
+            minor(summary.penalty_accrued.as_ref()),
+            summary.events_emitted,
+        );
+    }
+    let scenario = if days == 1 {
+        format!("ledger-eod ({loans} loans; loans/s, wall time)")
+    } else {
+        format!(
+            "ledger-eod ({} loans x {days} days; loans/s, wall time per day)",
+            loans / days
+        )
+    };
     Ok(RunReport {
-        scenario: format!("ledger-eod ({loans} loans; loans/s, wall time)"),
+        scenario,
         target: args.target.clone(),
         concurrency: 1,
         connections: 1,
         warmup_seconds: 0,
-        elapsed_seconds: wall.as_secs_f64(),
+        elapsed_seconds: total.as_secs_f64(),
         requests: loans,
         ok: loans,
         errors: 0,
         errors_by_code: Default::default(),
         first_error_by_code: Default::default(),
-        throughput_rps: loans as f64 / wall.as_secs_f64().max(1e-9),
+        throughput_rps: loans as f64 / total.as_secs_f64().max(1e-9),
         latency_ms: LatencyMs::from_micros(&histogram),
         stopped_by: "requests".into(),
         loadgen_version: env!("CARGO_PKG_VERSION").to_owned(),
@@ -617,6 +773,42 @@ mod tests {
             assert!((10_000..=100_000).contains(&principal(n)), "{n}");
         }
         assert!(DISBURSE_PER_CUSTOMER_MAX as i64 * 100_000 <= LINE_LIMIT_FEN);
+    }
+
+    #[test]
+    fn what_is_owed_counts_unsettled_instalments_due_by_the_date() {
+        use microloan_proto::common::v1::{Installment, RepaymentSchedule};
+        let date = |day| Date {
+            year: 2027,
+            month: 1,
+            day,
+        };
+        let installment = |day, outstanding, total, paid, settled: bool| Installment {
+            due_date: Some(date(day)),
+            amount_outstanding: cny(outstanding),
+            total: cny(total),
+            principal_paid: cny(paid),
+            settled_date: settled.then(|| date(day)),
+            ..Installment::default()
+        };
+        let loan = Loan {
+            schedule: Some(RepaymentSchedule {
+                installments: vec![
+                    installment(5, 0, 900, 900, true),
+                    installment(8, 1_234, 1_200, 0, false),
+                    installment(9, 0, 1_100, 100, false),
+                    installment(20, 5_000, 5_000, 0, false),
+                ],
+                ..RepaymentSchedule::default()
+            }),
+            ..Loan::default()
+        };
+        assert_eq!(owed_by(&loan, &date(4)), 0);
+        assert_eq!(owed_by(&loan, &date(8)), 1_234);
+        // No outstanding figure: the plan's total less what was paid.
+        assert_eq!(owed_by(&loan, &date(9)), 1_234 + 1_000);
+        assert_eq!(owed_by(&loan, &date(19)), 2_234);
+        assert_eq!(owed_by(&Loan::default(), &date(19)), 0);
     }
 
     #[test]
