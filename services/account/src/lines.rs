@@ -6,7 +6,8 @@ use chrono::{DateTime, Duration as Days, Utc};
 use microloan_domain::{DailyRate, ProductRules, loan::headline_apr, loan::penalty_daily_rate};
 use microloan_platform::{
     auth::{Caller, Role},
-    convert, idempotency,
+    convert,
+    idempotency::{self, RequestKey},
 };
 use microloan_proto::{
     account::v1 as proto,
@@ -33,7 +34,8 @@ use crate::{
         customers::{CustomerRow, find_customer},
         lines::{
             CustomerAndLine, LineRow, LineStatus, LineUpdate, customer_hashes,
-            find_customer_and_latest_line, lock_latest_line, update_line,
+            find_customer_and_latest_line, find_replay_customer_and_latest_line, lock_latest_line,
+            update_line,
         },
     },
 };
@@ -236,43 +238,37 @@ impl AccountApi {
         caller: &Caller,
         customer_id: Uuid,
     ) -> Result<(CustomerRow, LineRow, CustomerHashes), AccountError> {
-        let found = self.customer_and_latest_line(customer_id).await?;
-        let line = found
-            .line
-            .ok_or_else(|| AccountError::not_found("credit_line", customer_id.to_string()))?;
-        if !caller.may_access_customer(customer_id) {
-            return Err(AccountError::NotResourceOwner);
-        }
-        let hashes = CustomerHashes {
-            national_id_hash: found.national_id_hash,
-            phone_hash: found.phone_hash,
-        };
-        Ok((found.customer, line, hashes))
-    }
-
-    /// The customer (NOT_FOUND without it, then NOT_RESOURCE_OWNER) and its latest line
-    /// if it has one, in one statement (Repay: the line its response is built from).
-    pub(crate) async fn owned_customer_and_latest_line(
-        &self,
-        caller: &Caller,
-        customer_id: Uuid,
-    ) -> Result<(CustomerRow, Option<LineRow>), AccountError> {
-        let found = self.customer_and_latest_line(customer_id).await?;
-        if !caller.may_access_customer(customer_id) {
-            return Err(AccountError::NotResourceOwner);
-        }
-        Ok((found.customer, found.line))
-    }
-
-    /// [`find_customer_and_latest_line`], NOT_FOUND without the customer.
-    async fn customer_and_latest_line(
-        &self,
-        customer_id: Uuid,
-    ) -> Result<CustomerAndLine, AccountError> {
         let mut conn = self.pool.acquire().await?;
-        find_customer_and_latest_line(&mut conn, customer_id)
-            .await?
-            .ok_or_else(|| AccountError::not_found("customer", customer_id.to_string()))
+        let found = find_customer_and_latest_line(&mut conn, customer_id).await?;
+        drop(conn);
+        owned_line_and_hashes(caller, customer_id, found)
+    }
+
+    /// The stored answer of a finished earlier request with `key` (another body under
+    /// the key is IDEMPOTENCY_KEY_REUSED), else the customer with its latest line and
+    /// keyed hashes: Borrow's and Repay's first read, one statement (issue 10: it was a
+    /// replay lookup and a customer read). Claims nothing: they claim at the end, in
+    /// the statement that records their outcome, and a duplicate still in flight is
+    /// caught there. The caller applies NOT_FOUND and ownership after a replay
+    /// ([`owned_line_and_hashes`]).
+    pub(crate) async fn replayed_or_customer<T: Message + Default>(
+        &self,
+        key: RequestKey<'_>,
+        customer_id: Uuid,
+    ) -> Result<Replayed<T>, AccountError> {
+        let mut conn = self.pool.acquire().await?;
+        let (stored, found) =
+            find_replay_customer_and_latest_line(&mut conn, key, customer_id).await?;
+        drop(conn);
+        match stored {
+            Some((true, Some(response))) => decode_stored(&response).map(Replayed::Answer),
+            Some((false, _)) => Err(idempotency::IdempotencyError::KeyReused {
+                request_id: key.request_id.to_owned(),
+            }
+            .into()),
+            // Not taken, or taken by a request still in flight (caught at the close).
+            Some((true, None)) | None => Ok(Replayed::Customer(Box::new(found))),
+        }
     }
 
     /// What scoring is told of the session: the device and the customer's keyed hashes
@@ -399,6 +395,45 @@ impl AccountApi {
             credit_line: Some(self.refresh_cache(&row, &balance).await),
         })
     }
+}
+
+/// What [`AccountApi::replayed_or_customer`] found.
+#[derive(Debug)]
+pub(crate) enum Replayed<T> {
+    /// The stored answer of the same request.
+    Answer(T),
+    /// No answer stored: the customer with its latest line, if the customer exists.
+    Customer(Box<Option<CustomerAndLine>>),
+}
+
+/// The customer, NOT_FOUND without it.
+pub(crate) fn found_customer(
+    customer_id: Uuid,
+    found: Option<CustomerAndLine>,
+) -> Result<CustomerAndLine, AccountError> {
+    found.ok_or_else(|| AccountError::not_found("customer", customer_id.to_string()))
+}
+
+/// The customer, its latest line and its keyed hashes: NOT_FOUND for the customer, then
+/// for the line, then NOT_RESOURCE_OWNER (the documented precedence: NOT_FOUND before
+/// PERMISSION_DENIED).
+pub(crate) fn owned_line_and_hashes(
+    caller: &Caller,
+    customer_id: Uuid,
+    found: Option<CustomerAndLine>,
+) -> Result<(CustomerRow, LineRow, CustomerHashes), AccountError> {
+    let found = found_customer(customer_id, found)?;
+    let line = found
+        .line
+        .ok_or_else(|| AccountError::not_found("credit_line", customer_id.to_string()))?;
+    if !caller.may_access_customer(customer_id) {
+        return Err(AccountError::NotResourceOwner);
+    }
+    let hashes = CustomerHashes {
+        national_id_hash: found.national_id_hash,
+        phone_hash: found.phone_hash,
+    };
+    Ok((found.customer, line, hashes))
 }
 
 /// AdjustCreditLine's request, parsed.

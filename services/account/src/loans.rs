@@ -26,10 +26,11 @@ use crate::{
     error::AccountError,
     grpc::{AccountApi, OwnedKey, cny, decode_stored, push_id, push_request_and_customer},
     lines::{
-        Balance, CustomerHashes, derived_id, ensure_customer_active, ensure_line_open,
-        evaluation_context, line_to_proto,
+        Balance, CustomerHashes, Replayed, derived_id, ensure_customer_active, ensure_line_open,
+        evaluation_context, found_customer, line_to_proto, owned_line_and_hashes,
     },
     peers::{from_peer, reason_of},
+    store::customers::CustomerRow,
     store::lines::{
         DrawdownRecord, LineRow, QuoteRow, bump_version, close_unchanged, find_quote, insert_quote,
         record_drawdown,
@@ -163,9 +164,18 @@ impl AccountApi {
         caller: &Caller,
         terms: &Terms,
     ) -> Result<(LineRow, CustomerHashes), AccountError> {
-        let (customer, line, hashes) = self
+        let owned = self
             .owned_customer_line_and_hashes(caller, terms.customer_id)
             .await?;
+        self.drawdown_checks(terms, owned)
+    }
+
+    /// [`Self::drawdown_preconditions`] on the customer, line and hashes already read.
+    fn drawdown_checks(
+        &self,
+        terms: &Terms,
+        (customer, line, hashes): (CustomerRow, LineRow, CustomerHashes),
+    ) -> Result<(LineRow, CustomerHashes), AccountError> {
         ensure_customer_active(&customer)?;
         ensure_line_open(&line)?;
         let product = &self.rules.product;
@@ -332,17 +342,20 @@ impl AccountApi {
         };
         let owned_key = OwnedKey::new(caller, "Borrow", &request);
         let key = owned_key.key();
-        // The replay lookup and the preconditions read different rows on their own pool
-        // connections, so they run together (issue 10: Borrow's latency is a chain of
-        // round trips); a stored answer still wins over a precondition that fails now.
-        let (stored, line) = tokio::join!(
-            self.replayed::<proto::BorrowResponse>(key),
-            self.drawdown_preconditions(caller, &terms)
-        );
-        if let Some(stored) = stored? {
-            return Ok(stored);
-        }
-        let (line, hashes) = line?;
+        // The replay lookup and the preconditions' rows in one statement (issue 10:
+        // Borrow's latency is a chain of round trips); a stored answer wins over a
+        // precondition that fails now.
+        let found = match self
+            .replayed_or_customer::<proto::BorrowResponse>(key, terms.customer_id)
+            .await?
+        {
+            Replayed::Answer(stored) => return Ok(stored),
+            Replayed::Customer(found) => *found,
+        };
+        let (line, hashes) = self.drawdown_checks(
+            &terms,
+            owned_line_and_hashes(caller, terms.customer_id, found)?,
+        )?;
         let customer_text = terms.customer_id.to_string();
         // Independent reads, together: the rate limits (one Redis round trip), the
         // quote (Postgres and the ledger's business date) and the cached line (Redis).
@@ -606,16 +619,19 @@ impl AccountApi {
         let owned_key = OwnedKey::new(caller, "Repay", &request);
         let (key, caller_key) = (owned_key.key(), owned_key.caller.as_str());
         // The replay lookup and the customer with its line (the row the response is built
-        // from) are independent reads: together (issue 10: Repay's latency is a chain of
-        // round trips); a stored answer still wins over a precondition that fails now.
-        let (stored, found) = tokio::join!(
-            self.replayed::<proto::RepayResponse>(key),
-            self.owned_customer_and_latest_line(caller, customer_id)
-        );
-        if let Some(stored) = stored? {
-            return Ok(stored);
+        // from) in one statement (issue 10: Repay's latency is a chain of round trips); a
+        // stored answer wins over a precondition that fails now.
+        let found = match self
+            .replayed_or_customer::<proto::RepayResponse>(key, customer_id)
+            .await?
+        {
+            Replayed::Answer(stored) => return Ok(stored),
+            Replayed::Customer(found) => found_customer(customer_id, *found)?,
+        };
+        if !caller.may_access_customer(customer_id) {
+            return Err(AccountError::NotResourceOwner);
         }
-        let (_, line) = found?;
+        let line = found.line;
         let mut ledger_client = self.peers.ledger.clone();
         let repaid = ledger_client
             .repay(ledger::RepayRequest {

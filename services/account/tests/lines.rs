@@ -513,7 +513,8 @@ async fn adjust_credit_line_checks_source_and_cap_lands_in_the_ledger_and_emits_
 }
 
 /// Borrow's reads and Borrow's and Repay's one-statement close (issue 10): the
-/// customer, latest line and keyed hashes read together equal the separate reads; the
+/// customer, latest line and keyed hashes read together equal the separate reads (and
+/// read beside a request key's stored answer, Borrow's and Repay's first read); the
 /// close, a statement on its own (no transaction), claims the key, bumps the line and
 /// records the drawdown only together — with the line changed since it was read
 /// nothing at all is written (not even the key), and a key already taken is not
@@ -522,7 +523,7 @@ async fn adjust_credit_line_checks_source_and_cap_lands_in_the_ledger_and_emits_
 async fn borrows_and_repays_close_claims_bumps_and_records_only_together() {
     use account::store::lines::{
         DrawdownRecord, LineRow, close_unchanged, customer_hashes, find_customer_and_latest_line,
-        latest_line,
+        find_replay_customer_and_latest_line, latest_line,
     };
     use microloan_platform::idempotency::RequestKey;
 
@@ -546,6 +547,7 @@ async fn borrows_and_repays_close_claims_bumps_and_records_only_together() {
         Some((found.national_id_hash.clone(), found.phone_hash.clone())),
         customer_hashes(&mut conn, id).await.expect("hashes")
     );
+    let found_hashes = (found.national_id_hash.clone(), found.phone_hash.clone());
     assert!(
         find_customer_and_latest_line(&mut conn, Uuid::now_v7())
             .await
@@ -630,6 +632,43 @@ async fn borrows_and_repays_close_claims_bumps_and_records_only_together() {
             .await
             .expect("stored");
     assert_eq!(stored.as_deref(), Some(&b"response"[..]));
+
+    // The first read of a retry: the stored answer beside the customer and line (one
+    // statement); another body is told apart, a free key has none, an unknown customer
+    // still gets its stored answer.
+    let (stored, found) = find_replay_customer_and_latest_line(&mut conn, key("r1"), id)
+        .await
+        .expect("read");
+    assert_eq!(stored, Some((true, Some(b"response".to_vec()))));
+    let found = found.expect("customer");
+    assert_eq!(found.customer.customer_id, id);
+    assert_eq!(
+        found.line.map(|line| line.cache_version),
+        Some(line.cache_version + 1)
+    );
+    let other = RequestKey {
+        body: b"other",
+        ..key("r1")
+    };
+    let (stored, _) = find_replay_customer_and_latest_line(&mut conn, other, id)
+        .await
+        .expect("read");
+    assert_eq!(stored.map(|(matches, _)| matches), Some(false));
+    let (stored, found) = find_replay_customer_and_latest_line(&mut conn, key("free"), id)
+        .await
+        .expect("read");
+    assert_eq!(
+        (
+            stored,
+            found.map(|found| (found.national_id_hash, found.phone_hash))
+        ),
+        (None, Some((found_hashes.0.clone(), found_hashes.1.clone())))
+    );
+    let (stored, found) =
+        find_replay_customer_and_latest_line(&mut conn, key("r1"), Uuid::now_v7())
+            .await
+            .expect("read");
+    assert!(stored.is_some() && found.is_none());
 
     // The key again, at the line's current version: not claimed, nothing changes.
     let current = LineRow {

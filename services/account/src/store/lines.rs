@@ -87,7 +87,7 @@ pub struct CustomerAndLine {
 /// recent line (columns prefixed `l_`, NULL without a line), in one statement: one round
 /// trip where `find_customer`, `latest_line` and `customer_hashes` took three (issue 10:
 /// Borrow's latency is a chain of round trips).
-const CUSTOMER_AND_LATEST_LINE: &str = "SELECT c.customer_id, c.status, c.status_reason, \
+const CUSTOMER_AND_LATEST_LINE_COLUMNS: &str = "c.customer_id, c.status, c.status_reason, \
     c.name_masked, c.national_id_masked, c.phone_masked, c.annual_income_minor, c.locale, \
     c.create_time, c.update_time, c.national_id_hash, c.phone_hash, \
     l.credit_line_id AS l_credit_line_id, l.customer_id AS l_customer_id, \
@@ -96,11 +96,35 @@ const CUSTOMER_AND_LATEST_LINE: &str = "SELECT c.customer_id, c.status, c.status
     l.decision_id AS l_decision_id, l.open_time AS l_open_time, \
     l.update_time AS l_update_time, l.limit_change_time AS l_limit_change_time, \
     l.increase_declined_time AS l_increase_declined_time, \
-    l.cache_version AS l_cache_version \
-    FROM customers c LEFT JOIN LATERAL (SELECT * FROM credit_lines \
-        WHERE credit_lines.customer_id = c.customer_id \
-        ORDER BY open_time DESC, credit_line_id DESC LIMIT 1) l ON true \
-    WHERE c.customer_id = $1";
+    l.cache_version AS l_cache_version";
+
+/// The latest line of customer `c`, joined as `l`.
+const LATEST_LINE_JOIN: &str = "LEFT JOIN LATERAL (SELECT * FROM credit_lines \
+    WHERE credit_lines.customer_id = c.customer_id \
+    ORDER BY open_time DESC, credit_line_id DESC LIMIT 1) l ON true";
+
+static CUSTOMER_AND_LATEST_LINE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "SELECT {CUSTOMER_AND_LATEST_LINE_COLUMNS} FROM customers c {LATEST_LINE_JOIN} \
+         WHERE c.customer_id = $1"
+    )
+});
+
+/// [`CUSTOMER_AND_LATEST_LINE`] beside the request key's stored row (`k_matches`: the
+/// same body; `k_response`), either side NULL when absent: Borrow's and Repay's first
+/// read, one round trip where the replay lookup and the customer took two.
+static REPLAY_CUSTOMER_AND_LATEST_LINE: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| {
+        format!(
+            "SELECT k.k_matches, k.k_response, {CUSTOMER_AND_LATEST_LINE_COLUMNS} \
+             FROM (SELECT 1) one \
+             LEFT JOIN LATERAL (SELECT request_hash = sha256($5) AS k_matches, \
+                 response AS k_response FROM idempotency_keys \
+                 WHERE caller = $2 AND rpc = $3 AND request_id = $4) k ON true \
+             LEFT JOIN customers c ON c.customer_id = $1 \
+             {LATEST_LINE_JOIN}"
+        )
+    });
 
 /// The customer with its latest line (if any) and keyed hashes; `None` without the
 /// customer.
@@ -108,14 +132,46 @@ pub async fn find_customer_and_latest_line(
     conn: &mut PgConnection,
     customer_id: Uuid,
 ) -> Result<Option<CustomerAndLine>, sqlx::Error> {
-    use sqlx::{FromRow, Row};
-    let Some(row) = sqlx::query(CUSTOMER_AND_LATEST_LINE)
+    let row = sqlx::query(&CUSTOMER_AND_LATEST_LINE)
         .bind(customer_id)
         .fetch_optional(conn)
-        .await?
-    else {
-        return Ok(None);
+        .await?;
+    row.as_ref().map(customer_and_line_of).transpose()
+}
+
+/// A request key's stored row: whether the body matches, and the response if one was
+/// stored.
+pub type StoredKey = (bool, Option<Vec<u8>>);
+
+/// The stored row of `key` (if taken) and the customer with its latest line and keyed
+/// hashes (if the customer exists), in one statement.
+pub async fn find_replay_customer_and_latest_line(
+    conn: &mut PgConnection,
+    key: microloan_platform::idempotency::RequestKey<'_>,
+    customer_id: Uuid,
+) -> Result<(Option<StoredKey>, Option<CustomerAndLine>), sqlx::Error> {
+    use sqlx::Row;
+    let row = sqlx::query(&REPLAY_CUSTOMER_AND_LATEST_LINE)
+        .bind(customer_id)
+        .bind(key.caller)
+        .bind(key.rpc)
+        .bind(key.request_id)
+        .bind(key.body)
+        .fetch_one(conn)
+        .await?;
+    let stored = row
+        .try_get::<Option<bool>, _>("k_matches")?
+        .map(|matches| Ok::<_, sqlx::Error>((matches, row.try_get("k_response")?)))
+        .transpose()?;
+    let customer = match row.try_get::<Option<Uuid>, _>("customer_id")? {
+        None => None,
+        Some(_) => Some(customer_and_line_of(&row)?),
     };
+    Ok((stored, customer))
+}
+
+fn customer_and_line_of(row: &sqlx::postgres::PgRow) -> Result<CustomerAndLine, sqlx::Error> {
+    use sqlx::{FromRow, Row};
     let line = match row.try_get::<Option<Uuid>, _>("l_credit_line_id")? {
         None => None,
         Some(credit_line_id) => Some(LineRow {
@@ -134,12 +190,12 @@ pub async fn find_customer_and_latest_line(
             cache_version: row.try_get("l_cache_version")?,
         }),
     };
-    Ok(Some(CustomerAndLine {
-        customer: CustomerRow::from_row(&row)?,
+    Ok(CustomerAndLine {
+        customer: CustomerRow::from_row(row)?,
         line,
         national_id_hash: row.try_get("national_id_hash")?,
         phone_hash: row.try_get("phone_hash")?,
-    }))
+    })
 }
 
 /// The customer's most recent line, locked for a change.
