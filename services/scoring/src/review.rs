@@ -4,10 +4,10 @@
 //! consumer (no rescoring: freezes, cuts and unfreezes only). Every change goes through
 //! AccountService.AdjustCreditLine with its reasons.
 
-use std::time::Duration;
+use std::{collections::VecDeque, time::Duration};
 
 use chrono::Utc;
-use futures::{StreamExt as _, stream};
+use futures::{FutureExt as _, StreamExt as _, future::Either, stream::FuturesOrdered};
 use microloan_platform::{client::PeerChannel, convert::timestamp, idempotency};
 use microloan_proto::{
     account::v1::{
@@ -36,7 +36,7 @@ use crate::{
     decision::Decisions,
     error::ScoringError,
     policy::{LIMIT_ROUNDING_FEN, PolicyConfig, cny, offer_limit},
-    store::lines::{self, Standing},
+    store::lines::{self, ReviewInputs, Standing},
 };
 
 /// RunPortfolioReviewRequest.customer_ids bound (scoring.proto).
@@ -47,8 +47,11 @@ const ACTIONS_LISTED_MAX: usize = 1000;
 const POPULATION_PAGE: i64 = 1000;
 /// Upper bound on lines one review covers (a runaway table cannot make it endless).
 const POPULATION_MAX: usize = 1_000_000;
-/// Lines reviewed at once: bounds the calls in flight to account.
-const REVIEW_CONCURRENCY: usize = 4;
+/// Lines reviewed at once: bounds the calls in flight to account and the review's
+/// Evaluates (which the group commit stores together).
+const REVIEW_CONCURRENCY: usize = 32;
+/// Customers whose standing and baseline score are read in one statement.
+const REVIEW_PAGE: usize = 500;
 /// Deadline of each call to account or the ledger.
 const PEER_CALL_TIMEOUT: Duration = Duration::from_secs(5);
 /// One review at a time across replicas (`pg_try_advisory_lock`).
@@ -87,7 +90,7 @@ pub struct Rescore {
     pub decision_id: String,
     pub score: i32,
     pub approved: bool,
-    /// The score a raise must beat (`store::lines::raise_baseline_score`).
+    /// The score a raise must beat (`store::lines::ReviewInputs::baseline_score`).
     pub baseline_score: Option<i32>,
     /// The grade's daily rate (decimal string) if graded.
     pub grade_rate: Option<String>,
@@ -413,6 +416,47 @@ fn unavailable(dependency: &str, status: &Status) -> ScoringError {
     }
 }
 
+/// What the review's queue of futures yields: a page's inputs or a line's outcome.
+enum Step {
+    Page(Result<Vec<(Uuid, ReviewInputs)>, ScoringError>),
+    Line(Result<Reviewed, ScoringError>),
+}
+
+/// Counts a line's outcome in the response and lists its actions (the first
+/// [`ACTIONS_LISTED_MAX`]).
+fn tally(response: &mut RunPortfolioReviewResponse, outcome: Reviewed) {
+    let actions = match outcome {
+        Reviewed::Skipped => return,
+        Reviewed::Unchanged => {
+            response.lines_reviewed += 1;
+            response.lines_unchanged += 1;
+            return;
+        }
+        Reviewed::Changed(actions) => actions,
+    };
+    response.lines_reviewed += 1;
+    for action in actions {
+        let counter = match action.kind() {
+            ReviewActionKind::LimitRaised => &mut response.limits_raised,
+            ReviewActionKind::LimitCut => &mut response.limits_cut,
+            ReviewActionKind::RateLowered => &mut response.rates_lowered,
+            ReviewActionKind::LineFrozen => &mut response.lines_frozen,
+            ReviewActionKind::LineUnfrozen => &mut response.lines_unfrozen,
+            ReviewActionKind::Unspecified => continue,
+        };
+        if action.applied || response.dry_run {
+            *counter += 1;
+        } else {
+            response.actions_failed += 1;
+        }
+        if response.actions.len() < ACTIONS_LISTED_MAX {
+            response.actions.push(action);
+        } else {
+            response.actions_truncated = true;
+        }
+    }
+}
+
 impl Reviewer {
     pub async fn run(
         &self,
@@ -433,8 +477,8 @@ impl Reviewer {
             request_id: &request.request_id,
             body: &body,
         };
-        // The session lock: one review at a time; released when the connection returns
-        // to the pool's session (explicit unlock below, or the connection closing).
+        // The session lock: one review at a time; released by the explicit unlock below,
+        // or by the connection closing.
         let mut lock = self.pool.acquire().await?;
         let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
             .bind(REVIEW_LOCK)
@@ -450,6 +494,10 @@ impl Reviewer {
                 message: "another portfolio review is running".into(),
             });
         }
+        // Closed, not pooled, once dropped: if this future is dropped before the unlock
+        // (the call's deadline passed, or the caller cancelled it), a pooled connection
+        // would keep the lock and every later review would be ABORTED.
+        lock.close_on_drop();
         let outcome = self
             .run_locked(decisions, caller_scope, key, &valid, request)
             .await;
@@ -513,44 +561,48 @@ impl Reviewer {
             start_time: Some(timestamp(start)),
             ..Default::default()
         };
-        let mut outcomes = stream::iter(customer_ids.iter().copied())
-            .map(|customer_id| {
-                self.review_one(decisions, caller_scope, customer_id, request.dry_run)
-            })
-            .buffered(REVIEW_CONCURRENCY);
-        while let Some(outcome) = outcomes.next().await {
-            match outcome? {
-                Reviewed::Skipped => {}
-                Reviewed::Unchanged => {
-                    response.lines_reviewed += 1;
-                    response.lines_unchanged += 1;
+        // Up to REVIEW_CONCURRENCY lines at once, answered in customer order (the listed
+        // actions are). A page's standings and baselines are read in one statement,
+        // queued among the lines when fewer than REVIEW_CONCURRENCY are left to start:
+        // every future is polled together, so the read never waits for a pooled
+        // connection that an unpolled line holds, and the next page is there in time.
+        let mut pages = customer_ids.chunks(REVIEW_PAGE);
+        let mut due: VecDeque<(Uuid, ReviewInputs)> = VecDeque::new();
+        let (mut reading, mut lines_in_flight) = (false, 0);
+        let mut in_flight = FuturesOrdered::new();
+        loop {
+            if !reading
+                && due.len() < REVIEW_CONCURRENCY
+                && let Some(page) = pages.next()
+            {
+                in_flight.push_back(Either::Left(self.page_inputs(page).map(Step::Page)));
+                reading = true;
+            }
+            while lines_in_flight < REVIEW_CONCURRENCY
+                && let Some((customer_id, inputs)) = due.pop_front()
+            {
+                let line = self.review_one(
+                    decisions,
+                    caller_scope,
+                    customer_id,
+                    inputs,
+                    request.dry_run,
+                );
+                in_flight.push_back(Either::Right(line.map(Step::Line)));
+                lines_in_flight += 1;
+            }
+            match in_flight.next().await {
+                Some(Step::Page(inputs)) => {
+                    reading = false;
+                    due.extend(inputs?);
                 }
-                Reviewed::Changed(actions) => {
-                    response.lines_reviewed += 1;
-                    for action in actions {
-                        let counter = match action.kind() {
-                            ReviewActionKind::LimitRaised => &mut response.limits_raised,
-                            ReviewActionKind::LimitCut => &mut response.limits_cut,
-                            ReviewActionKind::RateLowered => &mut response.rates_lowered,
-                            ReviewActionKind::LineFrozen => &mut response.lines_frozen,
-                            ReviewActionKind::LineUnfrozen => &mut response.lines_unfrozen,
-                            ReviewActionKind::Unspecified => continue,
-                        };
-                        if action.applied || request.dry_run {
-                            *counter += 1;
-                        } else {
-                            response.actions_failed += 1;
-                        }
-                        if response.actions.len() < ACTIONS_LISTED_MAX {
-                            response.actions.push(action);
-                        } else {
-                            response.actions_truncated = true;
-                        }
-                    }
+                Some(Step::Line(outcome)) => {
+                    lines_in_flight -= 1;
+                    tally(&mut response, outcome?);
                 }
+                None => break,
             }
         }
-        drop(outcomes);
         response.finish_time = Some(timestamp(Utc::now()));
         let mut tx = self.pool.begin().await?;
         if let Some(stored) = idempotency::claim(&mut tx, key).await? {
@@ -560,6 +612,13 @@ impl Reviewer {
         idempotency::record_response(&mut tx, key, &response.encode_to_vec()).await?;
         tx.commit().await?;
         Ok(response)
+    }
+
+    /// The review's inputs from scoring's own tables for a page of customers.
+    async fn page_inputs(&self, page: &[Uuid]) -> Result<Vec<(Uuid, ReviewInputs)>, ScoringError> {
+        let mut conn = self.pool.acquire().await?;
+        let inputs = lines::review_inputs(&mut conn, page).await?;
+        Ok(page.iter().copied().zip(inputs).collect())
     }
 
     async fn population(&self) -> Result<Vec<Uuid>, ScoringError> {
@@ -583,9 +642,18 @@ impl Reviewer {
         decisions: &Decisions,
         caller_scope: &str,
         customer_id: Uuid,
+        inputs: ReviewInputs,
         dry_run: bool,
     ) -> Result<Reviewed, ScoringError> {
-        let line = match fetch_line(&self.account, customer_id).await {
+        // The line and the income are independent: asked at once.
+        let mut account = self.account.clone();
+        let (line, customer) = tokio::join!(
+            fetch_line(&self.account, customer_id),
+            account.get_customer(with_deadline(GetCustomerRequest {
+                customer_id: customer_id.to_string(),
+            }))
+        );
+        let line = match line {
             Ok(Some(line)) if line.status != CreditLineStatus::Closed => line,
             Ok(_) => return Ok(Reviewed::Skipped),
             Err(status) if transient(&status) => return Err(unavailable("account", &status)),
@@ -594,14 +662,7 @@ impl Reviewer {
                 return Ok(Reviewed::Skipped);
             }
         };
-        let income_fen = match self
-            .account
-            .clone()
-            .get_customer(with_deadline(GetCustomerRequest {
-                customer_id: customer_id.to_string(),
-            }))
-            .await
-        {
+        let income_fen = match customer {
             Ok(response) => response
                 .into_inner()
                 .customer
@@ -631,10 +692,10 @@ impl Reviewer {
             .await?
             .decision
             .ok_or_else(|| ScoringError::Internal("evaluate returned no decision".into()))?;
-        let mut conn = self.pool.acquire().await?;
-        let standing = lines::standing(&mut conn, customer_id).await?;
-        let baseline_score = lines::raise_baseline_score(&mut conn, customer_id).await?;
-        drop(conn);
+        let ReviewInputs {
+            standing,
+            baseline_score,
+        } = inputs;
         let pd: f64 = decision.probability_of_default.parse().unwrap_or(1.0);
         let offer = offer_limit(&self.policy, pd, income_fen, false);
         let cap_fen = income_fen.map_or(self.policy.thin_file_limit_max_fen, |income| {

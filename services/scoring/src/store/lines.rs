@@ -2,6 +2,8 @@
 //! standing from the instalment states, the score a raise must beat, and the
 //! policy's own freezes.
 
+use std::collections::HashMap;
+
 use sqlx::PgConnection;
 use uuid::Uuid;
 
@@ -20,49 +22,84 @@ pub struct Standing {
     pub frozen_by_policy: bool,
 }
 
-pub async fn standing(conn: &mut PgConnection, customer_id: Uuid) -> Result<Standing, sqlx::Error> {
-    let (overdue, overdue_days_max, on_time, frozen): (i64, i32, i64, bool) = sqlx::query_as(
-        "SELECT count(*) FILTER (WHERE outcome = $2), \
-                COALESCE(max(days_past_due) FILTER (WHERE outcome = $2), 0), \
-                count(*) FILTER (WHERE outcome = ANY($3)), \
-                COALESCE((SELECT frozen_by_policy FROM line_policy WHERE customer_id = $1), false) \
-         FROM installment_states WHERE customer_id = $1 AND installment_sequence > 0",
-    )
-    .bind(customer_id)
-    .bind(RepaymentOutcomeKind::Missed as i16)
-    .bind([
-        RepaymentOutcomeKind::OnTime as i16,
-        RepaymentOutcomeKind::Early as i16,
-    ])
-    .fetch_one(conn)
-    .await?;
-    Ok(Standing {
-        overdue_installments: overdue,
-        overdue_days_max,
-        on_time_installments: on_time,
-        frozen_by_policy: frozen,
-    })
+/// Instalments that count as paid on time.
+const ON_TIME: [i16; 2] = [
+    RepaymentOutcomeKind::OnTime as i16,
+    RepaymentOutcomeKind::Early as i16,
+];
+/// Decisions whose score is the baseline when the policy has not raised the line.
+const BASELINE_PURPOSES: [i16; 2] = [
+    DecisionPurpose::CreditLineApplication as i16,
+    DecisionPurpose::LimitIncrease as i16,
+];
+
+/// What a review reads from scoring's own tables for one customer.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReviewInputs {
+    pub standing: Standing,
+    /// The score a raise must beat: the one at the policy's last raise, else the latest
+    /// application or limit-increase decision's; `None` if neither exists.
+    pub baseline_score: Option<i32>,
 }
 
-/// The score a raise must beat: the one at the policy's last raise, else the latest
-/// application or limit-increase decision's; `None` if neither exists.
-pub async fn raise_baseline_score(
+/// The customer's standing (the event policy's input).
+pub async fn standing(conn: &mut PgConnection, customer_id: Uuid) -> Result<Standing, sqlx::Error> {
+    let inputs = review_inputs(conn, &[customer_id]).await?;
+    Ok(inputs.first().copied().unwrap_or_default().standing)
+}
+
+/// The standing and baseline score of each of `customer_ids`, in their order, in one
+/// statement: a review reads them a page of customers at a time.
+pub async fn review_inputs(
     conn: &mut PgConnection,
-    customer_id: Uuid,
-) -> Result<Option<i32>, sqlx::Error> {
-    sqlx::query_scalar(
-        "SELECT COALESCE( \
-             (SELECT raise_score FROM line_policy WHERE customer_id = $1), \
-             (SELECT score FROM decisions WHERE customer_id = $1 AND purpose = ANY($2) \
-              ORDER BY decide_time DESC LIMIT 1))",
+    customer_ids: &[Uuid],
+) -> Result<Vec<ReviewInputs>, sqlx::Error> {
+    let rows: Vec<(Uuid, i64, i32, i64, bool, Option<i32>)> = sqlx::query_as(
+        "SELECT c.customer_id, s.overdue, COALESCE(s.overdue_days_max, 0), s.on_time, \
+                COALESCE(p.frozen_by_policy, false), \
+                COALESCE(p.raise_score, \
+                    (SELECT d.score FROM decisions d \
+                     WHERE d.customer_id = c.customer_id AND d.purpose = ANY($4) \
+                     ORDER BY d.decide_time DESC LIMIT 1)) \
+         FROM unnest($1::uuid[]) AS c(customer_id) \
+         LEFT JOIN line_policy p ON p.customer_id = c.customer_id \
+         CROSS JOIN LATERAL ( \
+             SELECT count(*) FILTER (WHERE i.outcome = $2) AS overdue, \
+                    max(i.days_past_due) FILTER (WHERE i.outcome = $2) AS overdue_days_max, \
+                    count(*) FILTER (WHERE i.outcome = ANY($3)) AS on_time \
+             FROM installment_states i \
+             WHERE i.customer_id = c.customer_id AND i.installment_sequence > 0) s",
     )
-    .bind(customer_id)
-    .bind([
-        DecisionPurpose::CreditLineApplication as i16,
-        DecisionPurpose::LimitIncrease as i16,
-    ])
-    .fetch_one(conn)
-    .await
+    .bind(customer_ids)
+    .bind(RepaymentOutcomeKind::Missed as i16)
+    .bind(ON_TIME)
+    .bind(BASELINE_PURPOSES)
+    .fetch_all(conn)
+    .await?;
+    let by_customer: HashMap<Uuid, ReviewInputs> = rows
+        .into_iter()
+        .map(
+            |(customer_id, overdue, overdue_days_max, on_time, frozen, baseline_score)| {
+                let standing = Standing {
+                    overdue_installments: overdue,
+                    overdue_days_max,
+                    on_time_installments: on_time,
+                    frozen_by_policy: frozen,
+                };
+                (
+                    customer_id,
+                    ReviewInputs {
+                        standing,
+                        baseline_score,
+                    },
+                )
+            },
+        )
+        .collect();
+    Ok(customer_ids
+        .iter()
+        .map(|id| by_customer.get(id).copied().unwrap_or_default())
+        .collect())
 }
 
 /// Records what an applied change means for the policy's memory: a freeze by the
