@@ -30,7 +30,7 @@ use tokio_util::sync::CancellationToken;
 pub use config::EventsConfig;
 pub use consumer::{BatchFailure, Consumer, Fresh, GroupStart, Handler, HandlerError};
 pub use metrics::EventsMetrics;
-pub use outbox::{Appended, NewEvent, append};
+pub use outbox::{Appended, NewEvent, append, append_batch};
 pub use relay::Relay;
 
 /// The outbox and dedupe tables, applied in every service's database with the

@@ -120,6 +120,105 @@ pub async fn append(
     })
 }
 
+/// Events one [`append_batch`] statement writes at most; a longer batch is written in
+/// statements of this many (one transaction still: the caller's).
+pub const APPEND_BATCH_MAX: usize = 1_000;
+
+/// Writes `events`, in order, to the outbox on `connection` (inside the caller's
+/// transaction, as [`append`]), one statement per [`APPEND_BATCH_MAX`] events instead of
+/// one round trip per event: for producers that emit many events in one transaction,
+/// such as the ledger's end of day (a reminder per instalment due soon).
+///
+/// The envelope of each event is filled in as [`append`] does (one trace context: the
+/// current span's). Ordering is [`append`]'s: the statement first takes the advisory
+/// lock of every customer of the chunk, in ascending hash order (so two batch writers
+/// cannot deadlock on each other), then draws the ids in the order of `events`; a
+/// customer's events keep their relative order and follow earlier commits.
+pub async fn append_batch(
+    connection: &mut PgConnection,
+    producer: &str,
+    events: Vec<NewEvent>,
+) -> Result<Vec<Appended>, sqlx::Error> {
+    let (traceparent, tracestate) = current_trace_context();
+    let mut written = Vec::with_capacity(events.len());
+    let mut events = events.into_iter().peekable();
+    while events.peek().is_some() {
+        let chunk: Vec<Appended> = events
+            .by_ref()
+            .take(APPEND_BATCH_MAX)
+            .map(|event| {
+                let event_id = Uuid::now_v7();
+                Appended {
+                    event_id,
+                    event: Event {
+                        event_id: event_id.to_string(),
+                        event_type: event_type_of(&event.payload) as i32,
+                        occurred_at: Some(prost_types::Timestamp::from(SystemTime::now())),
+                        customer_id: event.customer_id.to_string(),
+                        traceparent: traceparent.clone(),
+                        tracestate: tracestate.clone(),
+                        producer: producer.to_owned(),
+                        business_date: event.business_date,
+                        payload: Some(event.payload),
+                    },
+                }
+            })
+            .collect();
+        debug_assert!(chunk.len() <= APPEND_BATCH_MAX);
+        let mut event_ids = Vec::with_capacity(chunk.len());
+        let mut customer_ids = Vec::with_capacity(chunk.len());
+        let mut hashes = Vec::with_capacity(chunk.len());
+        let mut partitions = Vec::with_capacity(chunk.len());
+        let mut event_types = Vec::with_capacity(chunk.len());
+        let mut payloads = Vec::with_capacity(chunk.len());
+        for appended in &chunk {
+            let event = &appended.event;
+            let customer_id = Uuid::parse_str(&event.customer_id)
+                .map_err(|err| sqlx::Error::Encode(Box::new(err)))?;
+            let hash = customer_hash(&event.customer_id);
+            event_ids.push(appended.event_id);
+            customer_ids.push(customer_id);
+            hashes.push(hash as i32);
+            partitions.push(partition_of(hash) as i16);
+            event_types.push(event.event_type().as_str_name());
+            payloads.push(event.encode_to_vec());
+        }
+        // The locks are taken (sorted, once per hash) before any row draws its id from
+        // the sequence: `locked` is joined into the INSERT's input, and `OFFSET 0` keeps
+        // the planner from flattening the ordered lock query into it.
+        sqlx::query(
+            "WITH locked AS (
+               SELECT count(pg_advisory_xact_lock($1, hash)) AS locks
+               FROM (SELECT DISTINCT hash FROM unnest($3::int4[]) AS hash
+                     ORDER BY hash OFFSET 0) AS sorted
+             )
+             INSERT INTO outbox (event_id, customer_id, partition, event_type, payload)
+             SELECT event.event_id, event.customer_id, event.partition, event.event_type,
+                    event.payload
+             FROM locked,
+                  unnest($2::uuid[], $4::uuid[], $5::int2[], $6::text[], $7::bytea[])
+                    WITH ORDINALITY
+                    AS event(event_id, customer_id, partition, event_type, payload, position)
+             WHERE locked.locks >= 0
+             ORDER BY event.position",
+        )
+        .bind(APPEND_LOCK_CLASS)
+        .bind(&event_ids)
+        .bind(&hashes)
+        .bind(&customer_ids)
+        .bind(&partitions)
+        .bind(&event_types)
+        .bind(&payloads)
+        .execute(&mut *connection)
+        .await?;
+        written.extend(chunk);
+    }
+    if !written.is_empty() {
+        APPENDED.send_modify(|count| *count = count.wrapping_add(written.len() as u64));
+    }
+    Ok(written)
+}
+
 /// Wakes the relays of every process on this database when the caller's transaction
 /// commits (`NOTIFY`; dropped on rollback). For producers that run no relay of their
 /// own; not for a hot path (see [`append`]).

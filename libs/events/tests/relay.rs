@@ -7,7 +7,7 @@ mod common;
 use std::time::Duration;
 
 use common::{RedisServer, World, assert_complete_and_ordered, event_of, eventually};
-use microloan_events::append;
+use microloan_events::{append, append_batch, outbox::APPEND_BATCH_MAX};
 use microloan_platform::testing;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -190,16 +190,7 @@ async fn a_second_writer_for_the_same_customer_waits_so_ids_follow_commit_order(
     });
     eventually(
         "the second writer waits for the customer's lock",
-        || async {
-            let waiting: i64 = sqlx::query_scalar(
-                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted
-               AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
-            )
-            .fetch_one(&world.pool)
-            .await
-            .expect("pg_locks");
-            waiting == 1
-        },
+        || async { world.advisory_locks_waiting().await == 1 },
     )
     .await;
     append(&mut first, "test", event_of(customer, 1))
@@ -223,6 +214,71 @@ async fn a_second_writer_for_the_same_customer_waits_so_ids_follow_commit_order(
         })
         .expect("rows");
     assert_eq!(sequences, [0, 1, 2], "id order is commit order");
+    world.finish().await;
+}
+
+/// A batch longer than one statement, customers interleaved, and a second writer for
+/// one of its customers: every event is written once, each customer's in the batch's
+/// order, and the second writer's event follows the batch (it waited for its lock).
+#[tokio::test]
+async fn a_batch_append_writes_every_event_in_order_and_holds_its_customers_locks() {
+    let world = World::new(&testing::redis_url(), |_| {}).await;
+    let customers: Vec<Uuid> = (0..7).map(|_| Uuid::new_v4()).collect();
+    let per_customer = i32::try_from(APPEND_BATCH_MAX * 2 / customers.len() + 3).expect("fits");
+    // Interleaved: customer 0's sequence 0, customer 1's sequence 0, ..., then 1s.
+    let batch: Vec<_> = (0..per_customer)
+        .flat_map(|sequence| customers.iter().map(move |c| event_of(*c, sequence)))
+        .collect();
+    let total = batch.len();
+    assert!(total > 2 * APPEND_BATCH_MAX, "three statements at least");
+
+    let mut tx = world.pool.begin().await.expect("begin");
+    assert!(
+        append_batch(&mut tx, "test", Vec::new())
+            .await
+            .expect("empty")
+            .is_empty()
+    );
+    let written = append_batch(&mut tx, "test", batch).await.expect("batch");
+    assert_eq!(written.len(), total);
+    let distinct: std::collections::HashSet<_> = written.iter().map(|w| w.event_id).collect();
+    assert_eq!(distinct.len(), total, "one id per event");
+    assert!(written.iter().all(|w| w.event.producer == "test"));
+
+    let pool = world.pool.clone();
+    let late_customer = customers[3];
+    let second = tokio::spawn(async move {
+        let mut tx = pool.begin().await.expect("begin");
+        append(&mut tx, "test", event_of(late_customer, per_customer))
+            .await
+            .expect("append");
+        tx.commit().await.expect("commit");
+    });
+    eventually("the second writer waits for the batch's lock", || async {
+        world.advisory_locks_waiting().await == 1
+    })
+    .await;
+    tx.commit().await.expect("commit");
+    second.await.expect("second writer");
+
+    world.publish_all().await;
+    let events = world.stream_events().await;
+    assert_eq!(events.len(), total + 1);
+    let late: Vec<_> = events
+        .iter()
+        .filter(|event| event.customer_id == late_customer.to_string())
+        .map(common::sequence_of)
+        .collect();
+    assert_eq!(
+        late.last(),
+        Some(&per_customer),
+        "the late event comes last"
+    );
+    let without_late: Vec<_> = events
+        .into_iter()
+        .filter(|event| common::sequence_of(event) < per_customer)
+        .collect();
+    assert_complete_and_ordered(&without_late, &customers, per_customer, true);
     world.finish().await;
 }
 

@@ -207,6 +207,18 @@ impl World {
             .collect()
     }
 
+    /// Advisory-lock requests of this database that wait (a writer blocked on a
+    /// customer's outbox lock).
+    pub async fn advisory_locks_waiting(&self) -> i64 {
+        sqlx::query_scalar(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted
+               AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .expect("pg_locks")
+    }
+
     pub async fn unpublished(&self) -> i64 {
         sqlx::query_scalar("SELECT count(*) FROM outbox WHERE published_at IS NULL")
             .fetch_one(&self.pool)
