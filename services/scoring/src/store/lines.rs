@@ -27,11 +27,13 @@ const ON_TIME: [i16; 2] = [
     RepaymentOutcomeKind::OnTime as i16,
     RepaymentOutcomeKind::Early as i16,
 ];
-/// Decisions whose score is the baseline when the policy has not raised the line.
-const BASELINE_PURPOSES: [i16; 2] = [
-    DecisionPurpose::CreditLineApplication as i16,
-    DecisionPurpose::LimitIncrease as i16,
-];
+// The baseline's decisions (application, limit increase) are written into the
+// statement below as `purpose IN (1, 2)`, the predicate of the partial index
+// decisions_baseline (migration 0040), which a bound parameter would not match.
+const _: () = assert!(
+    DecisionPurpose::CreditLineApplication as i32 == 1
+        && DecisionPurpose::LimitIncrease as i32 == 2
+);
 
 /// What a review reads from scoring's own tables for one customer.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -59,7 +61,7 @@ pub async fn review_inputs(
                 COALESCE(p.frozen_by_policy, false), \
                 COALESCE(p.raise_score, \
                     (SELECT d.score FROM decisions d \
-                     WHERE d.customer_id = c.customer_id AND d.purpose = ANY($4) \
+                     WHERE d.customer_id = c.customer_id AND d.purpose IN (1, 2) \
                      ORDER BY d.decide_time DESC LIMIT 1)) \
          FROM unnest($1::uuid[]) AS c(customer_id) \
          LEFT JOIN line_policy p ON p.customer_id = c.customer_id \
@@ -73,7 +75,6 @@ pub async fn review_inputs(
     .bind(customer_ids)
     .bind(RepaymentOutcomeKind::Missed as i16)
     .bind(ON_TIME)
-    .bind(BASELINE_PURPOSES)
     .fetch_all(conn)
     .await?;
     let by_customer: HashMap<Uuid, ReviewInputs> = rows
