@@ -84,18 +84,8 @@ pub async fn append(
 ) -> Result<Appended, sqlx::Error> {
     let event_id = Uuid::now_v7();
     let event_type = event_type_of(&event.payload);
-    let (traceparent, tracestate) = current_trace_context();
-    let envelope = Event {
-        event_id: event_id.to_string(),
-        event_type: event_type as i32,
-        occurred_at: Some(prost_types::Timestamp::from(SystemTime::now())),
-        customer_id: event.customer_id.to_string(),
-        traceparent,
-        tracestate,
-        producer: producer.to_owned(),
-        business_date: event.business_date,
-        payload: Some(event.payload),
-    };
+    let customer_id = event.customer_id;
+    let envelope = envelope(event_id, producer, &current_trace_context(), event);
     let hash = customer_hash(&envelope.customer_id);
     // One round trip: the CTE takes the customer's lock before the INSERT draws the id
     // from the sequence.
@@ -107,7 +97,7 @@ pub async fn append(
     .bind(APPEND_LOCK_CLASS)
     .bind(hash as i32)
     .bind(event_id)
-    .bind(event.customer_id)
+    .bind(customer_id)
     .bind(partition_of(hash) as i16)
     .bind(event_type.as_str_name())
     .bind(envelope.encode_to_vec())
@@ -139,50 +129,31 @@ pub async fn append_batch(
     producer: &str,
     events: Vec<NewEvent>,
 ) -> Result<Vec<Appended>, sqlx::Error> {
-    let (traceparent, tracestate) = current_trace_context();
+    let trace_context = current_trace_context();
     let mut written = Vec::with_capacity(events.len());
     let mut events = events.into_iter().peekable();
     while events.peek().is_some() {
-        let chunk: Vec<Appended> = events
-            .by_ref()
-            .take(APPEND_BATCH_MAX)
-            .map(|event| {
-                let event_id = Uuid::now_v7();
-                Appended {
-                    event_id,
-                    event: Event {
-                        event_id: event_id.to_string(),
-                        event_type: event_type_of(&event.payload) as i32,
-                        occurred_at: Some(prost_types::Timestamp::from(SystemTime::now())),
-                        customer_id: event.customer_id.to_string(),
-                        traceparent: traceparent.clone(),
-                        tracestate: tracestate.clone(),
-                        producer: producer.to_owned(),
-                        business_date: event.business_date,
-                        payload: Some(event.payload),
-                    },
-                }
-            })
-            .collect();
-        debug_assert!(chunk.len() <= APPEND_BATCH_MAX);
-        let mut event_ids = Vec::with_capacity(chunk.len());
-        let mut customer_ids = Vec::with_capacity(chunk.len());
-        let mut hashes = Vec::with_capacity(chunk.len());
-        let mut partitions = Vec::with_capacity(chunk.len());
-        let mut event_types = Vec::with_capacity(chunk.len());
-        let mut payloads = Vec::with_capacity(chunk.len());
-        for appended in &chunk {
-            let event = &appended.event;
-            let customer_id = Uuid::parse_str(&event.customer_id)
-                .map_err(|err| sqlx::Error::Encode(Box::new(err)))?;
+        let mut event_ids = Vec::with_capacity(APPEND_BATCH_MAX);
+        let mut customer_ids = Vec::with_capacity(APPEND_BATCH_MAX);
+        let mut hashes = Vec::with_capacity(APPEND_BATCH_MAX);
+        let mut partitions = Vec::with_capacity(APPEND_BATCH_MAX);
+        let mut event_types = Vec::with_capacity(APPEND_BATCH_MAX);
+        let mut payloads = Vec::with_capacity(APPEND_BATCH_MAX);
+        let mut chunk = Vec::with_capacity(APPEND_BATCH_MAX);
+        for event in events.by_ref().take(APPEND_BATCH_MAX) {
+            let event_id = Uuid::now_v7();
+            let event_type = event_type_of(&event.payload);
+            customer_ids.push(event.customer_id);
+            let event = envelope(event_id, producer, &trace_context, event);
             let hash = customer_hash(&event.customer_id);
-            event_ids.push(appended.event_id);
-            customer_ids.push(customer_id);
+            event_ids.push(event_id);
             hashes.push(hash as i32);
             partitions.push(partition_of(hash) as i16);
-            event_types.push(event.event_type().as_str_name());
+            event_types.push(event_type.as_str_name());
             payloads.push(event.encode_to_vec());
+            chunk.push(Appended { event_id, event });
         }
+        debug_assert!(chunk.len() <= APPEND_BATCH_MAX);
         // The locks are taken (sorted, once per hash) before any row draws its id from
         // the sequence: `locked` is joined into the INSERT's input, and `OFFSET 0` keeps
         // the planner from flattening the ordered lock query into it.
@@ -217,6 +188,26 @@ pub async fn append_batch(
         APPENDED.send_modify(|count| *count = count.wrapping_add(written.len() as u64));
     }
     Ok(written)
+}
+
+/// The envelope of `event`: what [`append`] and [`append_batch`] store and publish.
+fn envelope(
+    event_id: Uuid,
+    producer: &str,
+    (traceparent, tracestate): &(String, String),
+    event: NewEvent,
+) -> Event {
+    Event {
+        event_id: event_id.to_string(),
+        event_type: event_type_of(&event.payload) as i32,
+        occurred_at: Some(prost_types::Timestamp::from(SystemTime::now())),
+        customer_id: event.customer_id.to_string(),
+        traceparent: traceparent.clone(),
+        tracestate: tracestate.clone(),
+        producer: producer.to_owned(),
+        business_date: event.business_date,
+        payload: Some(event.payload),
+    }
 }
 
 /// Wakes the relays of every process on this database when the caller's transaction

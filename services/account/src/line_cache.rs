@@ -103,16 +103,9 @@ impl LineCache {
         if versions.is_empty() {
             return PutOutcome::Written;
         }
-        let ttl_seconds = self.ttl.as_secs().max(1);
         let mut pipe = redis::pipe();
         for (customer_id, version) in versions {
-            pipe.cmd("EVAL")
-                .arg(PUT_SCRIPT)
-                .arg(1)
-                .arg(self.key(*customer_id))
-                .arg(*version)
-                .arg(Vec::<u8>::new())
-                .arg(ttl_seconds)
+            pipe.add_command(self.put_command(*customer_id, *version, Vec::new()))
                 .ignore();
         }
         let written = bounded(async {
@@ -126,20 +119,24 @@ impl LineCache {
         }
     }
 
+    /// The versioned write of `bytes` (empty: a tombstone) at `version` (PUT_SCRIPT).
+    fn put_command(&self, customer_id: Uuid, version: i64, bytes: Vec<u8>) -> redis::Cmd {
+        let mut command = redis::cmd("EVAL");
+        command
+            .arg(PUT_SCRIPT)
+            .arg(1)
+            .arg(self.key(customer_id))
+            .arg(version)
+            .arg(bytes)
+            .arg(self.ttl.as_secs().max(1));
+        command
+    }
+
     async fn write(&self, customer_id: Uuid, version: i64, bytes: Vec<u8>) -> PutOutcome {
-        let key = self.key(customer_id);
-        let ttl_seconds = self.ttl.as_secs().max(1);
+        let command = self.put_command(customer_id, version, bytes);
         let written = bounded(async {
             let mut connection = self.cache.connection().await?;
-            redis::cmd("EVAL")
-                .arg(PUT_SCRIPT)
-                .arg(1)
-                .arg(&key)
-                .arg(version)
-                .arg(bytes)
-                .arg(ttl_seconds)
-                .query_async::<i64>(&mut connection)
-                .await
+            command.query_async::<i64>(&mut connection).await
         })
         .await;
         match written {
